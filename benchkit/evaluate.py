@@ -1,0 +1,213 @@
+"""`benchkit eval` as a function: spec + prompt set + seeds + metrics -> a run directory.
+
+Generation appends to the RunDir batch by batch (so a killed run resumes), then metrics are
+computed from the images on disk, so a resumed run scores exactly what an uninterrupted one
+would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchkit.errors import BenchkitError
+from benchkit.generation import Generator, Item
+from benchkit.hardware import (dtype_name, fingerprint, peak_memory_bytes, reset_peak_memory, resolve_device,
+                               resolve_dtype, synchronize)
+from benchkit.loading import load_model
+from benchkit.progress import progress_bar
+from benchkit.rundir import RunDir, read_image
+from benchkit.spec import ModelSpec, spec_hash
+from metrics import MetricContext, SampleBatch, build_metrics, parse_metric_names
+from prompts import PromptSet
+
+DEFAULT_METRICS = ["toy-fid", "toy-alignment", "toy-diversity", "latency"]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("BENCHKIT_CACHE", Path.home() / ".cache" / "benchkit"))
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def make_items(prompt_set: PromptSet, seeds: list[int]) -> list[Item]:
+    return [
+        Item(r.prompt_id, r.prompt, s, tuple(sorted(r.meta.items())))
+        for r in prompt_set.records
+        for s in seeds
+    ]
+
+
+def _batches(items: list[Item], size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_eval(
+    spec: ModelSpec,
+    prompt_set: PromptSet,
+    seeds: list[int],
+    out: Path,
+    metrics: list[str] | None = None,
+    device: str = "auto",
+    dtype: str | None = None,
+    batch_size: int = 8,
+    warmup_batches: int = 1,
+    cache_dir: Path | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Generate every (prompt, seed) item not yet in ``out``, then score the whole run."""
+    metric_names = parse_metric_names(metrics or DEFAULT_METRICS)  # fail before loading anything
+    if batch_size < 1:
+        raise BenchkitError(f"--batch-size must be at least 1, got {batch_size}")
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    dev = resolve_device(device)
+    dt_ = resolve_dtype(dtype or spec.dtype, dev)
+    reset_peak_memory(dev)
+    model = load_model(spec, dev, dt_, cache_dir)
+    generator = Generator(model, spec.recipe)
+
+    identity = {
+        "spec_hash": spec_hash(spec, model.weights_sha256),
+        "prompt_set_sha256": prompt_set.sha256,
+        "prompt_subset": prompt_set.subset,
+        "seeds": seeds,
+        "dtype": dtype_name(dt_),
+        "device_type": dev.type,
+    }
+    manifest = {
+        "benchkit_run": 1,
+        "created": now(),
+        "spec": spec.to_dict(),
+        "model": {"path": str(model.path), "weights_sha256": model.weights_sha256, "files": model.weight_files,
+                  "size_bytes": model.size_bytes, "resolution": [generator.height, generator.width]},
+        "prompt_set": prompt_set.describe(),
+        "seeds": seeds,
+        "seed_policy": "per item: sha256(prompt_id, seed) -> torch.Generator(cpu)",
+        "device": dev.type,
+        "dtype": dtype_name(dt_),
+        "batch_size": batch_size,
+        "warmup_batches": warmup_batches,
+        "hardware": fingerprint(include_dtype_support=False),
+        "git_sha": git_sha(),
+        "command": "eval",
+    }
+    run = RunDir.open(out, identity, manifest, overwrite=overwrite)
+    done = run.recover()
+    items = make_items(prompt_set, seeds)
+    todo = [it for it in items if it.key not in done]
+    session: dict[str, Any] = {"started": now(), "pid": os.getpid(), "load_seconds": model.load_seconds,
+                               "resumed_with": len(done), "generated": 0, "batch_size": batch_size}
+    data = run.manifest()
+    data["sessions"].append(session)
+    data["status"] = "running"
+    run.update_manifest(**data)
+
+    if todo:
+        run.check_free_space(len(todo), generator.height * generator.width * 3)
+        if warmup_batches > 0:
+            start = time.perf_counter()
+            for _ in range(warmup_batches):
+                generator.generate(todo[:batch_size])
+            synchronize(dev)
+            session["warmup_seconds"] = time.perf_counter() - start
+        with progress_bar(show_progress) as bar:
+            task = bar.add_task(f"generate {spec.name}", total=len(items), completed=len(done), info="")
+            for index, batch in enumerate(_batches(todo, batch_size)):
+                synchronize(dev)
+                start = time.perf_counter()
+                images = generator.generate(batch)
+                synchronize(dev)
+                seconds = time.perf_counter() - start
+                batch_id = f"s{len(data['sessions'])}-b{index}"
+                records = [
+                    {"prompt_id": it.prompt_id, "prompt": it.prompt, "seed": it.seed, "meta": dict(it.meta),
+                     "seconds": seconds / len(batch), "batch_id": batch_id, "batch_seconds": seconds,
+                     "batch_size": len(batch)}
+                    for it in batch
+                ]
+                run.write_batch(records, images)
+                session["generated"] += len(batch)
+                bar.update(task, advance=len(batch), info=f"{seconds / len(batch) * 1000:.1f} ms/img")
+    peak, kind = peak_memory_bytes(dev)
+    session.update(peak_memory_bytes=peak, peak_memory_kind=kind, finished=now())
+    data = run.manifest()
+    data["sessions"][-1] = session
+    data["model"]["unet_calls_per_image"] = generator.unet_calls_per_image or _calls_from_recipe(spec)
+    run.update_manifest(**data)
+
+    results = score_run(run, metric_names, cache_dir, dev, show_progress)
+    run.update_manifest(status="complete", completed=now())
+    return results
+
+
+def _calls_from_recipe(spec: ModelSpec) -> int:
+    return spec.recipe.steps * (2 if spec.recipe.uses_cfg else 1)
+
+
+def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: torch.device,
+              show_progress: bool = True, batch_size: int = 256) -> dict[str, Any]:
+    """Compute metrics over every committed image of a run and write results.json."""
+    manifest = run.manifest()
+    records = run.records()
+    if not records:
+        raise BenchkitError(f"{run.path} has no images to score")
+    ctx = MetricContext(cache_dir=cache_dir, device=device, manifest=manifest)
+    metric_objs = build_metrics(metric_names, ctx)
+    need_images = any(m.needs_images for m in metric_objs)
+    with progress_bar(show_progress) as bar:
+        task = bar.add_task("score", total=len(records), info=", ".join(metric_names))
+        for start in range(0, len(records), batch_size):
+            recs = records[start : start + batch_size]
+            images = [read_image(run.path / r["file"]) for r in recs] if need_images else []
+            batch = SampleBatch(images, recs)
+            for metric in metric_objs:
+                metric.update(batch)
+            bar.update(task, advance=len(recs))
+    values = [v.to_dict() for metric in metric_objs for v in metric.compute()]
+    results = {
+        "run": {
+            "path": str(run.path),
+            "name": manifest.get("spec", {}).get("name"),
+            "label": manifest.get("label") or _label(manifest),
+            "spec_hash": manifest.get("identity", {}).get("spec_hash"),
+            "prompt_set": manifest.get("prompt_set"),
+            "seeds": manifest.get("seeds"),
+            "n_images": len(records),
+            "device": manifest.get("device"),
+            "dtype": manifest.get("dtype"),
+            "benchkit": (manifest.get("hardware") or {}).get("versions", {}).get("benchkit"),
+            "scored": now(),
+        },
+        "metrics": values,
+    }
+    run.write_results(results)
+    return results
+
+
+def _label(manifest: dict[str, Any]) -> str:
+    spec = manifest.get("spec") or {}
+    recipe = spec.get("recipe") or {}
+    if not recipe:
+        return spec.get("name") or Path(manifest.get("source", "run")).name
+    from benchkit.spec import Recipe
+
+    r = Recipe(**{**recipe, "timesteps": tuple(recipe["timesteps"]) if recipe.get("timesteps") else None})
+    return f"{spec.get('name')} · {r.label()}"

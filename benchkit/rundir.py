@@ -1,0 +1,208 @@
+"""The run directory: an append-only, resumable record of what was generated.
+
+Layout (a contract other tools parse; keys are only ever added)::
+
+    RUN/manifest.json   spec, recipe, prompt set, seeds, hardware, versions, sessions, status
+    RUN/samples.jsonl   one line per image: prompt_id, prompt, seed, file, sha256, seconds, ...
+    RUN/images/         {prompt_id}_{seed}.png
+    RUN/results.json    {"run": {...}, "metrics": [...]}
+
+Crash safety: an image is written to a temporary name and renamed into place, then its
+line is appended to samples.jsonl and fsynced. A line is the commit point: on resume a torn
+last line is cut off, lines whose image is missing or corrupt are dropped, and image files
+without a line are deleted, so every item ends up exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from benchkit.errors import BenchkitError, describe_os_error
+
+MANIFEST = "manifest.json"
+SAMPLES = "samples.jsonl"
+RESULTS = "results.json"
+IMAGES = "images"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise describe_os_error(exc, path) from None
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchkitError(f"{path} not found: is this a benchkit run directory?") from None
+    except ValueError as exc:
+        raise BenchkitError(f"{path} is not valid JSON ({exc}); the file is damaged") from None
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes without metadata, so the same pixels always give the same file and hash."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def read_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("RGB")
+            return np.asarray(im)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise BenchkitError(f"cannot read image {path}: {exc}") from None
+
+
+class RunDir:
+    """One run's folder. Create or reopen with :meth:`open`; generation appends batches."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def images_dir(self) -> Path:
+        return self.path / IMAGES
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def samples_path(self) -> Path:
+        return self.path / SAMPLES
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / RESULTS
+
+    def exists(self) -> bool:
+        return self.manifest_path.exists()
+
+    @classmethod
+    def open(cls, path: Path, identity: dict[str, Any], manifest: dict[str, Any], overwrite: bool = False) -> "RunDir":
+        """Create a new run, or reopen one made with the same identity (else a clear error)."""
+        run = cls(path)
+        if run.path.exists() and overwrite:
+            shutil.rmtree(run.path)
+        if run.exists():
+            old = read_json(run.manifest_path).get("identity", {})
+            if old != identity:
+                diff = next((k for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)), "?")
+                raise BenchkitError(
+                    f"{run.path} holds a run with a different '{diff}'; use another --out, or --overwrite to replace it"
+                )
+            return run
+        if run.path.exists() and any(run.path.iterdir()):
+            raise BenchkitError(f"{run.path} exists and is not a benchkit run; choose an empty or new --out")
+        try:
+            run.images_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise describe_os_error(exc, run.path, "creating") from None
+        write_json_atomic(run.manifest_path, {**manifest, "identity": identity, "status": "running", "sessions": []})
+        return run
+
+    # -- manifest -------------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        return read_json(self.manifest_path)
+
+    def update_manifest(self, **changes: Any) -> dict[str, Any]:
+        data = self.manifest()
+        data.update(changes)
+        write_json_atomic(self.manifest_path, data)
+        return data
+
+    # -- samples --------------------------------------------------------------------------
+    def records(self) -> list[dict[str, Any]]:
+        """Committed sample lines (a torn last line from a crash is ignored)."""
+        if not self.samples_path.exists():
+            return []
+        out = []
+        for line in self.samples_path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break  # only the last line can be torn: everything after a bad line is uncommitted
+        return out
+
+    def recover(self, verify_hashes: bool = True) -> dict[str, dict[str, Any]]:
+        """Repair after a crash and return the committed records by key (prompt_id_seed)."""
+        good: dict[str, dict[str, Any]] = {}
+        for rec in self.records():
+            key = f"{rec['prompt_id']}_{rec['seed']}"
+            if key in good:
+                continue
+            file = self.path / rec["file"]
+            if not file.exists():
+                continue
+            if verify_hashes and hashlib.sha256(file.read_bytes()).hexdigest() != rec["sha256"]:
+                continue
+            good[key] = rec
+        lines = "".join(json.dumps(r) + "\n" for r in good.values())
+        current = self.samples_path.read_text(encoding="utf-8") if self.samples_path.exists() else ""
+        if current != lines:
+            tmp = self.samples_path.with_name(f".{SAMPLES}.tmp")
+            tmp.write_text(lines, encoding="utf-8")
+            os.replace(tmp, self.samples_path)
+        keep = {Path(r["file"]).name for r in good.values()}
+        if self.images_dir.exists():
+            for f in self.images_dir.iterdir():
+                if f.name not in keep:  # uncommitted image or temp file from a killed run
+                    f.unlink()
+        return good
+
+    def write_batch(self, records: list[dict[str, Any]], images: Iterable[np.ndarray]) -> None:
+        """Write images (temp file + rename), then commit their lines with one fsynced append."""
+        try:
+            for rec, image in zip(records, images, strict=True):
+                data = encode_png(image)
+                final = self.images_dir / f"{rec['prompt_id']}_{rec['seed']}.png"
+                tmp = final.with_name(f".{final.name}.tmp")
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, final)
+                rec["file"] = f"{IMAGES}/{final.name}"
+                rec["sha256"] = hashlib.sha256(data).hexdigest()
+            with open(self.samples_path, "a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in records))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise describe_os_error(exc, self.path) from None
+
+    def check_free_space(self, n_images: int, bytes_per_image: int) -> None:
+        """Fail before generating when the disk clearly cannot hold the remaining images."""
+        need = n_images * (bytes_per_image + 512) + (1 << 20)
+        free = shutil.disk_usage(self.path).free
+        if free < need:
+            raise BenchkitError(
+                f"not enough space in {self.path}: about {need / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free; free space or choose another --out"
+            )
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        write_json_atomic(self.results_path, results)
