@@ -1,0 +1,98 @@
+"""The Metric protocol: streaming update / compute / merge over float64 state.
+
+Modelled on torchmetrics: state is running sums, so a metric can be fed in batches,
+sharded across processes (``merge``) and recomputed after a resume. Every value names its
+variant (extractor, weights hash, protocol, scale) so only comparable numbers are compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+
+@dataclass
+class MetricValue:
+    """One number in results.json."""
+
+    name: str
+    value: float
+    unit: str
+    higher_is_better: bool | None
+    n: int
+    variant: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["value"] = float(self.value)
+        return d
+
+
+@dataclass
+class SampleBatch:
+    """Images (uint8 arrays, HxW or HxWx3) with their sample records (prompt_id, prompt, seed, meta...)."""
+
+    images: list[np.ndarray]
+    records: list[dict[str, Any]]
+
+
+@dataclass
+class MetricContext:
+    """What a metric may need besides images: where to cache, which device, the run's manifest."""
+
+    cache_dir: Path
+    device: torch.device = torch.device("cpu")
+    manifest: dict[str, Any] | None = None
+
+
+class Metric:
+    """Base class. Subclasses set ``name`` and implement update/compute/merge."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    needs_images: ClassVar[bool] = True  # False: the metric reads only sample records (latency)
+
+    def __init__(self, ctx: MetricContext):
+        self.ctx = ctx
+
+    def update(self, batch: SampleBatch) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> list[MetricValue]:
+        raise NotImplementedError
+
+    def merge(self, other: "Metric") -> None:
+        raise NotImplementedError
+
+
+class FeatureMoments:
+    """Running float64 sums for a feature mean and covariance (mergeable across shards)."""
+
+    def __init__(self, dim: int):
+        self.n = 0
+        self.sum = np.zeros(dim, dtype=np.float64)
+        self.outer = np.zeros((dim, dim), dtype=np.float64)
+
+    def update(self, features: np.ndarray) -> None:
+        f = np.asarray(features, dtype=np.float64)
+        self.n += len(f)
+        self.sum += f.sum(axis=0)
+        self.outer += f.T @ f
+
+    def merge(self, other: "FeatureMoments") -> None:
+        self.n += other.n
+        self.sum += other.sum
+        self.outer += other.outer
+
+    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and unbiased covariance (N-1), as numpy.cov computes them."""
+        if self.n < 2:
+            raise ValueError("need at least 2 samples for a covariance")
+        mu = self.sum / self.n
+        cov = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+        return mu, cov

@@ -1,0 +1,80 @@
+"""Latency from what generation recorded: per-image and per-batch percentiles, throughput,
+cold start, warm-up, peak memory, size on disk and the measured number of UNet calls.
+
+Timings are taken by the engine around each batch with device synchronisation (cuda/mps)
+after an untimed warm-up batch; this metric only summarises them, so a resumed run keeps
+the timings of every session that contributed images.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from benchkit.errors import BenchkitError
+from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
+
+
+class Latency(Metric):
+    name = "latency"
+    description = "p50/p90 seconds per image and per batch, throughput, cold start, peak memory, size, NFE"
+    needs_images = False
+
+    def __init__(self, ctx: MetricContext):
+        super().__init__(ctx)
+        if not ctx.manifest or "sessions" not in ctx.manifest:
+            raise BenchkitError("latency needs a run made by `benchkit eval` (it reads the timings recorded there)")
+        self.batches: dict[str, tuple[float, int]] = {}
+        self.image_seconds: list[float] = []
+
+    def update(self, batch: SampleBatch) -> None:
+        for rec in batch.records:
+            self.image_seconds.append(float(rec["seconds"]))
+            self.batches[rec["batch_id"]] = (float(rec["batch_seconds"]), int(rec["batch_size"]))
+
+    def merge(self, other: "Latency") -> None:
+        self.image_seconds.extend(other.image_seconds)
+        self.batches.update(other.batches)
+
+    def compute(self) -> list[MetricValue]:
+        m = self.ctx.manifest
+        sessions = m["sessions"]
+        first = sessions[0] if sessions else {}
+        img = np.array(self.image_seconds)
+        bat = np.array([s for s, _ in self.batches.values()])
+        total_images = sum(n for _, n in self.batches.values())
+        variant = {
+            "device": m.get("device"),
+            "dtype": m.get("dtype"),
+            "batch_size": m.get("batch_size"),
+            "hardware": (m.get("hardware") or {}).get("cpu") if m.get("device") == "cpu" else _gpu(m),
+            "torch": (m.get("hardware") or {}).get("versions", {}).get("torch"),
+            "sync": "device synchronize" if m.get("device") in ("cuda", "mps") else "none needed",
+            "warmup_batches": m.get("warmup_batches"),
+        }
+        n = len(img)
+        peak = max(sessions, key=lambda s: s.get("peak_memory_bytes", 0)) if sessions else {}
+        model = m.get("model", {})
+        vals = [
+            MetricValue("latency_image_p50", float(np.percentile(img, 50)), "s", False, n, variant),
+            MetricValue("latency_image_p90", float(np.percentile(img, 90)), "s", False, n, variant),
+            MetricValue("latency_batch_p50", float(np.percentile(bat, 50)), "s", False, len(bat), variant),
+            MetricValue("latency_batch_p90", float(np.percentile(bat, 90)), "s", False, len(bat), variant),
+            MetricValue("throughput", total_images / float(bat.sum()), "images/s", True, total_images, variant),
+            MetricValue("cold_start", float(first.get("load_seconds", float("nan"))), "s", False, 1, variant),
+            MetricValue("warmup", float(first.get("warmup_seconds") or 0.0), "s", False, 1, variant),
+            MetricValue("peak_memory", float(peak.get("peak_memory_bytes", 0)), "bytes", False, len(sessions),
+                        {**variant, "measure": peak.get("peak_memory_kind")}),
+            MetricValue("model_size", float(model.get("size_bytes", 0)), "bytes", False, 1, variant),
+            MetricValue("nfe", float(model.get("unet_calls_per_image", 0)), "unet calls/image", False, n, variant,
+                        {"steps": m.get("spec", {}).get("recipe", {}).get("steps")}),
+        ]
+        return vals
+
+
+def _gpu(manifest: dict) -> str | None:
+    cuda = (manifest.get("hardware") or {}).get("cuda")
+    if cuda and cuda.get("devices"):
+        return cuda["devices"][0]["name"]
+    return "apple-mps" if manifest.get("device") == "mps" else None

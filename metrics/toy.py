@@ -1,0 +1,157 @@
+"""Toy-world metrics: FID, prompt alignment and diversity on the toy digits classifier.
+
+They follow the real metrics' protocols in miniature: toy FID is a Frechet distance over a
+pluggable extractor with cached reference statistics (the scikit-learn digits stand in for
+COCO), toy alignment is the classifier's probability of the prompted digit (as CLIP score
+asks "does the image show the prompt"), toy diversity is the mean pairwise feature distance
+between the seeds of one prompt (as LPIPS diversity).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+
+import numpy as np
+
+from benchkit.errors import BenchkitError
+from benchkit.toy.data import digit_of_prompt, load_digits_uint8
+from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, SampleBatch
+from metrics.features import EXTRACTORS, ToyDigitsExtractor
+from metrics.frechet import frechet_distance
+from metrics.refstats import cached_stats
+
+_EXTRACTOR_CACHE: dict[tuple[str, str], object] = {}
+
+
+def _extractor(name: str, ctx: MetricContext):
+    key = (name, str(ctx.device))
+    if key not in _EXTRACTOR_CACHE:
+        _EXTRACTOR_CACHE[key] = EXTRACTORS[name](ctx.device)
+    return _EXTRACTOR_CACHE[key]
+
+
+class ToyFID(Metric):
+    name = "toy-fid"
+    description = "Frechet distance to the 1,797 scikit-learn digits in toy-classifier feature space"
+    protocol = "toy-v1: grayscale uint8 8x8, /255, no resize"
+
+    def __init__(self, ctx: MetricContext, extractor: str = ToyDigitsExtractor.name):
+        super().__init__(ctx)
+        self.extractor = _extractor(extractor, ctx)
+        self.moments = FeatureMoments(self.extractor.dim)
+
+    def update(self, batch: SampleBatch) -> None:
+        self.moments.update(self.extractor(batch.images))
+
+    def merge(self, other: "ToyFID") -> None:
+        self.moments.merge(other.moments)
+
+    def reference(self):
+        images, _ = load_digits_uint8()
+        parts = {
+            "reference": "sklearn-digits-all",
+            "reference_sha256": __import__("hashlib").sha256(images.tobytes()).hexdigest(),
+            "extractor": self.extractor.name,
+            "extractor_sha256": self.extractor.weights_sha256,
+            "protocol": self.protocol,
+        }
+
+        def compute():
+            ref = FeatureMoments(self.extractor.dim)
+            for start in range(0, len(images), 512):
+                ref.update(self.extractor(list(images[start : start + 512])))
+            mu, sigma = ref.mean_cov()
+            return mu, sigma, ref.n
+
+        return cached_stats(self.ctx.cache_dir, parts, compute)
+
+    def compute(self) -> list[MetricValue]:
+        if self.moments.n < 2:
+            raise BenchkitError("toy-fid needs at least 2 images")
+        mu_r, sigma_r, n_r, key, _ = self.reference()
+        mu, sigma = self.moments.mean_cov()
+        value = frechet_distance(mu, sigma, mu_r, sigma_r)
+        variant = {
+            "extractor": self.extractor.name,
+            "extractor_sha256": self.extractor.weights_sha256,
+            "reference": "sklearn-digits-all",
+            "reference_n": n_r,
+            "reference_stats_key": key,
+            "protocol": self.protocol,
+        }
+        return [MetricValue(self.name, value, "fid", False, self.moments.n, variant)]
+
+
+def _target_digit(record: dict) -> int:
+    meta_digit = record.get("meta", {}).get("digit")
+    if meta_digit not in (None, ""):
+        return int(meta_digit)
+    digit = digit_of_prompt(record["prompt"])
+    if digit is None:
+        raise BenchkitError(f"toy-alignment: prompt {record['prompt']!r} ({record['prompt_id']}) names no single digit")
+    return digit
+
+
+class ToyAlignment(Metric):
+    name = "toy-alignment"
+    description = "Mean toy-classifier probability of the digit the prompt asks for (and top-1 accuracy)"
+
+    def __init__(self, ctx: MetricContext):
+        super().__init__(ctx)
+        self.extractor = _extractor(ToyDigitsExtractor.name, ctx)
+        self.prob_sum = 0.0
+        self.correct = 0
+        self.n = 0
+
+    def update(self, batch: SampleBatch) -> None:
+        probs = self.extractor.probabilities(batch.images)
+        targets = np.array([_target_digit(r) for r in batch.records])
+        self.prob_sum += float(probs[np.arange(len(targets)), targets].sum())
+        self.correct += int((probs.argmax(1) == targets).sum())
+        self.n += len(targets)
+
+    def merge(self, other: "ToyAlignment") -> None:
+        self.prob_sum += other.prob_sum
+        self.correct += other.correct
+        self.n += other.n
+
+    def compute(self) -> list[MetricValue]:
+        variant = {"classifier": self.extractor.name, "classifier_sha256": self.extractor.weights_sha256}
+        return [
+            MetricValue(self.name, self.prob_sum / self.n, "probability", True, self.n, variant,
+                        {"accuracy": self.correct / self.n}),
+        ]
+
+
+class ToyDiversity(Metric):
+    name = "toy-diversity"
+    description = "Mean pairwise L2 distance of toy-classifier features across the seeds of each prompt"
+
+    def __init__(self, ctx: MetricContext):
+        super().__init__(ctx)
+        self.extractor = _extractor(ToyDigitsExtractor.name, ctx)
+        self.by_prompt: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+
+    def update(self, batch: SampleBatch) -> None:
+        feats = self.extractor(batch.images)
+        for rec, f in zip(batch.records, feats):
+            self.by_prompt[rec["prompt_id"]][int(rec["seed"])] = f
+
+    def merge(self, other: "ToyDiversity") -> None:
+        for pid, seeds in other.by_prompt.items():
+            self.by_prompt[pid].update(seeds)
+
+    def compute(self) -> list[MetricValue]:
+        per_prompt = []
+        for seeds in self.by_prompt.values():
+            feats = [seeds[s] for s in sorted(seeds)]
+            if len(feats) < 2:
+                continue
+            per_prompt.append(np.mean([np.linalg.norm(a - b) for a, b in itertools.combinations(feats, 2)]))
+        if not per_prompt:
+            raise BenchkitError("toy-diversity needs at least 2 seeds per prompt (e.g. --seeds 0-3)")
+        variant = {"extractor": self.extractor.name, "extractor_sha256": self.extractor.weights_sha256, "distance": "l2"}
+        n = sum(len(s) for s in self.by_prompt.values())
+        return [MetricValue(self.name, float(np.mean(per_prompt)), "feature-l2", True, n, variant,
+                            {"prompts": len(per_prompt)})]
