@@ -1,0 +1,356 @@
+"""A comparison report over run directories, as Markdown (for repos) and HTML (to share).
+
+Both formats carry the same content: metrics with the best value per metric in bold, a
+warning wherever runs measured a metric differently, the quality-vs-latency plot, where
+each number came from, and the same (prompt, seed) samples from every run side by side.
+The HTML page is self-contained (images and plot inline) so it can be mailed or archived.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+
+from benchkit.errors import BenchkitError, describe_os_error
+from benchkit.rundir import read_image
+from reports.plots import LATENCY_DEFAULT, default_latency, default_quality, quality_latency_plot
+from reports.runs import RunSummary, load_runs, metrics_table
+
+# Variant keys that describe where a number was measured (shown in the provenance table),
+# not how: runs that differ only in these are still comparable.
+CONTEXT_VARIANT_KEYS = frozenset({"device", "dtype", "batch_size", "hardware", "torch", "sync",
+                                  "warmup_batches", "reference_stats_key"})
+GRID_MIN_PX = 64  # small (8x8) samples are upscaled to at least this, so they can be seen
+GRID_GAP_PX = 4
+THUMB_MAX_PX = 256  # large samples are shrunk so the page stays small
+PROMPT_CHARS = 40
+MISSING = "–"
+
+
+@dataclass
+class Cell:
+    text: str
+    bold: bool = False
+
+
+Table = tuple[list[str], list[list[Cell]]]
+
+
+@dataclass
+class Grid:
+    """Samples for the items every run has: ``images[run][item]``."""
+
+    labels: list[str]
+    items: list[tuple[str, int, str]]  # prompt_id, seed, prompt
+    images: list[list[Image.Image]]
+
+
+@dataclass
+class Content:
+    title: str
+    metrics: Table
+    warnings: list[str]
+    plot_svg: bytes | None
+    plot_note: str
+    provenance: Table
+    grid: Grid
+
+
+# -- metrics --------------------------------------------------------------------------------
+def format_value(value: float, unit: str) -> str:
+    """Four significant digits; bytes as MB so memory and size read at a glance."""
+    if math.isnan(value):
+        return MISSING
+    return f"{value / 1e6 if unit == 'bytes' else value:.4g}"
+
+
+def _header(name: str, unit: str) -> str:
+    unit = "MB" if unit == "bytes" else unit
+    return f"{name} ({unit})" if unit else name
+
+
+def best_labels(column: pd.Series, higher_is_better: bool | None) -> set[str]:
+    """Runs holding the best value (ties share it); none when direction is unknown or nothing to compare."""
+    values = column.dropna()
+    if higher_is_better is None or len(values) < 2:
+        return set()
+    best = values.max() if higher_is_better else values.min()
+    return set(values.index[values == best])
+
+
+def metric_cells(table: pd.DataFrame) -> Table:
+    units, directions = table.attrs["unit"], table.attrs["higher_is_better"]
+    best = {name: best_labels(table[name], directions[name]) for name in table.columns}
+    headers = ["run", *(_header(name, units[name]) for name in table.columns)]
+    rows = [
+        [Cell(label), *(Cell(format_value(row[name], units[name]), label in best[name]) for name in table.columns)]
+        for label, row in table.iterrows()
+    ]
+    return headers, rows
+
+
+def variant_conflicts(runs: list[RunSummary]) -> dict[str, list[str]]:
+    """Metric name -> variant keys whose values differ between runs (context keys ignored)."""
+    conflicts: dict[str, list[str]] = {}
+    names = dict.fromkeys(name for run in runs for name in run.metrics)
+    for name in names:
+        variants = [run.metrics[name].get("variant") or {} for run in runs if name in run.metrics]
+        keys = sorted({k for v in variants for k in v} - CONTEXT_VARIANT_KEYS, key=str)
+        differing = [k for k in keys if len({repr(v.get(k)) for v in variants}) > 1]
+        if differing:
+            conflicts[name] = differing
+    return conflicts
+
+
+def _warnings(runs: list[RunSummary]) -> list[str]:
+    return [f"{name} is not comparable between these runs: its variant differs in {', '.join(keys)}."
+            for name, keys in variant_conflicts(runs).items()]
+
+
+# -- provenance -----------------------------------------------------------------------------
+def _get(data: Any, *keys: str) -> Any:
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def seeds_text(seeds: list[int] | None) -> str:
+    """'0–7' for a contiguous range, else the first few seeds and the count."""
+    if not seeds:
+        return MISSING
+    s = sorted(seeds)
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}–{s[-1]}"
+    more = f", … ({len(s)} seeds)" if len(s) > 8 else ""
+    return ", ".join(map(str, s[:8])) + more
+
+
+def _provenance_row(run: RunSummary) -> list[Cell]:
+    m, r = run.manifest, run.results.get("run") or {}
+    prompt_set = m.get("prompt_set") or r.get("prompt_set") or {}
+    spec_hash = r.get("spec_hash") or _get(m, "identity", "spec_hash")
+    values = [
+        run.label,
+        m.get("device") or r.get("device"),
+        m.get("dtype") or r.get("dtype"),
+        m.get("batch_size"),
+        _get(m, "hardware", "versions", "torch"),
+        f"{prompt_set.get('name', '?')} ({prompt_set.get('count', '?')})" if prompt_set else None,
+        seeds_text(m.get("seeds") or r.get("seeds")),
+        spec_hash[:12] if spec_hash else None,
+    ]
+    return [Cell(MISSING if v is None else str(v)) for v in values]
+
+
+def provenance_cells(runs: list[RunSummary]) -> Table:
+    headers = ["run", "device", "dtype", "batch size", "torch", "prompt set (n)", "seeds", "spec hash"]
+    return headers, [_provenance_row(run) for run in runs]
+
+
+# -- samples --------------------------------------------------------------------------------
+def common_items(runs: list[RunSummary]) -> list[tuple[str, int]]:
+    """(prompt_id, seed) pairs present in every run, sorted: only these compare like with like."""
+    keys = [{(rec["prompt_id"], rec["seed"]) for rec in run.records} for run in runs]
+    return sorted(set.intersection(*keys)) if keys else []
+
+
+def _thumbnail(run: RunSummary, record: dict[str, Any]) -> Image.Image:
+    file = Path(record["file"])
+    image = Image.fromarray(read_image(file if file.is_absolute() else run.path / file))
+    image.thumbnail((THUMB_MAX_PX, THUMB_MAX_PX))
+    return image
+
+
+def build_grid(runs: list[RunSummary], max_items: int) -> Grid:
+    items = common_items(runs)[:max(max_items, 0)]
+    by_key = [{(rec["prompt_id"], rec["seed"]): rec for rec in run.records} for run in runs]
+    images = [[_thumbnail(run, recs[item]) for item in items] for run, recs in zip(runs, by_key)]
+    prompts = [str(by_key[0][item].get("prompt", "")) for item in items]
+    return Grid([run.label for run in runs], [(p, s, t) for (p, s), t in zip(items, prompts)], images)
+
+
+def display_size(image: Image.Image) -> tuple[int, int]:
+    """Whole-number upscale to at least GRID_MIN_PX, so pixels stay square and sharp."""
+    w, h = image.size
+    k = max(1, math.ceil(GRID_MIN_PX / max(w, h)))
+    return w * k, h * k
+
+
+def grid_png(grid: Grid) -> Image.Image:
+    """All samples in one picture (rows = runs, columns = items), nearest-neighbour upscaled."""
+    cell = max(max(display_size(im)) for row in grid.images for im in row)
+    n_rows, n_cols = len(grid.images), len(grid.items)
+    size = (n_cols * cell + (n_cols + 1) * GRID_GAP_PX, n_rows * cell + (n_rows + 1) * GRID_GAP_PX)
+    canvas = Image.new("RGB", size, (221, 221, 221))
+    for r, row in enumerate(grid.images):
+        for c, image in enumerate(row):
+            w, h = display_size(image)
+            x = GRID_GAP_PX + c * (cell + GRID_GAP_PX) + (cell - w) // 2
+            y = GRID_GAP_PX + r * (cell + GRID_GAP_PX) + (cell - h) // 2
+            canvas.paste(image.convert("RGB").resize((w, h), Image.Resampling.NEAREST), (x, y))
+    return canvas
+
+
+def _truncate(text: str, n: int = PROMPT_CHARS) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _item_caption(item: tuple[str, int, str]) -> str:
+    prompt_id, seed, prompt = item
+    return f"{_truncate(prompt or prompt_id)} (seed {seed})"
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# -- plot -----------------------------------------------------------------------------------
+def _plot(table: pd.DataFrame) -> tuple[bytes | None, str]:
+    latency = default_latency(list(table.columns))
+    if latency is None:
+        return None, (f"No quality-vs-latency plot: no run has {LATENCY_DEFAULT} "
+                      "(runs from `benchkit score` are not timed).")
+    quality = default_quality(list(table.columns), latency)
+    svg = quality_latency_plot(table, quality, latency) if quality else None
+    if svg is None:
+        return None, f"No quality-vs-latency plot: no run has both a quality metric and {latency}."
+    return svg, f"{quality} against {latency}; the line joins the Pareto front (runs no other run beats on both)."
+
+
+# -- Markdown -------------------------------------------------------------------------------
+def _md_text(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(table: Table) -> list[str]:
+    headers, rows = table
+    lines = ["| " + " | ".join(map(_md_text, headers)) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        cells = [f"**{_md_text(c.text)}**" if c.bold else _md_text(c.text) for c in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def to_markdown(c: Content, plot_file: str | None, grid_file: str | None) -> str:
+    lines = [f"# {c.title}", "", "## Metrics", ""]
+    lines += [f"**Warning:** {w}" for w in c.warnings] + ([""] if c.warnings else [])
+    lines += _md_table(c.metrics) + ["", "Bold: best value per metric.", "", "## Quality vs latency", ""]
+    lines += [f"![quality vs latency]({plot_file})", ""] if plot_file else []
+    lines += [c.plot_note, "", "## Provenance", ""] + _md_table(c.provenance) + ["", "## Samples", ""]
+    if grid_file:
+        lines += [f"![samples]({grid_file})", "", "Rows, top to bottom:", ""]
+        lines += [f"{i}. {_md_text(label)}" for i, label in enumerate(c.grid.labels, 1)]
+        lines += ["", "Columns, left to right:", ""]
+        lines += [f"{i}. {_md_text(_item_caption(item))}" for i, item in enumerate(c.grid.items, 1)]
+    else:
+        lines.append("No (prompt, seed) items are common to all runs.")
+    return "\n".join(lines) + "\n"
+
+
+# -- HTML -----------------------------------------------------------------------------------
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.warning { background: #fff3cd; border-left: 4px solid #e0a800; padding: 6px 10px; }
+.grid th { font-weight: normal; font-size: 0.85em; max-width: 12em; }
+.grid img { image-rendering: pixelated; min-width: 64px; min-height: 64px; }
+"""
+
+
+def _html_table(table: Table, numeric: bool = False) -> str:
+    headers, rows = table
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    td = '<td class="num">' if numeric else "<td>"
+    body = []
+    for row in rows:
+        cells = [f"<th>{html.escape(row[0].text)}</th>"]
+        for c in row[1:]:
+            text = f"<strong>{html.escape(c.text)}</strong>" if c.bold else html.escape(c.text)
+            cells.append(f"{td}{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _html_grid(grid: Grid) -> str:
+    head = "<th>run</th>" + "".join(f"<th>{html.escape(_item_caption(item))}</th>" for item in grid.items)
+    rows = []
+    for label, images in zip(grid.labels, grid.images):
+        cells = []
+        for item, image in zip(grid.items, images):
+            w, h = display_size(image)
+            data = base64.b64encode(_png_bytes(image)).decode("ascii")
+            alt = html.escape(f"{label}: {item[0]} seed {item[1]}")
+            cells.append(f'<td><img src="data:image/png;base64,{data}" width="{w}" height="{h}" alt="{alt}"></td>')
+        rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
+    return f'<table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _inline_svg(svg: bytes) -> str:
+    """The <svg> element alone: the XML prolog and DOCTYPE (an external DTD) do not belong in HTML."""
+    text = svg.decode("utf-8")
+    return text[text.index("<svg"):]
+
+
+def to_html(c: Content) -> str:
+    parts = [f"<h1>{html.escape(c.title)}</h1>", "<h2>Metrics</h2>"]
+    parts += [f'<p class="warning">Warning: {html.escape(w)}</p>' for w in c.warnings]
+    parts += [_html_table(c.metrics, numeric=True), "<p>Bold: best value per metric.</p>"]
+    parts.append("<h2>Quality vs latency</h2>")
+    parts += [f"<figure>{_inline_svg(c.plot_svg)}</figure>"] if c.plot_svg else []
+    parts += [f"<p>{html.escape(c.plot_note)}</p>", "<h2>Provenance</h2>", _html_table(c.provenance)]
+    parts.append("<h2>Samples</h2>")
+    parts.append(_html_grid(c.grid) if c.grid.items else "<p>No (prompt, seed) items are common to all runs.</p>")
+    head = f'<meta charset="utf-8">\n<title>{html.escape(c.title)}</title>\n<style>{CSS}</style>'
+    body = "\n".join(parts)
+    return f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{body}\n</body>\n</html>\n'
+
+
+# -- entry point ----------------------------------------------------------------------------
+def _write(path: Path, data: str | bytes) -> None:
+    try:
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data, encoding="utf-8")
+    except OSError as exc:
+        raise describe_os_error(exc, path) from None
+
+
+def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit report",
+                 max_grid_items: int = 8) -> dict[str, Path]:
+    """Write out_dir/report.md (with quality_latency.svg and grid.png beside it) and out_dir/report.html."""
+    if not run_paths:
+        raise BenchkitError("no runs to report on: pass one or more run directories")
+    runs = load_runs(run_paths)
+    table = metrics_table(runs)
+    svg, note = _plot(table)
+    content = Content(title, metric_cells(table), _warnings(runs), svg, note, provenance_cells(runs),
+                      build_grid(runs, max_grid_items))
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise describe_os_error(exc, out_dir, "creating") from None
+    plot_file = grid_file = None
+    if svg:
+        plot_file = "quality_latency.svg"
+        _write(out_dir / plot_file, svg)
+    if content.grid.items:
+        grid_file = "grid.png"
+        _write(out_dir / grid_file, _png_bytes(grid_png(content.grid)))
+    paths = {"markdown": out_dir / "report.md", "html": out_dir / "report.html"}
+    _write(paths["markdown"], to_markdown(content, plot_file, grid_file))
+    _write(paths["html"], to_html(content))
+    return paths
