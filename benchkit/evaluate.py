@@ -114,6 +114,7 @@ def run_eval(
     items = make_items(prompt_set, seeds)
     todo = [it for it in items if it.key not in done]
     session: dict[str, Any] = {"started": now(), "pid": os.getpid(), "load_seconds": model.load_seconds,
+                               "first_load_in_process": model.first_load_in_process,
                                "resumed_with": len(done), "generated": 0, "batch_size": batch_size}
     data = run.manifest()
     data["sessions"].append(session)

@@ -71,28 +71,40 @@ class Metric:
 
 
 class FeatureMoments:
-    """Running float64 sums for a feature mean and covariance (mergeable across shards)."""
+    """Running float64 mean and scatter matrix of features, mergeable across shards.
+
+    Uses Chan et al.'s pairwise update (batch mean and centred scatter, combined with a
+    correction term) rather than raw sums of x and x x^T, whose difference cancels
+    catastrophically when feature means are large relative to their spread.
+    """
 
     def __init__(self, dim: int):
         self.n = 0
-        self.sum = np.zeros(dim, dtype=np.float64)
-        self.outer = np.zeros((dim, dim), dtype=np.float64)
+        self.mean = np.zeros(dim, dtype=np.float64)
+        self.scatter = np.zeros((dim, dim), dtype=np.float64)
+
+    def _combine(self, n: int, mean: np.ndarray, scatter: np.ndarray) -> None:
+        if n == 0:
+            return
+        total = self.n + n
+        delta = mean - self.mean
+        self.scatter += scatter + np.outer(delta, delta) * (self.n * n / total)
+        self.mean += delta * (n / total)
+        self.n = total
 
     def update(self, features: np.ndarray) -> None:
         f = np.asarray(features, dtype=np.float64)
-        self.n += len(f)
-        self.sum += f.sum(axis=0)
-        self.outer += f.T @ f
+        if len(f) == 0:
+            return
+        mean = f.mean(axis=0)
+        centred = f - mean
+        self._combine(len(f), mean, centred.T @ centred)
 
     def merge(self, other: "FeatureMoments") -> None:
-        self.n += other.n
-        self.sum += other.sum
-        self.outer += other.outer
+        self._combine(other.n, other.mean, other.scatter)
 
     def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and unbiased covariance (N-1), as numpy.cov computes them."""
         if self.n < 2:
             raise ValueError("need at least 2 samples for a covariance")
-        mu = self.sum / self.n
-        cov = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
-        return mu, cov
+        return self.mean.copy(), self.scatter / (self.n - 1)

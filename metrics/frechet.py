@@ -4,7 +4,10 @@ FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)).
 The trace term is computed as the sum of square roots of the eigenvalues of the symmetric
 PSD matrix S1^(1/2) S2 S1^(1/2), which has the same eigenvalues as S1 S2. Unlike
 scipy.linalg.sqrtm on the non-symmetric S1 S2 (clean-fid, pytorch-fid) this needs no
-complex part to be discarded and no diagonal offset on singular covariances.
+complex part to be discarded and no diagonal offset on singular covariances. Eigenvalues
+below the numerical-rank tolerance (dim * eps * largest, as numpy.linalg.matrix_rank uses)
+are rounding noise around zero (dead feature units give exactly singular covariances); they
+are set to zero, because a square root would magnify 1e-16 of noise into 1e-8 of FID.
 """
 
 from __future__ import annotations
@@ -12,9 +15,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def _clip_noise(eigenvalues: np.ndarray) -> np.ndarray:
+    tol = eigenvalues.size * np.finfo(np.float64).eps * max(float(np.abs(eigenvalues).max()), 0.0)
+    return np.where(eigenvalues > tol, eigenvalues, 0.0)
+
+
 def _sqrt_psd(s: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh(s)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    return (v * np.sqrt(_clip_noise(w))) @ v.T
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -27,6 +35,6 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     root1 = _sqrt_psd(s1)
     middle = root1 @ s2 @ root1
     eig = np.linalg.eigvalsh((middle + middle.T) / 2)
-    tr_covmean = np.sqrt(np.clip(eig, 0.0, None)).sum()
+    tr_covmean = np.sqrt(_clip_noise(eig)).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)

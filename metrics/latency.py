@@ -62,7 +62,9 @@ class Latency(Metric):
             MetricValue("latency_batch_p50", float(np.percentile(bat, 50)), "s", False, len(bat), variant),
             MetricValue("latency_batch_p90", float(np.percentile(bat, 90)), "s", False, len(bat), variant),
             MetricValue("throughput", total_images / float(bat.sum()), "images/s", True, total_images, variant),
-            MetricValue("cold_start", float(first.get("load_seconds", float("nan"))), "s", False, 1, variant),
+            MetricValue("cold_start", float(first.get("load_seconds", float("nan"))), "s", False, 1,
+                        {**variant, "load": "first in process" if first.get("first_load_in_process", True)
+                         else "process had loaded models before (imports and file cache warm)"}),
             MetricValue("warmup", float(first.get("warmup_seconds") or 0.0), "s", False, 1, variant),
             MetricValue("peak_memory", float(peak.get("peak_memory_bytes", 0)), "bytes", False, len(sessions),
                         {**variant, "measure": peak.get("peak_memory_kind")}),
