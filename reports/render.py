@@ -157,9 +157,16 @@ def provenance_cells(runs: list[RunSummary]) -> Table:
 
 # -- samples --------------------------------------------------------------------------------
 def common_items(runs: list[RunSummary]) -> list[tuple[str, int]]:
-    """(prompt_id, seed) pairs present in every run, sorted: only these compare like with like."""
-    keys = [{(rec["prompt_id"], rec["seed"]) for rec in run.records} for run in runs]
-    return sorted(set.intersection(*keys)) if keys else []
+    """(prompt_id, seed) pairs present in every run: only these compare like with like.
+
+    Ordered seed-major in the first run's prompt order, so a short grid shows many prompts
+    (one seed each) rather than many seeds of the first prompt.
+    """
+    if not runs:
+        return []
+    shared = set.intersection(*[{(rec["prompt_id"], rec["seed"]) for rec in run.records} for run in runs])
+    prompt_order = {pid: i for i, pid in enumerate(dict.fromkeys(rec["prompt_id"] for rec in runs[0].records))}
+    return sorted(shared, key=lambda item: (item[1], prompt_order[item[0]], item[0]))
 
 
 def _thumbnail(run: RunSummary, record: dict[str, Any]) -> Image.Image:

@@ -145,6 +145,8 @@ def test_grid_only_includes_items_common_to_all_runs(tmp_path):
     a = make_run(tmp_path, "a", [metric("toy-fid", 1.0, False)], items=[("p1", 0), ("p1", 1), ("p2", 0)])
     b = make_run(tmp_path, "b", [metric("toy-fid", 2.0, False)], items=[("p2", 0), ("p3", 0), ("p1", 0)])
     assert common_items(load_runs([a, b])) == [("p1", 0), ("p2", 0)]
+    c = make_run(tmp_path, "c", [metric("toy-fid", 1.0, False)], items=[("p2", 0), ("p2", 1), ("p1", 0), ("p1", 1)])
+    assert common_items(load_runs([c])) == [("p2", 0), ("p1", 0), ("p2", 1), ("p1", 1)]  # seed-major, prompt order
     parser = ImageCollector()
     parser.feed(Path(write_report([a, b], tmp_path / "out")["html"]).read_text())
     expected = ["a: p1 seed 0", "a: p2 seed 0", "b: p1 seed 0", "b: p2 seed 0"]
@@ -203,9 +205,10 @@ def test_markdown_references_plot_and_grid_png_of_expected_size(two_runs, tmp_pa
     with Image.open(tmp_path / "out" / "grid.png") as grid:
         cell, gap = 64, GRID_GAP_PX
         assert grid.size == (3 * cell + 4 * gap, 2 * cell + 3 * gap)
-        # Row 1 column 3 is run "slow" (shade 100), item index 2, upscaled nearest-neighbour.
+        # Row 1 column 3 is run "slow" (shade 100); columns are seed-major, so column 3 is
+        # ("digit3-a", 1), written as item index 1; upscaled nearest-neighbour.
         centre = (gap + 2 * (cell + gap) + cell // 2, gap + (cell + gap) + cell // 2)
-        assert grid.convert("L").getpixel(centre) == 102
+        assert grid.convert("L").getpixel(centre) == 101
 
 
 def test_missing_or_invalid_results_raise_benchkit_error(tmp_path):
