@@ -1,0 +1,315 @@
+"""The `benchkit` command line: a thin typer layer over the Python API.
+
+Every user-caused error is a BenchkitError and is printed as one red line (exit status 2);
+a run interrupted by Ctrl-C says how to resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchkit.errors import BenchkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Evaluate and benchmark few-step diffusion models.")
+prompts_app = typer.Typer(no_args_is_help=True, help="List and inspect prompt sets.")
+toy_app = typer.Typer(no_args_is_help=True, help="Retrain the embedded toy world (teacher and classifier).")
+app.add_typer(prompts_app, name="prompts")
+app.add_typer(toy_app, name="toy")
+out = Console()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
+
+
+def default_run_dir(spec, prompt_set, seeds) -> Path:
+    """Deterministic, so re-running the same command resumes the same run."""
+    key = json.dumps({"spec": spec.identity(), "prompts": [prompt_set.sha256, prompt_set.subset], "seeds": seeds}, sort_keys=True)
+    return Path("runs") / f"{_slug(spec.name)}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def print_results(results: dict) -> None:
+    table = Table(title=results["run"].get("label") or results["run"].get("name"), show_lines=False)
+    for col in ("metric", "value", "unit", "n", "better"):
+        table.add_column(col, justify="right" if col in ("value", "n") else "left")
+    for m in results["metrics"]:
+        better = {True: "higher", False: "lower", None: ""}[m["higher_is_better"]]
+        table.add_row(m["name"], f"{m['value']:.6g}", m["unit"], str(m["n"]), better)
+    out.print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option("toy-digits", "--model", "-m", help="Preset name or TOML spec file."),
+    prompts: str = typer.Option("toy-digits", "--prompts", "-p", help="Built-in prompt set or a txt/csv/tsv/jsonl file."),
+    seeds: str = typer.Option("0-3", "--seeds", help="Seeds per prompt: 0-3 or 0,5,9."),
+    metrics: str = typer.Option("toy-fid,toy-alignment,toy-diversity,latency", "--metrics", help="Comma-separated metric names."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: runs/<model>-<hash>; rerun to resume)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override recipe steps."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Override scheduler (ddim, euler, lcm, tcd, ... or a class name)."),
+    spacing: Optional[str] = typer.Option(None, "--spacing", help="Override timestep_spacing (leading, trailing, linspace)."),
+    timesteps: Optional[str] = typer.Option(None, "--timesteps", help="Explicit timesteps, e.g. 999,749,499,249."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Override classifier-free guidance scale."),
+    eta: Optional[float] = typer.Option(None, "--eta", help="Override eta (DDIM/TCD)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N prompts."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: fp32 on cpu, fp16 on gpu)."),
+    warmup: int = typer.Option(1, "--warmup", help="Untimed warm-up batches before timing."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Reference-statistics cache (default $BENCHKIT_CACHE or ~/.cache/benchkit)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run instead of resuming it."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Generate images for a prompt set with a model, score them, and write a run directory."""
+    from benchkit.evaluate import run_eval
+    from benchkit.presets import resolve_spec
+    from prompts import load_prompt_set, parse_seeds
+
+    spec = resolve_spec(model)
+    changes = {"steps": steps, "scheduler": scheduler, "guidance_scale": guidance, "eta": eta}
+    if timesteps:
+        try:
+            changes["timesteps"] = [int(t) for t in timesteps.split(",")]
+        except ValueError:
+            raise BenchkitError(f"--timesteps '{timesteps}': give integers separated by commas, e.g. 999,749,499,249") from None
+    if spacing:
+        changes["scheduler_kwargs"] = {**spec.recipe.scheduler_kwargs, "timestep_spacing": spacing}
+    spec = spec.with_recipe(**changes)
+    prompt_set = load_prompt_set(prompts).limit(limit)
+    seed_list = parse_seeds(seeds)
+    run_dir = out_dir or default_run_dir(spec, prompt_set, seed_list)
+    results = run_eval(spec, prompt_set, seed_list, run_dir, metrics=metrics.split(","), device=device, dtype=dtype,
+                       batch_size=batch_size, warmup_batches=warmup, cache_dir=cache_dir, overwrite=overwrite,
+                       show_progress=not quiet)
+    print_results(results)
+    out.print(f"run written to [bold]{run_dir}[/bold]")
+
+
+@app.command("score")
+def score_cmd(
+    folder: Path = typer.Argument(..., help="Folder of images ({prompt_id}_{seed}.png, or listed in a 'file' column)."),
+    prompts: str = typer.Option(..., "--prompts", "-p", help="Prompt set or file the images were made from."),
+    metrics: str = typer.Option("toy-fid,toy-alignment", "--metrics"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the scored run (default: FOLDER-scored)."),
+    device: str = typer.Option("auto", "--device"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Score a folder of existing images with the same metrics as `eval`."""
+    from benchkit.evaluate import default_cache_dir
+    from benchkit.hardware import resolve_device
+    from benchkit.scoring import score_folder
+    from prompts import load_prompt_set
+
+    target = out_dir or folder.with_name(folder.name + "-scored")
+    results = score_folder(folder, load_prompt_set(prompts), metrics.split(","), target,
+                           cache_dir or default_cache_dir(), resolve_device(device), show_progress=not quiet)
+    print_results(results)
+    out.print(f"results written to [bold]{target / 'results.json'}[/bold]")
+
+
+@app.command("report")
+def report_cmd(
+    runs: list[Path] = typer.Argument(..., help="Run directories to compare."),
+    out_dir: Path = typer.Option(Path("report"), "--out", "-o"),
+    title: str = typer.Option("benchkit report", "--title"),
+):
+    """Markdown and self-contained HTML comparing runs: table, quality-vs-latency plot, image grid."""
+    from reports import write_report
+
+    paths = write_report(runs, out_dir, title=title)
+    out.print(f"report: [bold]{paths['html']}[/bold] and {paths['markdown']}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out_dir: Path = typer.Option(Path("benchkit-demo"), "--out", "-o"),
+    device: str = typer.Option("auto", "--device"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Evaluate the toy teacher at 50, 8, 4, 2 and 1 steps with two schedulers and write the report."""
+    from benchkit.demo import run_demo
+
+    summary = run_demo(out_dir, device=device, show_progress=not quiet)
+    table = Table(title="toy-digits teacher: quality vs steps")
+    for col in ("scheduler", "steps", "toy-fid ↓", "toy-alignment ↑", "ms/image (p50)", "NFE"):
+        table.add_column(col, justify="right")
+    for row in summary["rows"]:
+        table.add_row(row["scheduler"], str(row["steps"]), f"{row['toy-fid']:.2f}", f"{row['toy-alignment']:.3f}",
+                      f"{row['latency_image_p50'] * 1000:.2f}", str(int(row["nfe"])))
+    out.print(table)
+    out.print(f"report: [bold]{summary['report']['html']}[/bold]")
+
+
+@app.command("env")
+def env_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """Hardware and software fingerprint (the same one every manifest records)."""
+    from benchkit.hardware import fingerprint
+
+    fp = fingerprint()
+    if as_json:
+        print(json.dumps(fp, indent=2))
+        return
+    table = Table(title="benchkit env", show_header=False)
+    table.add_column("key")
+    table.add_column("value")
+    for key, value in fp.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    out.print(table)
+
+
+@app.command("models")
+def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """List model presets, their recipes, and whether their weights are present locally."""
+    from benchkit.loading import resolve_base
+    from benchkit.presets import PRESETS
+
+    rows = []
+    for spec in PRESETS.values():
+        try:
+            present = resolve_base(spec.base).is_dir()
+        except BenchkitError:
+            present = False
+        rows.append({**spec.to_dict(), "present": present, "recipe_label": spec.recipe.label()})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="model presets")
+    for col in ("name", "base", "recipe", "present", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["base"], r["recipe_label"], "yes" if r["present"] else "[red]missing[/red]", r["description"])
+    out.print(table)
+
+
+@prompts_app.command("list")
+def prompts_list(as_json: bool = typer.Option(False, "--json")):
+    """Built-in prompt sets with their counts, sources and licenses."""
+    from prompts import BUILTIN_SETS, load_prompt_set
+
+    rows = [{"name": name, "count": len(load_prompt_set(name)), **info} for name, info in BUILTIN_SETS.items()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="prompt sets")
+    for col in ("name", "count", "description", "source", "license"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], str(r["count"]), r["description"], r["source"], r["license"])
+    out.print(table)
+
+
+@prompts_app.command("show")
+def prompts_show(name: str = typer.Argument(..., help="Built-in set or prompt file."),
+                 limit: int = typer.Option(20, "--limit")):
+    """Print the first prompts of a set (id, prompt, extra columns)."""
+    from prompts import load_prompt_set
+
+    ps = load_prompt_set(name)
+    table = Table(title=f"{ps.name}: {len(ps)} prompts, sha256 {ps.sha256[:12]}")
+    table.add_column("prompt_id")
+    table.add_column("prompt")
+    table.add_column("meta")
+    for r in ps.records[:limit]:
+        table.add_row(r.prompt_id, r.prompt, json.dumps(r.meta) if r.meta else "")
+    out.print(table)
+
+
+@toy_app.command("train-teacher")
+def toy_train_teacher(
+    out_dir: Path = typer.Option(None, "--out", "-o", help="Where to save (default: the shipped asset folder)."),
+    steps: int = typer.Option(2500, "--steps"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Retrain the toy teacher from scratch (fixed seed: reproduces the shipped weights)."""
+    from benchkit.toy import TEACHER_DIR
+    from benchkit.toy.teacher import TeacherTrainConfig, train_teacher
+
+    target = out_dir or TEACHER_DIR
+    with _training_bar("train teacher") as update:
+        summary = train_teacher(target, TeacherTrainConfig(seed=seed, steps=steps), progress=update)
+    out.print(f"teacher saved to [bold]{target}[/bold]; unet sha256 {summary['unet_sha256']}, final loss {summary['final_loss']:.4f}")
+
+
+@toy_app.command("train-classifier")
+def toy_train_classifier(
+    out_dir: Path = typer.Option(None, "--out", "-o", help="Where to save (default: the shipped asset folder)."),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Retrain the toy digits classifier (the toy FID extractor and alignment scorer)."""
+    from benchkit.toy import CLASSIFIER_DIR
+    from benchkit.toy.classifier import ClassifierTrainConfig, train_classifier
+
+    target = out_dir or CLASSIFIER_DIR
+    with _training_bar("train classifier") as update:
+        summary = train_classifier(target, ClassifierTrainConfig(seed=seed), progress=update)
+    out.print(f"classifier saved to [bold]{target}[/bold]; test accuracy {summary['test_accuracy']:.4f}, sha256 {summary['sha256']}")
+
+
+class _training_bar:
+    def __init__(self, label: str):
+        from benchkit.progress import progress_bar
+
+        self.label = label
+        self.ctx = progress_bar(True)
+
+    def __enter__(self):
+        self.bar = self.ctx.__enter__()
+        self.task = self.bar.add_task(self.label, total=None, info="")
+
+        def update(done: int, total: int, loss: float) -> None:
+            self.bar.update(self.task, completed=done, total=total, info=f"loss {loss:.4f}")
+
+        return update
+
+    def __exit__(self, *exc):
+        return self.ctx.__exit__(*exc)
+
+
+def _quiet_libraries() -> None:
+    """Offline first, and no library chatter (shard-writing bars, config warnings) in our output."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: BenchkitError -> one line on stderr, exit status 2."""
+    _quiet_libraries()
+    err = Console(stderr=True)
+    try:
+        app(args=argv, standalone_mode=False)
+    except BenchkitError as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted: run the same command again to resume where it stopped")
+        sys.exit(130)
+    except Exception as exc:  # click's own usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()
