@@ -1,0 +1,60 @@
+"""CLI: one-line errors with exit status 2, and the commands that need no model."""
+
+import json
+
+import pytest
+
+from benchkit.cli import main
+
+
+def run(capsys, *argv):
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+        raise SystemExit(0)
+    cap = capsys.readouterr()
+    return exc.value.code, cap.out, cap.err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["eval", "-m", "no-such-model"], "unknown model 'no-such-model'"),
+        (["eval", "--metrics", "toy-fid,bogus"], "unknown metric 'bogus'"),
+        (["eval", "-p", "/no/such/prompts.txt"], "cannot read prompt file /no/such/prompts.txt"),
+        (["eval", "-p", "nope-set"], "unknown prompt set 'nope-set'"),
+        (["eval", "--seeds", "3-1"], "--seeds '3-1'"),
+        (["eval", "--device", "cuda"], "--device cuda: no CUDA device"),
+        (["eval", "--dtype", "fp8"], "--dtype fp8: unknown dtype"),
+        (["eval", "--timesteps", "999,x"], "--timesteps '999,x'"),
+        (["eval", "--scheduler", "ddim", "--timesteps", "999"], "does not accept explicit timesteps"),
+    ],
+)
+def test_errors_are_one_line(capsys, tmp_path, argv, message):
+    code, _, err = run(capsys, *argv, "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "--quiet")
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_spec_file(capsys, tmp_path):
+    spec = tmp_path / "m.toml"
+    spec.write_text('extends = "toy-digits"\n[recipe]\nsteps = "four"\n')
+    code, _, err = run(capsys, "eval", "-m", str(spec), "--out", str(tmp_path / "r"))
+    assert code == 2 and "m.toml: field 'recipe.steps' must be int" in err
+
+
+def test_env_json(capsys):
+    code, out, _ = run(capsys, "env", "--json")
+    fp = json.loads(out)
+    assert code == 0
+    assert fp["cpu_count"] >= 1 and fp["versions"]["torch"] and "float32" in fp["dtype_support"]["cpu"]
+
+
+def test_models_and_prompts_json(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    rows = json.loads(out)
+    toy = next(r for r in rows if r["name"] == "toy-digits")
+    assert code == 0 and toy["present"] is True and toy["recipe"]["scheduler"] == "DDIMScheduler"
+    code, out, _ = run(capsys, "prompts", "list", "--json")
+    assert code == 0 and {"name": "toy-digits", "count": 20}.items() <= json.loads(out)[0].items()

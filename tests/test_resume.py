@@ -1,0 +1,72 @@
+"""Kill -9 a real `benchkit eval` process mid-run, start it again, and compare with a clean run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchkit.evaluate import run_eval
+from benchkit.presets import PRESETS
+from prompts import load_prompt_set
+
+ARGS = ["--prompts", "toy-digits", "--limit", "6", "--seeds", "0-3", "--steps", "20", "--batch-size", "1",
+        "--metrics", "toy-fid,toy-alignment,toy-diversity,latency", "--device", "cpu", "--quiet"]
+QUALITY = ("toy-fid", "toy-alignment", "toy-diversity", "nfe", "model_size")
+
+
+def cli(out: Path, cache: Path) -> list[str]:
+    return [sys.executable, "-m", "benchkit.cli", "eval", *ARGS, "--out", str(out), "--cache-dir", str(cache)]
+
+
+def lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def hashes(run: Path) -> dict[str, str]:
+    recs = [json.loads(l) for l in (run / "samples.jsonl").read_text().splitlines()]
+    keys = [f"{r['prompt_id']}_{r['seed']}" for r in recs]
+    assert len(keys) == len(set(keys)), "an item was committed twice"
+    return {f"{r['prompt_id']}_{r['seed']}": r["sha256"] for r in recs}
+
+
+def metric_values(run: Path) -> dict[str, float]:
+    return {m["name"]: m["value"] for m in json.loads((run / "results.json").read_text())["metrics"]}
+
+
+@pytest.mark.parametrize("kill_after", [3, 13])
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path, kill_after):
+    cache = tmp_path / "cache"
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cli(killed, cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while lines(killed / "samples.jsonl") < kill_after and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run finished before it could be killed: " + proc.stderr.read().decode()[-500:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = lines(killed / "samples.jsonl")
+    assert kill_after <= done_at_kill < 24
+    assert not (killed / "results.json").exists()
+
+    resumed = subprocess.run(cli(killed, cache), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    clean = tmp_path / "clean"
+    run_eval(PRESETS["toy-digits"].with_recipe(steps=20), load_prompt_set("toy-digits").limit(6), [0, 1, 2, 3], clean,
+             metrics=["toy-fid", "toy-alignment", "toy-diversity", "latency"], device="cpu", batch_size=1,
+             cache_dir=cache, show_progress=False)
+
+    got, want = hashes(killed), hashes(clean)
+    assert got == want and len(got) == 24
+    assert sorted(p.name for p in (killed / "images").iterdir()) == sorted(f"{k}.png" for k in want)
+    a, b = metric_values(killed), metric_values(clean)
+    for name in QUALITY:
+        assert a[name] == b[name], name
+    manifest = json.loads((killed / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert [s["resumed_with"] for s in manifest["sessions"]] == [0, done_at_kill]
