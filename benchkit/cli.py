@@ -181,14 +181,22 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
         except BenchkitError:
             present = False
         rows.append({**spec.to_dict(), "present": present, "recipe_label": spec.recipe.label()})
+    _print_rows(rows, as_json, "model presets", {
+        "name": lambda r: r["name"], "base": lambda r: r["base"], "recipe": lambda r: r["recipe_label"],
+        "present": lambda r: "yes" if r["present"] else "[red]missing[/red]", "description": lambda r: r["description"],
+    })
+
+
+def _print_rows(rows: list[dict], as_json: bool, title: str, columns: dict) -> None:
+    """Rows as JSON for machines, or as a rich table of the given column -> cell functions."""
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="model presets")
-    for col in ("name", "base", "recipe", "present", "description"):
+    table = Table(title=title)
+    for col in columns:
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["base"], r["recipe_label"], "yes" if r["present"] else "[red]missing[/red]", r["description"])
+        table.add_row(*(cell(r) for cell in columns.values()))
     out.print(table)
 
 
@@ -198,15 +206,8 @@ def prompts_list(as_json: bool = typer.Option(False, "--json")):
     from prompts import BUILTIN_SETS, load_prompt_set
 
     rows = [{"name": name, "count": len(load_prompt_set(name)), **info} for name, info in BUILTIN_SETS.items()]
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    table = Table(title="prompt sets")
-    for col in ("name", "count", "description", "source", "license"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["name"], str(r["count"]), r["description"], r["source"], r["license"])
-    out.print(table)
+    _print_rows(rows, as_json, "prompt sets", {col: (lambda r, c=col: str(r[c]))
+                                               for col in ("name", "count", "description", "source", "license")})
 
 
 @prompts_app.command("show")

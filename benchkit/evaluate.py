@@ -174,7 +174,7 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
     metric_objs = build_metrics(metric_names, ctx)
     need_images = any(m.needs_images for m in metric_objs)
     with progress_bar(show_progress) as bar:
-        task = bar.add_task("score", total=len(records), info=", ".join(metric_names))
+        task = bar.add_task("score", total=len(records), info=f"{len(metric_names)} metrics")
         for start in range(0, len(records), batch_size):
             recs = records[start : start + batch_size]
             images = [read_image(run.path / r["file"]) for r in recs] if need_images else []
