@@ -25,6 +25,7 @@ from benchkit.progress import progress_bar
 from benchkit.rundir import RunDir, read_image
 from benchkit.spec import ModelSpec, spec_hash
 from metrics import MetricContext, SampleBatch, build_metrics, parse_metric_names
+from metrics.breakdown import Breakdown
 from prompts import PromptSet
 
 DEFAULT_METRICS = ["toy-fid", "toy-alignment", "toy-diversity", "latency"]
@@ -172,6 +173,7 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
         raise BenchkitError(f"{run.path} has no images to score")
     ctx = MetricContext(cache_dir=cache_dir, device=device, manifest=manifest)
     metric_objs = build_metrics(metric_names, ctx)
+    breakdown = Breakdown((manifest.get("prompt_set") or {}).get("group_fields") or [], metric_names, ctx)
     need_images = any(m.needs_images for m in metric_objs)
     with progress_bar(show_progress) as bar:
         task = bar.add_task("score", total=len(records), info=f"{len(metric_names)} metrics")
@@ -181,6 +183,7 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
             batch = SampleBatch(images, recs)
             for metric in metric_objs:
                 metric.update(batch)
+            breakdown.update(batch)
             bar.update(task, advance=len(recs))
     values = [v.to_dict() for metric in metric_objs for v in metric.compute()]
     results = {
@@ -198,6 +201,7 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
             "scored": now(),
         },
         "metrics": values,
+        "breakdowns": breakdown.compute(),
     }
     run.write_results(results)
     return results

@@ -62,6 +62,7 @@ class Content:
     plot_note: str
     provenance: Table
     grid: Grid
+    breakdowns: list[tuple[str, Table]]
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -153,6 +154,33 @@ def _provenance_row(run: RunSummary) -> list[Cell]:
 def provenance_cells(runs: list[RunSummary]) -> Table:
     headers = ["run", "device", "dtype", "batch size", "torch", "prompt set (n)", "seeds", "spec hash"]
     return headers, [_provenance_row(run) for run in runs]
+
+
+# -- breakdowns -----------------------------------------------------------------------------
+def breakdown_tables(runs: list[RunSummary]) -> list[tuple[str, Table]]:
+    """One table per (field, metric) found in the runs' results: rows = field values, columns = runs.
+
+    The best run per row is bold when the metric's direction is known and several runs have it.
+    """
+    data: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    meta: dict[str, tuple[str, bool | None]] = {}
+    for run in runs:
+        for group in run.results.get("breakdowns") or []:
+            for m in group["metrics"]:
+                rows = data.setdefault((group["field"], m["name"]), {})
+                rows.setdefault(group["value"], {})[run.label] = float(m["value"])
+                meta[m["name"]] = (m.get("unit", ""), m.get("higher_is_better"))
+    tables = []
+    for (field, name), rows in sorted(data.items()):
+        unit, higher = meta[name]
+        headers = [field] + [run.label for run in runs]
+        body = []
+        for value in sorted(rows):
+            column = pd.Series({run.label: rows[value].get(run.label, math.nan) for run in runs})
+            best = best_labels(column, higher)
+            body.append([Cell(value)] + [Cell(format_value(column[run.label], unit), run.label in best) for run in runs])
+        tables.append((f"{_header(name, unit)} by {field}", (headers, body)))
+    return tables
 
 
 # -- samples --------------------------------------------------------------------------------
@@ -253,7 +281,12 @@ def to_markdown(c: Content, plot_file: str | None, grid_file: str | None) -> str
     lines += [f"**Warning:** {w}" for w in c.warnings] + ([""] if c.warnings else [])
     lines += _md_table(c.metrics) + ["", "Bold: best value per metric.", "", "## Quality vs latency", ""]
     lines += [f"![quality vs latency]({plot_file})", ""] if plot_file else []
-    lines += [c.plot_note, "", "## Provenance", ""] + _md_table(c.provenance) + ["", "## Samples", ""]
+    lines += [c.plot_note, ""]
+    if c.breakdowns:
+        lines += ["## Breakdown", ""]
+        for caption, table in c.breakdowns:
+            lines += [f"### {_md_text(caption)}", ""] + _md_table(table) + [""]
+    lines += ["## Provenance", ""] + _md_table(c.provenance) + ["", "## Samples", ""]
     if grid_file:
         lines += [f"![samples]({grid_file})", "", "Rows, top to bottom:", ""]
         lines += [f"{i}. {_md_text(label)}" for i, label in enumerate(c.grid.labels, 1)]
@@ -316,7 +349,12 @@ def to_html(c: Content) -> str:
     parts += [_html_table(c.metrics, numeric=True), "<p>Bold: best value per metric.</p>"]
     parts.append("<h2>Quality vs latency</h2>")
     parts += [f"<figure>{_inline_svg(c.plot_svg)}</figure>"] if c.plot_svg else []
-    parts += [f"<p>{html.escape(c.plot_note)}</p>", "<h2>Provenance</h2>", _html_table(c.provenance)]
+    parts.append(f"<p>{html.escape(c.plot_note)}</p>")
+    if c.breakdowns:
+        parts.append("<h2>Breakdown</h2>")
+        for caption, table in c.breakdowns:
+            parts += [f"<h3>{html.escape(caption)}</h3>", _html_table(table, numeric=True)]
+    parts += ["<h2>Provenance</h2>", _html_table(c.provenance)]
     parts.append("<h2>Samples</h2>")
     parts.append(_html_grid(c.grid) if c.grid.items else "<p>No (prompt, seed) items are common to all runs.</p>")
     head = f'<meta charset="utf-8">\n<title>{html.escape(c.title)}</title>\n<style>{CSS}</style>'
@@ -344,7 +382,7 @@ def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit re
     table = metrics_table(runs)
     svg, note = _plot(table)
     content = Content(title, metric_cells(table), _warnings(runs), svg, note, provenance_cells(runs),
-                      build_grid(runs, max_grid_items))
+                      build_grid(runs, max_grid_items), breakdown_tables(runs))
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,70 @@
+"""Per-group metrics: the same metrics computed separately for each value of a prompt-set
+field (PartiPrompts category and challenge, VBench dimension, the toy digit).
+
+Each group gets its own metric instances fed with the matching images, so a breakdown value
+is exactly what the metric would give on that subset. A prompt whose field holds a list
+(a VBench prompt probes several dimensions) counts in each of its groups.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from benchkit.errors import BenchkitError
+from metrics.base import Metric, MetricContext, SampleBatch
+
+
+def group_values(record: dict[str, Any], field: str) -> list[str]:
+    value = (record.get("meta") or {}).get(field)
+    if value is None or value == "":
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+class Breakdown:
+    """Image metrics per (field, value); timing metrics are left out (batches mix groups)."""
+
+    def __init__(self, fields: list[str], metric_names: list[str], ctx: MetricContext):
+        from metrics import REGISTRY
+
+        self.fields = list(fields)
+        self.names = [n for n in metric_names if REGISTRY[n].needs_images]
+        self.ctx = ctx
+        self.groups: dict[tuple[str, str], list[Metric]] = {}
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)
+
+    def _metrics(self, key: tuple[str, str]) -> list[Metric]:
+        from metrics import build_metrics
+
+        if key not in self.groups:
+            self.groups[key] = build_metrics(self.names, self.ctx)
+        return self.groups[key]
+
+    def update(self, batch: SampleBatch) -> None:
+        if not self.names:
+            return
+        for field in self.fields:
+            members: dict[str, list[int]] = defaultdict(list)
+            for i, rec in enumerate(batch.records):
+                for value in group_values(rec, field):
+                    members[value].append(i)
+            for value, idx in members.items():
+                sub = SampleBatch([batch.images[i] for i in idx], [batch.records[i] for i in idx])
+                self.counts[(field, value)] += len(idx)
+                for metric in self._metrics((field, value)):
+                    metric.update(sub)
+
+    def compute(self) -> list[dict[str, Any]]:
+        """[{"field", "value", "n", "metrics": [...], "skipped": {name: why}}], sorted by field then value."""
+        out = []
+        for (field, value), metrics in sorted(self.groups.items()):
+            values, skipped = [], {}
+            for metric in metrics:
+                try:
+                    values += [v.to_dict() for v in metric.compute()]
+                except BenchkitError as exc:  # e.g. diversity of a group with one seed
+                    skipped[metric.name] = str(exc)
+            out.append({"field": field, "value": value, "n": self.counts[(field, value)], "metrics": values,
+                        "skipped": skipped})
+        return out
