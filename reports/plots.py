@@ -74,11 +74,20 @@ def quality_latency_plot(df: pd.DataFrame, quality: str, latency: str,
     directions = {**df.attrs.get("higher_is_better", {}), **(higher_is_better or {})}
     units = df.attrs.get("unit", {})
     better_up = directions.get(quality)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     try:
         ax.scatter(data[latency], data[quality], color="tab:blue", zorder=3)
-        for label, (x, y) in data.iterrows():
-            ax.annotate(str(label), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
+        # Points carry numbers and the key sits beside the axes: full run labels are long
+        # and overlap where few-step runs crowd together.
+        key = []
+        for number, (label, (x, y)) in enumerate(data.iterrows(), 1):
+            ax.annotate(str(number), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=9)
+            key.append(f"{number}: {label}")
+        fig.subplots_adjust(left=0.08, right=0.58, bottom=0.12, top=0.9)
+        fig.text(0.6, 0.9, "\n".join(key), fontsize=8, va="top", family="monospace")
+        positive = data[latency][data[latency] > 0]
+        if len(positive) == len(data) and positive.max() > 20 * positive.min():
+            ax.set_xscale("log")  # latencies spanning orders of magnitude (1 to 50 steps)
         if better_up is not None:
             points = list(zip(data[latency], data[quality]))
             front = [points[i] for i in pareto_front(points, better_up)]
@@ -89,7 +98,6 @@ def quality_latency_plot(df: pd.DataFrame, quality: str, latency: str,
         ax.set_ylabel(_axis_title(quality, units.get(quality, ""), better_up))
         ax.set_title(f"{quality} vs {latency}")
         ax.grid(True, alpha=0.3)
-        fig.tight_layout()
         buf = io.BytesIO()
         with plt.rc_context(SVG_RC):
             fig.savefig(buf, format="svg", metadata=NO_SVG_METADATA)
