@@ -61,3 +61,39 @@ def test_malformed_lines_name_the_line(tmp_path):
 def test_limit_records_subset():
     ps = load_prompt_set("toy-digits").limit(3)
     assert len(ps) == 3 and ps.describe()["subset"] == "first 3"
+
+
+def test_limit_after_filter_appends_to_subset():
+    ps = load_prompt_set("toy-digits").filter("digit", "7")
+    assert [r.prompt_id for r in ps.records] == ["digit7-a", "digit7-b"] and ps.subset == "digit=7"
+    assert ps.limit(1).subset == "digit=7; first 1"
+    assert ps.describe()["group_fields"] == ["digit"] and ps.describe()["count"] == 2
+
+
+def test_filter_errors_list_what_is_valid():
+    ps = load_prompt_set("toy-digits")
+    with pytest.raises(BenchkitError, match=r"has no 'category' field; its fields: digit"):
+        ps.filter("category", "Animals")
+    with pytest.raises(BenchkitError, match=r"digit=12; valid values: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9"):
+        ps.filter("digit", "12")
+
+
+def test_sample_is_seeded_and_keeps_file_order():
+    ps = load_prompt_set("toy-digits")
+    a, b, c = ps.sample(5, seed=0), ps.sample(5, seed=0), ps.sample(5, seed=1)
+    ids = [r.prompt_id for r in a.records]
+    assert ids == [r.prompt_id for r in b.records] and ids != [r.prompt_id for r in c.records]
+    assert ids == sorted(ids, key=[r.prompt_id for r in ps.records].index)
+    assert a.subset == "sample 5 of 20 seed 0" and ps.sample(20, seed=3) is ps
+    with pytest.raises(BenchkitError, match="--sample must be at least 1"):
+        ps.sample(0)
+
+
+def test_item_list_loads_back_as_its_prompts(tmp_path):
+    p = tmp_path / "items.csv"
+    p.write_text("prompt_id,seed,prompt\na,0,x\na,1,x\nb,0,y\nb,1,y\n", encoding="utf-8")
+    ps = load_prompt_file(p)
+    assert [(r.prompt_id, r.prompt, r.meta) for r in ps.records] == [("a", "x", {}), ("b", "y", {})]
+    p.write_text("prompt_id,seed,prompt\na,0,x\na,1,other\n", encoding="utf-8")
+    with pytest.raises(BenchkitError, match=r"items.csv:3: prompt id 'a' appears more than once"):
+        load_prompt_file(p)

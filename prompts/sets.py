@@ -1,0 +1,92 @@
+"""PromptSet: an ordered list of prompts with provenance, and the ways to take a subset of it.
+
+Every subset step (filter, sample, limit) appends a readable rule to ``subset``, so a run's
+manifest says exactly which prompts of which file it used, and the same command picks the
+same prompts again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from benchkit.errors import BenchkitError
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    prompt_id: str
+    prompt: str
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def meta_values(record: PromptRecord, name: str) -> list[str]:
+    """The values a meta field holds, as strings; a list field (VBench ``dimension``) holds several."""
+    value = record.meta.get(name)
+    if value is None or value == "":
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+@dataclass
+class PromptSet:
+    name: str
+    records: list[PromptRecord]
+    sha256: str
+    source: str = ""
+    subset: str = "all"
+    group_fields: tuple[str, ...] = ()  # meta fields a report can break metrics down by
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _narrowed(self, records: list[PromptRecord], rule: str) -> "PromptSet":
+        subset = rule if self.subset == "all" else f"{self.subset}; {rule}"
+        return replace(self, records=records, subset=subset)
+
+    def limit(self, n: int | None) -> "PromptSet":
+        """The first n prompts (a documented prefix, e.g. COCO-10k)."""
+        if n is None or n >= len(self.records):
+            return self
+        if n < 1:
+            raise BenchkitError(f"--limit must be at least 1, got {n}")
+        return self._narrowed(self.records[:n], f"first {n}")
+
+    def filter(self, name: str, value: str) -> "PromptSet":
+        """Prompts whose meta ``name`` equals ``value`` or, for a list field, contains it (case-insensitive)."""
+        values: dict[str, str] = {}
+        for r in self.records:
+            for v in meta_values(r, name):
+                values.setdefault(v.casefold(), v)
+        if not values:
+            fields = sorted({k for r in self.records for k in r.meta})
+            raise BenchkitError(f"prompt set {self.name} has no '{name}' field; its fields: {', '.join(fields) or 'none'}")
+        canonical = values.get(str(value).casefold())
+        if canonical is None:
+            raise BenchkitError(f"no prompt of {self.name} has {name}={value}; valid values: {', '.join(sorted(values.values()))}")
+        kept = [r for r in self.records if canonical in meta_values(r, name)]
+        return self._narrowed(kept, f"{name}={canonical}")
+
+    def sample(self, n: int | None, seed: int = 0) -> "PromptSet":
+        """n prompts drawn without replacement by numpy's default_rng(seed), kept in file order."""
+        if n is None or n >= len(self.records):
+            return self
+        if n < 1:
+            raise BenchkitError(f"--sample must be at least 1, got {n}")
+        import numpy as np
+
+        picked = sorted(np.random.default_rng(seed).choice(len(self.records), size=n, replace=False).tolist())
+        return self._narrowed([self.records[i] for i in picked], f"sample {n} of {len(self.records)} seed {seed}")
+
+    def select(self, filters: dict[str, str | None] | None = None, sample: int | None = None, sample_seed: int = 0,
+               limit: int | None = None) -> "PromptSet":
+        """Filters (in the given order), then sample, then limit: the order the CLI applies them in."""
+        ps = self
+        for name, value in (filters or {}).items():
+            if value is not None:
+                ps = ps.filter(name, value)
+        return ps.sample(sample, sample_seed).limit(limit)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, "count": len(self.records), "subset": self.subset,
+                "source": self.source, "group_fields": list(self.group_fields)}
