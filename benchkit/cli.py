@@ -24,7 +24,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 prompts_app = typer.Typer(no_args_is_help=True, help="List and inspect prompt sets.")
 toy_app = typer.Typer(no_args_is_help=True, help="Retrain the embedded toy world (teacher and classifier).")
 app.add_typer(prompts_app, name="prompts")
+reference_app = typer.Typer(no_args_is_help=True, help="Build FID reference sets from local datasets.")
 app.add_typer(toy_app, name="toy")
+app.add_typer(reference_app, name="reference")
 out = Console()
 
 
@@ -61,7 +63,12 @@ def eval_cmd(
     timesteps: Optional[str] = typer.Option(None, "--timesteps", help="Explicit timesteps, e.g. 999,749,499,249."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Override classifier-free guidance scale."),
     eta: Optional[float] = typer.Option(None, "--eta", help="Override eta (DDIM/TCD)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N prompts."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N prompts (after the options below)."),
+    category: Optional[str] = typer.Option(None, "--category", help="Only prompts of this category (PartiPrompts, vbench-category)."),
+    challenge: Optional[str] = typer.Option(None, "--challenge", help="Only prompts of this PartiPrompts challenge."),
+    dimension: Optional[str] = typer.Option(None, "--dimension", help="Only prompts probing this VBench dimension."),
+    sample: Optional[int] = typer.Option(None, "--sample", help="N prompts drawn without replacement, kept in file order."),
+    sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of --sample."),
     batch_size: int = typer.Option(8, "--batch-size", "-b"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: fp32 on cpu, fp16 on gpu)."),
@@ -85,7 +92,8 @@ def eval_cmd(
     if spacing:
         changes["scheduler_kwargs"] = {**spec.recipe.scheduler_kwargs, "timestep_spacing": spacing}
     spec = spec.with_recipe(**changes)
-    prompt_set = load_prompt_set(prompts).limit(limit)
+    prompt_set = load_prompt_set(prompts).select({"category": category, "challenge": challenge, "dimension": dimension},
+                                                 sample, sample_seed, limit)
     seed_list = parse_seeds(seeds)
     run_dir = out_dir or default_run_dir(spec, prompt_set, seed_list)
     results = run_eval(spec, prompt_set, seed_list, run_dir, metrics=metrics.split(","), device=device, dtype=dtype,
@@ -200,30 +208,84 @@ def _print_rows(rows: list[dict], as_json: bool, title: str, columns: dict) -> N
     out.print(table)
 
 
+_CATEGORY = typer.Option(None, "--category", help="Only prompts of this category.")
+_CHALLENGE = typer.Option(None, "--challenge", help="Only prompts of this PartiPrompts challenge.")
+_DIMENSION = typer.Option(None, "--dimension", help="Only prompts probing this VBench dimension.")
+_SAMPLE = typer.Option(None, "--sample", help="N prompts drawn without replacement, kept in file order.")
+_SAMPLE_SEED = typer.Option(0, "--sample-seed", help="Seed of --sample.")
+
+
 @prompts_app.command("list")
 def prompts_list(as_json: bool = typer.Option(False, "--json")):
-    """Built-in prompt sets with their counts, sources and licenses."""
-    from prompts import BUILTIN_SETS, load_prompt_set
+    """Built-in prompt sets with their counts, group fields, sources and licenses."""
+    from prompts import BUILTIN_SETS
 
-    rows = [{"name": name, "count": len(load_prompt_set(name)), **info} for name, info in BUILTIN_SETS.items()]
-    _print_rows(rows, as_json, "prompt sets", {col: (lambda r, c=col: str(r[c]))
-                                               for col in ("name", "count", "description", "source", "license")})
+    rows = [s.info() for s in BUILTIN_SETS.values()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="prompt sets (--json adds descriptions and files)")
+    for col in ("name", "count", "groups"):
+        table.add_column(col, no_wrap=True, justify="right" if col == "count" else "left")
+    table.add_column("source", overflow="fold")
+    table.add_column("license")
+    for r in rows:
+        table.add_row(r["name"], str(r["count"]), ", ".join(r["group_fields"]), r["source"], r["license"])
+    out.print(table)
 
 
 @prompts_app.command("show")
 def prompts_show(name: str = typer.Argument(..., help="Built-in set or prompt file."),
-                 limit: int = typer.Option(20, "--limit")):
-    """Print the first prompts of a set (id, prompt, extra columns)."""
+                 limit: int = typer.Option(20, "--limit", help="How many prompts to print."),
+                 category: Optional[str] = _CATEGORY, challenge: Optional[str] = _CHALLENGE,
+                 dimension: Optional[str] = _DIMENSION, sample: Optional[int] = _SAMPLE, sample_seed: int = _SAMPLE_SEED):
+    """Print the first prompts of a set or of a selection from it (id, prompt, meta)."""
     from prompts import load_prompt_set
 
-    ps = load_prompt_set(name)
-    table = Table(title=f"{ps.name}: {len(ps)} prompts, sha256 {ps.sha256[:12]}")
+    ps = load_prompt_set(name).select({"category": category, "challenge": challenge, "dimension": dimension}, sample, sample_seed)
+    table = Table(title=f"{ps.name}: {len(ps)} prompts ({ps.subset}), sha256 {ps.sha256[:12]}")
     table.add_column("prompt_id")
     table.add_column("prompt")
     table.add_column("meta")
     for r in ps.records[:limit]:
-        table.add_row(r.prompt_id, r.prompt, json.dumps(r.meta) if r.meta else "")
+        table.add_row(r.prompt_id, r.prompt, json.dumps(r.meta, ensure_ascii=False) if r.meta else "")
     out.print(table)
+
+
+@prompts_app.command("export")
+def prompts_export(name: str = typer.Argument(..., help="Built-in set or prompt file."),
+                   out_file: Path = typer.Option(..., "--out", "-o", help="A .txt, .csv, .tsv or .jsonl file."),
+                   seeds: Optional[str] = typer.Option(None, "--seeds", help="One row per prompt and seed (not for .txt)."),
+                   limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N prompts (after the selection)."),
+                   category: Optional[str] = _CATEGORY, challenge: Optional[str] = _CHALLENGE,
+                   dimension: Optional[str] = _DIMENSION, sample: Optional[int] = _SAMPLE, sample_seed: int = _SAMPLE_SEED):
+    """Write a set or a selection from it as a prompt file that `eval -p` and other tools read back."""
+    from prompts import load_prompt_set, parse_seeds, write_prompt_file
+
+    ps = load_prompt_set(name).select({"category": category, "challenge": challenge, "dimension": dimension},
+                                      sample, sample_seed, limit)
+    seed_list = parse_seeds(seeds) if seeds is not None else None
+    write_prompt_file(ps, out_file, seed_list)
+    rows = len(ps) * len(seed_list or [None])
+    out.print(f"wrote {rows} rows ({len(ps)} prompts of {ps.name}, {ps.subset}) to [bold]{out_file}[/bold]")
+
+
+@reference_app.command("coco")
+def reference_coco(
+    coco_dir: Path = typer.Option(..., "--coco-dir", help="Your local COCO val2014/ folder."),
+    prompts: str = typer.Option("coco2014-30k", "--prompts", "-p", help="COCO prompt set whose ids 'matched' pairs with."),
+    pairing: str = typer.Option("all", "--pairing", help="all: every val2014 image (DMD2/GigaGAN 30k); matched: the prompts' images."),
+    out_dir: Path = typer.Option(Path("references"), "--out", "-o"),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Accept an incomplete val2014 (numbers then not comparable)."),
+):
+    """Pair a local val2014 with a protocol, verify ids and counts, and write reference.json."""
+    from benchkit.reference import coco_reference, write_reference
+    from prompts import load_prompt_set
+
+    prompt_set = load_prompt_set(prompts) if pairing == "matched" else None
+    ref = coco_reference(coco_dir, pairing, prompt_set, allow_partial=allow_partial)
+    path = write_reference(ref, out_dir / ref.name)
+    out.print(f"{ref.name}: {len(ref.files)} images, sha256 {ref.sha256[:16]}; written to [bold]{path}[/bold]")
 
 
 @toy_app.command("train-teacher")
@@ -299,16 +361,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume where it stopped")
         sys.exit(130)
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:
+        # Usage errors (unknown option, bad value). Duck-typed: newer typer bundles its own
+        # click, whose ClickException is not importable under a public name.
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
         raise
 
 

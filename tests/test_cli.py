@@ -58,3 +58,8 @@ def test_models_and_prompts_json(capsys):
     assert code == 0 and toy["present"] is True and toy["recipe"]["scheduler"] == "DDIMScheduler"
     code, out, _ = run(capsys, "prompts", "list", "--json")
     assert code == 0 and {"name": "toy-digits", "count": 20}.items() <= json.loads(out)[0].items()
+
+
+def test_usage_errors_have_no_traceback(capsys):
+    code, _, err = run(capsys, "env", "--bogus")
+    assert code == 2 and "No such option: --bogus" in err and "Traceback" not in err

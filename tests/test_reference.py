@@ -61,3 +61,16 @@ def test_not_a_coco_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BenchkitError, match="no COCO_val2014_<id>.jpg"):
         coco_reference(tmp_path / "empty", "all", show_progress=False)
+
+
+def test_cli_writes_reference_json(tmp_path, val2014, capsys):
+    from benchkit.cli import main
+
+    p = tmp_path / "ids.csv"
+    p.write_text("image_id,text\n42,a\n136,b\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["reference", "coco", "--coco-dir", str(val2014), "-p", str(p), "--pairing", "matched", "-o", str(tmp_path / "refs")])
+        raise SystemExit(0)
+    assert exc.value.code == 0
+    (saved,) = (tmp_path / "refs").glob("*/reference.json")
+    assert json.loads(saved.read_text())["count"] == 2
