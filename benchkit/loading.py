@@ -115,6 +115,10 @@ def hash_weights(path: Path, cache_dir: Path | None = None) -> tuple[dict[str, s
 def _load_component(path: Path, name: str, library: str, class_name: str, dtype: torch.dtype):
     import importlib
 
+    if name == "tokenizer" and library == "transformers":
+        # AutoTokenizer reads the folder's own config: tokenizer class names in model_index.json
+        # differ across transformers versions (CLIPTokenizer, TokenizersBackend, ...).
+        library, class_name = "transformers", "AutoTokenizer"
     try:
         cls = getattr(importlib.import_module(library), class_name)
     except (ImportError, AttributeError):
