@@ -13,13 +13,7 @@ from typing import Any
 
 from benchkit.errors import BenchkitError
 from metrics.base import Metric, MetricContext, SampleBatch
-
-
-def group_values(record: dict[str, Any], field: str) -> list[str]:
-    value = (record.get("meta") or {}).get(field)
-    if value is None or value == "":
-        return []
-    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+from prompts.sets import meta_values
 
 
 class Breakdown:
@@ -47,7 +41,7 @@ class Breakdown:
         for field in self.fields:
             members: dict[str, list[int]] = defaultdict(list)
             for i, rec in enumerate(batch.records):
-                for value in group_values(rec, field):
+                for value in meta_values(rec.get("meta"), field):
                     members[value].append(i)
             for value, idx in members.items():
                 sub = SampleBatch([batch.images[i] for i in idx], [batch.records[i] for i in idx])

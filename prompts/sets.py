@@ -20,9 +20,9 @@ class PromptRecord:
     meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
-def meta_values(record: PromptRecord, name: str) -> list[str]:
+def meta_values(meta: dict[str, Any] | None, name: str) -> list[str]:
     """The values a meta field holds, as strings; a list field (VBench ``dimension``) holds several."""
-    value = record.meta.get(name)
+    value = (meta or {}).get(name)
     if value is None or value == "":
         return []
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
@@ -56,7 +56,7 @@ class PromptSet:
         """Prompts whose meta ``name`` equals ``value`` or, for a list field, contains it (case-insensitive)."""
         values: dict[str, str] = {}
         for r in self.records:
-            for v in meta_values(r, name):
+            for v in meta_values(r.meta, name):
                 values.setdefault(v.casefold(), v)
         if not values:
             fields = sorted({k for r in self.records for k in r.meta})
@@ -64,7 +64,7 @@ class PromptSet:
         canonical = values.get(str(value).casefold())
         if canonical is None:
             raise BenchkitError(f"no prompt of {self.name} has {name}={value}; valid values: {', '.join(sorted(values.values()))}")
-        kept = [r for r in self.records if canonical in meta_values(r, name)]
+        kept = [r for r in self.records if canonical in meta_values(r.meta, name)]
         return self._narrowed(kept, f"{name}={canonical}")
 
     def sample(self, n: int | None, seed: int = 0) -> "PromptSet":

@@ -19,3 +19,18 @@ def cache_dir(tmp_path):
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("bkcache")
+
+
+@pytest.fixture()
+def cli(capsys):
+    """Run the CLI in-process: returns (exit status, stdout, stderr)."""
+    from benchkit.cli import main
+
+    def run(*argv: str):
+        with pytest.raises(SystemExit) as exc:
+            main(list(argv))
+            raise SystemExit(0)
+        cap = capsys.readouterr()
+        return exc.value.code, cap.out, cap.err
+
+    return run

@@ -8,7 +8,8 @@ import torch
 
 from benchkit.toy.data import DIGIT_WORDS, load_digits_uint8
 from metrics import MetricContext, SampleBatch
-from metrics.breakdown import Breakdown, group_values
+from metrics.breakdown import Breakdown
+from prompts.sets import meta_values
 from metrics.toy import ToyAlignment, ToyFID
 from reports.render import breakdown_tables
 from reports.runs import load_runs
@@ -19,10 +20,10 @@ def ctx(tmp_path):
     return MetricContext(cache_dir=tmp_path / "cache", device=torch.device("cpu"))
 
 
-def test_group_values():
-    assert group_values({"meta": {"category": "Animals"}}, "category") == ["Animals"]
-    assert group_values({"meta": {"dimension": ["color", "scene"]}}, "dimension") == ["color", "scene"]
-    assert group_values({"meta": {}}, "category") == [] and group_values({}, "x") == []
+def test_meta_values():
+    assert meta_values({"category": "Animals"}, "category") == ["Animals"]
+    assert meta_values({"dimension": ["color", "scene"]}, "dimension") == ["color", "scene"]
+    assert meta_values({}, "category") == [] and meta_values(None, "x") == [] and meta_values({"x": ""}, "x") == []
 
 
 def test_groups_equal_metrics_on_subsets(ctx):

@@ -4,15 +4,7 @@ import json
 
 import pytest
 
-from benchkit.cli import main
 
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-        raise SystemExit(0)
-    cap = capsys.readouterr()
-    return exc.value.code, cap.out, cap.err
 
 
 @pytest.mark.parametrize(
@@ -29,37 +21,37 @@ def run(capsys, *argv):
         (["eval", "--scheduler", "ddim", "--timesteps", "999"], "does not accept explicit timesteps"),
     ],
 )
-def test_errors_are_one_line(capsys, tmp_path, argv, message):
-    code, _, err = run(capsys, *argv, "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "--quiet")
+def test_errors_are_one_line(cli, tmp_path, argv, message):
+    code, _, err = cli(*argv, "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "--quiet")
     assert code == 2
     assert message in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
-def test_bad_spec_file(capsys, tmp_path):
+def test_bad_spec_file(cli, tmp_path):
     spec = tmp_path / "m.toml"
     spec.write_text('extends = "toy-digits"\n[recipe]\nsteps = "four"\n')
-    code, _, err = run(capsys, "eval", "-m", str(spec), "--out", str(tmp_path / "r"))
+    code, _, err = cli("eval", "-m", str(spec), "--out", str(tmp_path / "r"))
     assert code == 2 and "m.toml: field 'recipe.steps' must be int" in err
 
 
-def test_env_json(capsys):
-    code, out, _ = run(capsys, "env", "--json")
+def test_env_json(cli):
+    code, out, _ = cli("env", "--json")
     fp = json.loads(out)
     assert code == 0
     assert fp["cpu_count"] >= 1 and fp["versions"]["torch"] and "float32" in fp["dtype_support"]["cpu"]
 
 
-def test_models_and_prompts_json(capsys):
-    code, out, _ = run(capsys, "models", "--json")
+def test_models_and_prompts_json(cli):
+    code, out, _ = cli("models", "--json")
     rows = json.loads(out)
     toy = next(r for r in rows if r["name"] == "toy-digits")
     assert code == 0 and toy["present"] is True and toy["recipe"]["scheduler"] == "DDIMScheduler"
-    code, out, _ = run(capsys, "prompts", "list", "--json")
+    code, out, _ = cli("prompts", "list", "--json")
     assert code == 0 and {"name": "toy-digits", "count": 20}.items() <= json.loads(out)[0].items()
 
 
-def test_usage_errors_have_no_traceback(capsys):
-    code, _, err = run(capsys, "env", "--bogus")
+def test_usage_errors_have_no_traceback(cli):
+    code, _, err = cli("env", "--bogus")
     assert code == 2 and "No such option: --bogus" in err and "Traceback" not in err

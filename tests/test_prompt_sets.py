@@ -4,12 +4,10 @@ ids and meta the papers' protocols rely on. Also selection and export through th
 import csv
 import hashlib
 import json
-import time
 from collections import Counter
 
 import pytest
 
-from benchkit.cli import main
 from benchkit.errors import BenchkitError
 from prompts import BUILTIN_SETS, DATA_DIR, PromptRecord, PromptSet, load_prompt_file, load_prompt_set, write_prompt_file
 
@@ -50,9 +48,7 @@ def test_every_set_loads_with_its_registered_count():
 
 
 def test_coco_30k_ids_hash_newlines_and_prefixes():
-    start = time.perf_counter()
     ps = load_prompt_set("coco2014-30k")
-    assert time.perf_counter() - start < 1.0
     assert len(ps) == 30000 and len({r.prompt_id for r in ps.records}) == 30000
     assert ps.sha256 == COCO_SHA == manifest()["coco/MS-COCO_val2014_30k_captions.csv"]["sha256"]
     assert int(manifest()["coco/MS-COCO_val2014_30k_captions.csv"]["records"]) == 30000
@@ -153,24 +149,17 @@ def test_export_txt_unicode_and_long_prompts(tmp_path):
         write_prompt_file(ps, tmp_path / "s.txt", seeds=[0])
 
 
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-        raise SystemExit(0)
-    cap = capsys.readouterr()
-    return exc.value.code, cap.out, cap.err
 
-
-def test_cli_list_show_export(capsys, tmp_path):
-    code, out, _ = run(capsys, "prompts", "list", "--json")
+def test_cli_list_show_export(cli, tmp_path):
+    code, out, _ = cli("prompts", "list", "--json")
     rows = {r["name"]: r for r in json.loads(out)}
     assert code == 0 and set(rows) == set(BUILTIN_SETS)
     assert rows["partiprompts"]["count"] == 1632 and rows["partiprompts"]["license"] == "Apache-2.0"
     assert rows["coco2014-10k"]["subset"] == "first 10000" and rows["vbench"]["group_fields"] == ["dimension"]
-    code, out, _ = run(capsys, "prompts", "show", "partiprompts", "--category", "Animals", "--challenge", "Basic", "--limit", "2")
+    code, out, _ = cli("prompts", "show", "partiprompts", "--category", "Animals", "--challenge", "Basic", "--limit", "2")
     assert code == 0 and "42 prompts" in out
     target = tmp_path / "sel.jsonl"
-    code, out, _ = run(capsys, "prompts", "export", "partiprompts", "--out", str(target), "--category", "Indoor Scenes",
+    code, out, _ = cli("prompts", "export", "partiprompts", "--out", str(target), "--category", "Indoor Scenes",
                        "--sample", "10", "--sample-seed", "4", "--seeds", "0-1")
     lines = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
     assert code == 0 and len(lines) == 20 and list(lines[0])[:3] == ["prompt_id", "seed", "prompt"]
@@ -179,7 +168,7 @@ def test_cli_list_show_export(capsys, tmp_path):
     assert [r.prompt_id for r in load_prompt_file(target).records] == [r.prompt_id for r in expected.records]
 
 
-def test_cli_eval_selection_errors_before_generating(capsys, tmp_path):
-    code, _, err = run(capsys, "eval", "-p", "partiprompts", "--challenge", "Nope", "--out", str(tmp_path / "r"), "--quiet")
+def test_cli_eval_selection_errors_before_generating(cli, tmp_path):
+    code, _, err = cli("eval", "-p", "partiprompts", "--challenge", "Nope", "--out", str(tmp_path / "r"), "--quiet")
     assert code == 2 and "no prompt of partiprompts has challenge=Nope; valid values: Basic, Complex" in err
     assert not (tmp_path / "r").exists()

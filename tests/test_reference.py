@@ -63,14 +63,10 @@ def test_not_a_coco_folder(tmp_path):
         coco_reference(tmp_path / "empty", "all", show_progress=False)
 
 
-def test_cli_writes_reference_json(tmp_path, val2014, capsys):
-    from benchkit.cli import main
-
+def test_cli_writes_reference_json(tmp_path, val2014, cli):
     p = tmp_path / "ids.csv"
     p.write_text("image_id,text\n42,a\n136,b\n")
-    with pytest.raises(SystemExit) as exc:
-        main(["reference", "coco", "--coco-dir", str(val2014), "-p", str(p), "--pairing", "matched", "-o", str(tmp_path / "refs")])
-        raise SystemExit(0)
-    assert exc.value.code == 0
+    code, _, err = cli("reference", "coco", "--coco-dir", str(val2014), "-p", str(p), "--pairing", "matched", "-o", str(tmp_path / "refs"))
+    assert code == 0, err
     (saved,) = (tmp_path / "refs").glob("*/reference.json")
     assert json.loads(saved.read_text())["count"] == 2
