@@ -139,6 +139,48 @@ def report_cmd(
     out.print(f"report: [bold]{paths['html']}[/bold] and {paths['markdown']}")
 
 
+@app.command("compare")
+def compare_cmd(
+    baseline: Path = typer.Argument(..., help="Baseline run directory."),
+    candidates: list[Path] = typer.Argument(..., help="Candidate run directories."),
+    tolerance: list[str] = typer.Option([], "--tolerance", "-t", help="NAME=VALUE or NAME=PERCENT% (repeatable)."),
+    sigma: float = typer.Option(2.0, "--sigma", help="Width of seed-spread bands in standard errors."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Only these metrics (comma-separated)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+):
+    """Per-metric deltas with noise bands and verdicts; exit 1 on a regression, 3 if not comparable."""
+    from reports.compare import compare_runs, exit_code, parse_tolerances
+    from reports.runs import load_run
+
+    tolerances = parse_tolerances(tolerance)
+    names = [m.strip() for m in metrics.split(",")] if metrics else None
+    base = load_run(baseline)
+    results, code = [], 0
+    for path in candidates:
+        cand = load_run(path)
+        comps = compare_runs(base, cand, tolerances, sigma, names)
+        run_code = exit_code(comps)
+        code = 1 if 1 in (code, run_code) else max(code, run_code)
+        results.append({"baseline": str(baseline), "candidate": str(path), "exit_code": run_code,
+                        "metrics": [c.to_dict() for c in comps]})
+        if not as_json:
+            table = Table(title=f"{cand.label}  vs  baseline {base.label}")
+            for col in ("metric", "baseline", "candidate", "delta", "band", "verdict", "band from / reason"):
+                table.add_column(col, justify="right" if col in ("baseline", "candidate", "delta", "band") else "left")
+            colour = {"better": "green", "worse": "red", "not comparable": "yellow"}
+            for c in comps:
+                mark = colour.get(c.verdict)
+                verdict = f"[{mark}]{c.verdict}[/{mark}]" if mark else c.verdict
+                band = "" if c.band is None else f"±{c.band:.4g}"
+                table.add_row(c.name, f"{c.baseline:.6g}", f"{c.candidate:.6g}", f"{c.delta:+.4g}", band, verdict,
+                              c.reason or c.band_source)
+            out.print(table)
+    if as_json:
+        print(json.dumps(results, indent=2))
+    if code:
+        raise typer.Exit(code)
+
+
 @app.command("demo")
 def demo_cmd(
     out_dir: Path = typer.Option(Path("benchkit-demo"), "--out", "-o"),
@@ -354,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     _quiet_libraries()
     err = Console(stderr=True)
     try:
-        app(args=argv, standalone_mode=False)
+        status = app(args=argv, standalone_mode=False)  # returns typer.Exit's code instead of raising
     except BenchkitError as exc:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -372,6 +414,8 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(status, int) and status:
+        sys.exit(status)
 
 
 if __name__ == "__main__":

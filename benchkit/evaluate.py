@@ -25,7 +25,7 @@ from benchkit.progress import progress_bar
 from benchkit.rundir import RunDir, read_image
 from benchkit.spec import ModelSpec, spec_hash
 from metrics import MetricContext, SampleBatch, build_metrics, parse_metric_names
-from metrics.breakdown import Breakdown
+from metrics.breakdown import SEED_FIELD, Breakdown
 from prompts import PromptSet
 
 DEFAULT_METRICS = ["toy-fid", "toy-alignment", "toy-diversity", "latency"]
@@ -173,7 +173,10 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
         raise BenchkitError(f"{run.path} has no images to score")
     ctx = MetricContext(cache_dir=cache_dir, device=device, manifest=manifest)
     metric_objs = build_metrics(metric_names, ctx)
-    breakdown = Breakdown((manifest.get("prompt_set") or {}).get("group_fields") or [], metric_names, ctx)
+    fields = list((manifest.get("prompt_set") or {}).get("group_fields") or [])
+    if len({r["seed"] for r in records}) > 1:
+        fields.append(SEED_FIELD)
+    breakdown = Breakdown(fields, metric_names, ctx)
     need_images = any(m.needs_images for m in metric_objs)
     with progress_bar(show_progress) as bar:
         task = bar.add_task("score", total=len(records), info=f"{len(metric_names)} metrics")

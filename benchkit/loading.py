@@ -133,9 +133,20 @@ def _load_component(path: Path, name: str, library: str, class_name: str, dtype:
         raise BenchkitError(f"cannot load '{name}' from {path / name}: {first}") from None
 
 
+def _quiet_libraries() -> None:
+    """benchkit shows its own progress; the libraries' per-file bars and notices would interleave."""
+    import diffusers
+    import transformers
+
+    for lib in (transformers.utils.logging, diffusers.utils.logging):
+        lib.disable_progress_bar()
+        lib.set_verbosity_error()
+
+
 def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_dir: Path | None = None) -> LoadedModel:
     """Load a spec's UNet, text encoder, tokenizer, optional VAE and scheduler config."""
     global _loads_in_process
+    _quiet_libraries()
     start = time.perf_counter()
     path = resolve_base(spec.base)
     index = json.loads((path / "model_index.json").read_text())

@@ -3,7 +3,8 @@ field (PartiPrompts category and challenge, VBench dimension, the toy digit).
 
 Each group gets its own metric instances fed with the matching images, so a breakdown value
 is exactly what the metric would give on that subset. A prompt whose field holds a list
-(a VBench prompt probes several dimensions) counts in each of its groups.
+(a VBench prompt probes several dimensions) counts in each of its groups. Grouping by
+``seed`` gives one value per seed: their spread is the noise `benchkit compare` allows for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from typing import Any
 from benchkit.errors import BenchkitError
 from metrics.base import Metric, MetricContext, SampleBatch
 from prompts.sets import meta_values
+
+
+SEED_FIELD = "seed"  # not a prompt meta field: groups by the item's seed, for seed-to-seed spread
+
+
+def _values(record: dict[str, Any], field: str) -> list[str]:
+    return [str(record["seed"])] if field == SEED_FIELD else meta_values(record.get("meta"), field)
 
 
 class Breakdown:
@@ -41,7 +49,7 @@ class Breakdown:
         for field in self.fields:
             members: dict[str, list[int]] = defaultdict(list)
             for i, rec in enumerate(batch.records):
-                for value in meta_values(rec.get("meta"), field):
+                for value in _values(rec, field):
                     members[value].append(i)
             for value, idx in members.items():
                 sub = SampleBatch([batch.images[i] for i in idx], [batch.records[i] for i in idx])

@@ -21,6 +21,7 @@ from PIL import Image
 
 from benchkit.errors import BenchkitError, describe_os_error
 from benchkit.rundir import read_image
+from metrics.breakdown import SEED_FIELD
 from reports.plots import LATENCY_DEFAULT, default_latency, default_quality, quality_latency_plot
 from reports.runs import RunSummary, load_runs, metrics_table
 
@@ -166,6 +167,8 @@ def breakdown_tables(runs: list[RunSummary]) -> list[tuple[str, Table]]:
     meta: dict[str, tuple[str, bool | None]] = {}
     for run in runs:
         for group in run.results.get("breakdowns") or []:
+            if group["field"] == SEED_FIELD:  # per-seed values feed compare's noise bands, not tables
+                continue
             for m in group["metrics"]:
                 rows = data.setdefault((group["field"], m["name"]), {})
                 rows.setdefault(group["value"], {})[run.label] = float(m["value"])
