@@ -64,6 +64,7 @@ class Content:
     provenance: Table
     grid: Grid
     breakdowns: list[tuple[str, Table]]
+    hardware: list[tuple[str, Table]]
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -186,6 +187,49 @@ def breakdown_tables(runs: list[RunSummary]) -> list[tuple[str, Table]]:
     return tables
 
 
+# -- hardware -------------------------------------------------------------------------------
+HARDWARE_METRICS = ("latency_image_p50", "throughput", "peak_memory")
+
+
+def hardware_key(variant: dict[str, Any]) -> str:
+    """Where a timing was taken: device, its name, dtype and batch size (from the latency variant)."""
+    return " · ".join([str(variant.get("device")), str(variant.get("hardware") or "?"), str(variant.get("dtype")),
+                       f"batch {variant.get('batch_size')}"])
+
+
+def hardware_tables(runs: list[RunSummary]) -> list[tuple[str, Table]]:
+    """Timing of the same model and recipe (same spec hash) pivoted by where it ran.
+
+    Only models measured in at least two places appear; one table per timing metric, rows =
+    models, columns = hardware/dtype/batch combinations.
+    """
+    cells: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}  # spec -> hardware -> metric -> entry
+    names: dict[str, str] = {}
+    for run in runs:
+        latency = run.metrics.get("latency_image_p50")
+        spec = (run.results.get("run") or {}).get("spec_hash")
+        if not latency or not spec:
+            continue
+        names.setdefault(spec, (run.results.get("run") or {}).get("label") or run.label)
+        cells.setdefault(spec, {})[hardware_key(latency.get("variant") or {})] = run.metrics
+    specs = [s for s in cells if len(cells[s]) > 1]
+    if not specs:
+        return []
+    columns = sorted({hw for s in specs for hw in cells[s]})
+    tables = []
+    for metric in HARDWARE_METRICS:
+        unit = next((cells[s][hw][metric].get("unit", "") for s in specs for hw in cells[s] if metric in cells[s][hw]), "")
+        rows = []
+        for spec in specs:
+            row = [Cell(names[spec])]
+            for hw in columns:
+                entry = cells[spec].get(hw, {}).get(metric)
+                row.append(Cell(format_value(float(entry["value"]), unit) if entry else MISSING))
+            rows.append(row)
+        tables.append((f"{_header(metric, unit)} by hardware", (["model"] + columns, rows)))
+    return tables
+
+
 # -- samples --------------------------------------------------------------------------------
 def common_items(runs: list[RunSummary]) -> list[tuple[str, int]]:
     """(prompt_id, seed) pairs present in every run: only these compare like with like.
@@ -285,6 +329,10 @@ def to_markdown(c: Content, plot_file: str | None, grid_file: str | None) -> str
     lines += _md_table(c.metrics) + ["", "Bold: best value per metric.", "", "## Quality vs latency", ""]
     lines += [f"![quality vs latency]({plot_file})", ""] if plot_file else []
     lines += [c.plot_note, ""]
+    if c.hardware:
+        lines += ["## Hardware", ""]
+        for caption, table in c.hardware:
+            lines += [f"### {_md_text(caption)}", ""] + _md_table(table) + [""]
     if c.breakdowns:
         lines += ["## Breakdown", ""]
         for caption, table in c.breakdowns:
@@ -353,6 +401,10 @@ def to_html(c: Content) -> str:
     parts.append("<h2>Quality vs latency</h2>")
     parts += [f"<figure>{_inline_svg(c.plot_svg)}</figure>"] if c.plot_svg else []
     parts.append(f"<p>{html.escape(c.plot_note)}</p>")
+    if c.hardware:
+        parts.append("<h2>Hardware</h2>")
+        for caption, table in c.hardware:
+            parts += [f"<h3>{html.escape(caption)}</h3>", _html_table(table, numeric=True)]
     if c.breakdowns:
         parts.append("<h2>Breakdown</h2>")
         for caption, table in c.breakdowns:
@@ -385,7 +437,7 @@ def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit re
     table = metrics_table(runs)
     svg, note = _plot(table)
     content = Content(title, metric_cells(table), _warnings(runs), svg, note, provenance_cells(runs),
-                      build_grid(runs, max_grid_items), breakdown_tables(runs))
+                      build_grid(runs, max_grid_items), breakdown_tables(runs), hardware_tables(runs))
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
