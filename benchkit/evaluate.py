@@ -152,7 +152,9 @@ def run_eval(
     session.update(peak_memory_bytes=peak, peak_memory_kind=kind, finished=now())
     data = run.manifest()
     data["sessions"][-1] = session
-    data["model"]["unet_calls_per_image"] = generator.unet_calls_per_image or _calls_from_recipe(spec)
+    # measured when this session generated; else keep what an earlier session measured
+    data["model"]["unet_calls_per_image"] = (generator.unet_calls_per_image or data["model"].get("unet_calls_per_image")
+                                             or _calls_from_recipe(spec))
     run.update_manifest(**data)
 
     results = score_run(run, metric_names, cache_dir, dev, show_progress)
