@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from benchkit.errors import BenchkitError
@@ -179,6 +180,28 @@ def compare_cmd(
         print(json.dumps(results, indent=2))
     if code:
         raise typer.Exit(code)
+
+
+@app.command("nightly")
+def nightly_cmd(
+    config: Path = typer.Argument(..., help="Nightly suite TOML (models x prompt sets x devices)."),
+    night: Optional[str] = typer.Option(None, "--night", help="Night id (default: UTC timestamp); re-using one re-runs it."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Run a suite, append it to the SQLite history, compare with the last good night; exit 1 on a regression."""
+    from benchkit.nightly import run_nightly
+
+    summary = run_nightly(config, night=night, show_progress=not quiet)
+    table = Table(title=f"nightly {summary['night']}: {summary['status']}")
+    for col in ("job", "baseline night", "verdicts"):
+        table.add_column(col)
+    for job in summary["jobs"]:
+        verdicts = ", ".join(f"{k}: {v}" for k, v in job["verdicts"].items()) or "no earlier passing night"
+        table.add_row(job["job"], job["baseline_night"] or "-", verdicts)
+    out.print(table)
+    out.print(f"report: [bold]{summary['report']['html']}[/bold]; history: {summary['history']}")
+    if summary["status"] == "fail":
+        raise typer.Exit(1)
 
 
 @app.command("demo")
@@ -398,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         status = app(args=argv, standalone_mode=False)  # returns typer.Exit's code instead of raising
     except BenchkitError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume where it stopped")

@@ -104,3 +104,29 @@ def quality_latency_plot(df: pd.DataFrame, quality: str, latency: str,
         return buf.getvalue()
     finally:
         plt.close(fig)
+
+
+def trend_plot(series: Mapping[str, Sequence[tuple[str, float]]], metric: str,
+               higher_is_better: bool | None = None) -> bytes | None:
+    """SVG of one metric over nights, a line per job; None when there is nothing to draw."""
+    series = {job: points for job, points in series.items() if points}
+    if not series:
+        return None
+    nights = sorted({night for points in series.values() for night, _ in points})
+    position = {night: i for i, night in enumerate(nights)}
+    fig, ax = plt.subplots(figsize=(10, 4))
+    try:
+        for job, points in sorted(series.items()):
+            ax.plot([position[n] for n, _ in points], [v for _, v in points], marker="o", label=job)
+        ax.set_xticks(range(len(nights)), nights, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(_axis_title(metric, "", higher_is_better))
+        ax.set_title(f"{metric} over nights")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        with plt.rc_context(SVG_RC):
+            fig.savefig(buf, format="svg", metadata=NO_SVG_METADATA)
+        return buf.getvalue()
+    finally:
+        plt.close(fig)

@@ -65,6 +65,7 @@ class Content:
     grid: Grid
     breakdowns: list[tuple[str, Table]]
     hardware: list[tuple[str, Table]]
+    figures: list[tuple[str, bytes]]  # extra titled SVGs, e.g. nightly trends
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -329,6 +330,8 @@ def to_markdown(c: Content, plot_file: str | None, grid_file: str | None) -> str
     lines += _md_table(c.metrics) + ["", "Bold: best value per metric.", "", "## Quality vs latency", ""]
     lines += [f"![quality vs latency]({plot_file})", ""] if plot_file else []
     lines += [c.plot_note, ""]
+    for i, (caption, _) in enumerate(c.figures):
+        lines += [f"## {_md_text(caption)}", "", f"![{_md_text(caption)}](figure{i + 1}.svg)", ""]
     if c.hardware:
         lines += ["## Hardware", ""]
         for caption, table in c.hardware:
@@ -401,6 +404,8 @@ def to_html(c: Content) -> str:
     parts.append("<h2>Quality vs latency</h2>")
     parts += [f"<figure>{_inline_svg(c.plot_svg)}</figure>"] if c.plot_svg else []
     parts.append(f"<p>{html.escape(c.plot_note)}</p>")
+    for caption, svg in c.figures:
+        parts += [f"<h2>{html.escape(caption)}</h2>", f"<figure>{_inline_svg(svg)}</figure>"]
     if c.hardware:
         parts.append("<h2>Hardware</h2>")
         for caption, table in c.hardware:
@@ -429,7 +434,7 @@ def _write(path: Path, data: str | bytes) -> None:
 
 
 def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit report",
-                 max_grid_items: int = 8) -> dict[str, Path]:
+                 max_grid_items: int = 8, figures: list[tuple[str, bytes]] | None = None) -> dict[str, Path]:
     """Write out_dir/report.md (with quality_latency.svg and grid.png beside it) and out_dir/report.html."""
     if not run_paths:
         raise BenchkitError("no runs to report on: pass one or more run directories")
@@ -437,7 +442,7 @@ def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit re
     table = metrics_table(runs)
     svg, note = _plot(table)
     content = Content(title, metric_cells(table), _warnings(runs), svg, note, provenance_cells(runs),
-                      build_grid(runs, max_grid_items), breakdown_tables(runs), hardware_tables(runs))
+                      build_grid(runs, max_grid_items), breakdown_tables(runs), hardware_tables(runs), figures or [])
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -447,6 +452,8 @@ def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit re
     if svg:
         plot_file = "quality_latency.svg"
         _write(out_dir / plot_file, svg)
+    for i, (_, figure) in enumerate(content.figures):
+        _write(out_dir / f"figure{i + 1}.svg", figure)
     if content.grid.items:
         grid_file = "grid.png"
         _write(out_dir / grid_file, _png_bytes(grid_png(content.grid)))
