@@ -51,6 +51,14 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool) 
     return sorted(front, key=lambda i: (points[i][0], -sign * points[i][1]))
 
 
+def _svg_bytes(fig) -> bytes:
+    """The figure as deterministic SVG (fixed hash salt, no date metadata)."""
+    buf = io.BytesIO()
+    with plt.rc_context(SVG_RC):
+        fig.savefig(buf, format="svg", metadata=NO_SVG_METADATA)
+    return buf.getvalue()
+
+
 def _axis_title(name: str, unit: str, higher_is_better: bool | None) -> str:
     shown = f"{name} [{unit}]" if unit else name
     if higher_is_better is None:
@@ -98,10 +106,7 @@ def quality_latency_plot(df: pd.DataFrame, quality: str, latency: str,
         ax.set_ylabel(_axis_title(quality, units.get(quality, ""), better_up))
         ax.set_title(f"{quality} vs {latency}")
         ax.grid(True, alpha=0.3)
-        buf = io.BytesIO()
-        with plt.rc_context(SVG_RC):
-            fig.savefig(buf, format="svg", metadata=NO_SVG_METADATA)
-        return buf.getvalue()
+        return _svg_bytes(fig)
     finally:
         plt.close(fig)
 
@@ -124,9 +129,6 @@ def trend_plot(series: Mapping[str, Sequence[tuple[str, float]]], metric: str,
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
-        buf = io.BytesIO()
-        with plt.rc_context(SVG_RC):
-            fig.savefig(buf, format="svg", metadata=NO_SVG_METADATA)
-        return buf.getvalue()
+        return _svg_bytes(fig)
     finally:
         plt.close(fig)
