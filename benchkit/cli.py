@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -31,14 +30,12 @@ app.add_typer(reference_app, name="reference")
 out = Console()
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
-
-
 def default_run_dir(spec, prompt_set, seeds) -> Path:
     """Deterministic, so re-running the same command resumes the same run."""
     key = json.dumps({"spec": spec.identity(), "prompts": [prompt_set.sha256, prompt_set.subset], "seeds": seeds}, sort_keys=True)
-    return Path("runs") / f"{_slug(spec.name)}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    from benchkit.rundir import slug
+
+    return Path("runs") / f"{slug(spec.name) or 'run'}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
 def print_results(results: dict) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 from benchkit.errors import BenchkitError
 from benchkit.evaluate import DEFAULT_METRICS, now, run_eval
 from benchkit.presets import resolve_spec
+from benchkit.rundir import slug
 from benchkit.spec import ModelSpec
 from prompts import PromptSet, load_prompt_set, parse_seeds
 
@@ -50,10 +50,6 @@ class Job:
     spec: ModelSpec
     prompt_set: PromptSet
     device: str
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
 def load_config(path: Path) -> tuple[dict[str, Any], list[Job], str]:
@@ -84,7 +80,7 @@ def load_config(path: Path) -> tuple[dict[str, Any], list[Job], str]:
         if "set" not in p:
             raise BenchkitError(f"{path}: prompts[{i}] needs 'set' (a built-in set or a prompt file)")
         prompt_sets.append(load_prompt_set(p["set"]).limit(p.get("limit")))
-    jobs = [Job(_slug(f"{name}--{ps.name}--{device}"), spec, ps, device)
+    jobs = [Job(slug(f"{name}--{ps.name}--{device}"), spec, ps, device)
             for name, spec in models for ps in prompt_sets for device in raw.get("devices", ["cpu"])]
     return raw, jobs, hashlib.sha256(data).hexdigest()
 

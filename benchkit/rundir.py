@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Iterable
@@ -31,6 +32,11 @@ MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
 RESULTS = "results.json"
 IMAGES = "images"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label, for run and job folders."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -148,6 +154,19 @@ class RunDir:
                 break  # only the last line can be torn: everything after a bad line is uncommitted
         return out
 
+    def replace_records(self, records: list[dict[str, Any]]) -> None:
+        """Rewrite samples.jsonl atomically with exactly these records (no-op when unchanged)."""
+        lines = "".join(json.dumps(r) + "\n" for r in records)
+        current = self.samples_path.read_text(encoding="utf-8") if self.samples_path.exists() else ""
+        if current == lines:
+            return
+        tmp = self.samples_path.with_name(f".{SAMPLES}.tmp")
+        try:
+            tmp.write_text(lines, encoding="utf-8")
+            os.replace(tmp, self.samples_path)
+        except OSError as exc:
+            raise describe_os_error(exc, self.samples_path) from None
+
     def recover(self, verify_hashes: bool = True) -> dict[str, dict[str, Any]]:
         """Repair after a crash and return the committed records by key (prompt_id_seed)."""
         good: dict[str, dict[str, Any]] = {}
@@ -161,12 +180,7 @@ class RunDir:
             if verify_hashes and hashlib.sha256(file.read_bytes()).hexdigest() != rec["sha256"]:
                 continue
             good[key] = rec
-        lines = "".join(json.dumps(r) + "\n" for r in good.values())
-        current = self.samples_path.read_text(encoding="utf-8") if self.samples_path.exists() else ""
-        if current != lines:
-            tmp = self.samples_path.with_name(f".{SAMPLES}.tmp")
-            tmp.write_text(lines, encoding="utf-8")
-            os.replace(tmp, self.samples_path)
+        self.replace_records(list(good.values()))
         keep = {Path(r["file"]).name for r in good.values()}
         if self.images_dir.exists():
             for f in self.images_dir.iterdir():

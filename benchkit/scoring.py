@@ -70,7 +70,7 @@ def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str], out: P
                 "prompt_set": prompt_set.describe(), "seeds": sorted({r["seed"] for r in records}),
                 "hardware": fingerprint(include_dtype_support=False), "git_sha": git_sha(), "device": device.type}
     run = RunDir.open(out, identity, manifest, overwrite=True)
-    run.samples_path.write_text("".join(__import__("json").dumps(r) + "\n" for r in records), encoding="utf-8")
+    run.replace_records(records)
     results = score_run(run, names, cache_dir, device, show_progress)
     run.update_manifest(status="complete", completed=now())
     return results

@@ -8,7 +8,6 @@ the timings of every session that contributed images.
 
 from __future__ import annotations
 
-from collections import defaultdict
 
 import numpy as np
 

@@ -9,6 +9,7 @@ between the seeds of one prompt (as LPIPS diversity).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import defaultdict
 
@@ -51,7 +52,7 @@ class ToyFID(Metric):
         images, _ = load_digits_uint8()
         parts = {
             "reference": "sklearn-digits-all",
-            "reference_sha256": __import__("hashlib").sha256(images.tobytes()).hexdigest(),
+            "reference_sha256": hashlib.sha256(images.tobytes()).hexdigest(),
             "extractor": self.extractor.name,
             "extractor_sha256": self.extractor.weights_sha256,
             "protocol": self.protocol,
