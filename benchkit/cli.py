@@ -38,7 +38,11 @@ def default_run_dir(spec, prompt_set, seeds) -> Path:
     return Path("runs") / f"{slug(spec.name) or 'run'}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
-def print_results(results: dict) -> None:
+def print_results(results: dict, footer: str = "") -> None:
+    from benchkit.distributed import launched_rank
+
+    if launched_rank() != 0:  # under torchrun every rank returns the results; one prints them
+        return
     table = Table(title=results["run"].get("label") or results["run"].get("name"), show_lines=False)
     for col in ("metric", "value", "unit", "n", "better"):
         table.add_column(col, justify="right" if col in ("value", "n") else "left")
@@ -46,6 +50,8 @@ def print_results(results: dict) -> None:
         better = {True: "higher", False: "lower", None: ""}[m["higher_is_better"]]
         table.add_row(m["name"], f"{m['value']:.6g}", m["unit"], str(m["n"]), better)
     out.print(table)
+    if footer:
+        out.print(footer)
 
 
 @app.command("eval")
@@ -97,8 +103,7 @@ def eval_cmd(
     results = run_eval(spec, prompt_set, seed_list, run_dir, metrics=metrics.split(","), device=device, dtype=dtype,
                        batch_size=batch_size, warmup_batches=warmup, cache_dir=cache_dir, overwrite=overwrite,
                        show_progress=not quiet)
-    print_results(results)
-    out.print(f"run written to [bold]{run_dir}[/bold]")
+    print_results(results, f"run written to [bold]{run_dir}[/bold]")
 
 
 @app.command("score")
@@ -120,8 +125,7 @@ def score_cmd(
     target = out_dir or folder.with_name(folder.name + "-scored")
     results = score_folder(folder, load_prompt_set(prompts), metrics.split(","), target,
                            cache_dir or default_cache_dir(), resolve_device(device), show_progress=not quiet)
-    print_results(results)
-    out.print(f"results written to [bold]{target / 'results.json'}[/bold]")
+    print_results(results, f"results written to [bold]{target / 'results.json'}[/bold]")
 
 
 @app.command("report")

@@ -2,7 +2,8 @@
 
 Generation appends to the RunDir batch by batch (so a killed run resumes), then metrics are
 computed from the images on disk, so a resumed run scores exactly what an uninterrupted one
-would.
+would. Under torchrun / accelerate launch the missing items are split across ranks, each rank
+scores its share of the images, and rank 0 merges the metric states and writes results.json.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 
+from benchkit.distributed import World, current_world
 from benchkit.errors import BenchkitError
 from benchkit.generation import Generator, Item
 from benchkit.hardware import (dtype_name, fingerprint, peak_memory_bytes, reset_peak_memory, resolve_device,
@@ -80,6 +82,9 @@ def run_eval(
         raise BenchkitError(f"--batch-size must be at least 1, got {batch_size}")
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     dev = resolve_device(device)
+    world = current_world(dev)
+    dev = world.device(dev)
+    show_progress = show_progress and world.is_main
     dt_ = resolve_dtype(dtype or spec.dtype, dev)
     reset_peak_memory(dev)
     model = load_model(spec, dev, dt_, cache_dir)
@@ -110,17 +115,27 @@ def run_eval(
         "git_sha": git_sha(),
         "command": "eval",
     }
-    run = RunDir.open(out, identity, manifest, overwrite=overwrite)
-    done = run.recover()
-    items = make_items(prompt_set, seeds)
-    todo = [it for it in items if it.key not in done]
     session: dict[str, Any] = {"started": now(), "pid": os.getpid(), "load_seconds": model.load_seconds,
-                               "first_load_in_process": model.first_load_in_process,
-                               "resumed_with": len(done), "generated": 0, "batch_size": batch_size}
-    data = run.manifest()
-    data["sessions"].append(session)
-    data["status"] = "running"
-    run.update_manifest(**data)
+                               "first_load_in_process": model.first_load_in_process, "generated": 0,
+                               "batch_size": batch_size}
+    if world.distributed:
+        session.update(world.describe())
+    if world.is_main:  # one process creates, repairs and folds the run; the others wait for it
+        run = RunDir.open(out, identity, manifest, overwrite=overwrite)
+        done = run.recover()
+        data = run.manifest()
+        data["sessions"].append({**session, "resumed_with": len(done)})
+        data["status"] = "running"
+        run.update_manifest(**data)
+    world.barrier()
+    if not world.is_main:
+        run = RunDir.open(out, identity, manifest)
+        done = {f"{r['prompt_id']}_{r['seed']}": r for r in run.records()}
+        data = run.manifest()
+    session["resumed_with"] = len(done)
+    items = make_items(prompt_set, seeds)
+    todo = world.shard([it for it in items if it.key not in done])
+    session_no = len(data["sessions"])
 
     if todo:
         run.check_free_space(len(todo), generator.height * generator.width * 3)
@@ -131,34 +146,40 @@ def run_eval(
             synchronize(dev)
             session["warmup_seconds"] = time.perf_counter() - start
         with progress_bar(show_progress) as bar:
-            task = bar.add_task(f"generate {spec.name}", total=len(items), completed=len(done), info="")
+            what = f"generate {spec.name}" + (f" (rank 0 of {world.size})" if world.distributed else "")
+            task = bar.add_task(what, total=len(done) + len(todo), completed=len(done), info="")
             for index, batch in enumerate(_batches(todo, batch_size)):
                 synchronize(dev)
                 start = time.perf_counter()
                 images = generator.generate(batch)
                 synchronize(dev)
                 seconds = time.perf_counter() - start
-                batch_id = f"s{len(data['sessions'])}-b{index}"
+                batch_id = f"s{session_no}-r{world.rank}-b{index}" if world.distributed else f"s{session_no}-b{index}"
                 records = [
                     {"prompt_id": it.prompt_id, "prompt": it.prompt, "seed": it.seed, "meta": dict(it.meta),
                      "seconds": seconds / len(batch), "batch_id": batch_id, "batch_seconds": seconds,
                      "batch_size": len(batch)}
                     for it in batch
                 ]
-                run.write_batch(records, images)
+                run.write_batch(records, images, rank=world.rank if world.distributed else None)
                 session["generated"] += len(batch)
                 bar.update(task, advance=len(batch), info=f"{seconds / len(batch) * 1000:.1f} ms/img")
     peak, kind = peak_memory_bytes(dev)
     session.update(peak_memory_bytes=peak, peak_memory_kind=kind, finished=now())
-    data = run.manifest()
-    data["sessions"][-1] = session
-    # measured when this session generated; else keep what an earlier session measured
-    data["model"]["unet_calls_per_image"] = (generator.unet_calls_per_image or data["model"].get("unet_calls_per_image")
-                                             or _calls_from_recipe(spec))
-    run.update_manifest(**data)
+    sessions = world.gather(session)
+    calls = max(world.gather(generator.unet_calls_per_image))
+    if world.is_main:
+        run.recover(verify_hashes=False)  # folds the ranks' shard files into samples.jsonl
+        data = run.manifest()
+        data["sessions"][-1:] = sessions
+        # measured when this session generated; else keep what an earlier session measured
+        data["model"]["unet_calls_per_image"] = calls or data["model"].get("unet_calls_per_image") or _calls_from_recipe(spec)
+        run.update_manifest(**data)
+    world.barrier()
 
-    results = score_run(run, metric_names, cache_dir, dev, show_progress)
-    run.update_manifest(status="complete", completed=now())
+    results = score_run(run, metric_names, cache_dir, dev, show_progress, world=world)
+    if world.is_main:
+        run.update_manifest(status="complete", completed=now())
     return results
 
 
@@ -167,8 +188,13 @@ def _calls_from_recipe(spec: ModelSpec) -> int:
 
 
 def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: torch.device,
-              show_progress: bool = True, batch_size: int = 256) -> dict[str, Any]:
-    """Compute metrics over every committed image of a run and write results.json."""
+              show_progress: bool = True, batch_size: int = 256, world: World | None = None) -> dict[str, Any]:
+    """Compute metrics over every committed image of a run and write results.json.
+
+    With several ranks, rank r scores chunks r, r + size, ...; rank 0 merges the metric states
+    in rank order (float64 sums, so the values agree with one process to rounding) and writes.
+    """
+    world = world or World()
     manifest = run.manifest()
     records = run.records()
     if not records:
@@ -180,9 +206,11 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
         fields.append(SEED_FIELD)
     breakdown = Breakdown(fields, metric_names, ctx)
     need_images = any(m.needs_images for m in metric_objs)
-    with progress_bar(show_progress) as bar:
-        task = bar.add_task("score", total=len(records), info=f"{len(metric_names)} metrics")
-        for start in range(0, len(records), batch_size):
+    chunks = world.shard(range(0, len(records), batch_size))
+    with progress_bar(show_progress and world.is_main) as bar:
+        task = bar.add_task("score", total=sum(len(records[s : s + batch_size]) for s in chunks),
+                            info=f"{len(metric_names)} metrics")
+        for start in chunks:
             recs = records[start : start + batch_size]
             images = [read_image(run.path / r["file"]) for r in recs] if need_images else []
             batch = SampleBatch(images, recs)
@@ -190,7 +218,21 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
                 metric.update(batch)
             breakdown.update(batch)
             bar.update(task, advance=len(recs))
-    values = [v.to_dict() for metric in metric_objs for v in metric.compute()]
+    states = world.gather(([m.state_dict() for m in metric_objs], breakdown.state_dict()))
+    if not world.is_main:
+        outcome = world.broadcast(None)
+        if "error" in outcome:  # rank 0 failed to compute: fail here too, with its message
+            raise BenchkitError(outcome["error"])
+        return outcome["results"]
+    try:
+        for metric_states, breakdown_state in states[1:]:
+            for metric, state in zip(metric_objs, metric_states, strict=True):
+                metric.merge(metric.with_state(state))
+            breakdown.merge_state(breakdown_state)
+        values = [v.to_dict() for metric in metric_objs for v in metric.compute()]
+    except BenchkitError as exc:
+        world.broadcast({"error": str(exc)})
+        raise
     results = {
         "run": {
             "path": str(run.path),
@@ -208,7 +250,10 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
         "metrics": values,
         "breakdowns": breakdown.compute(),
     }
+    if world.distributed:
+        results["run"]["scored_by"] = {"world_size": world.size, "backend": world.describe()["backend"]}
     run.write_results(results)
+    world.broadcast({"results": results})
     return results
 
 

@@ -6,6 +6,11 @@ Layout (a contract other tools parse; keys are only ever added)::
     RUN/samples.jsonl   one line per image: prompt_id, prompt, seed, file, sha256, seconds, ...
     RUN/images/         {prompt_id}_{seed}.png
     RUN/results.json    {"run": {...}, "metrics": [...]}
+    RUN/shards/         samples-rank{R}.jsonl while a multi-process run is generating
+
+Under torchrun / accelerate launch each rank commits its lines to its own shard file (no two
+processes append to one file); rank 0 folds the shard files into samples.jsonl when the ranks
+have finished, and recovery folds whatever a killed run left there.
 
 Crash safety: an image is written to a temporary name and renamed into place, then its
 line is appended to samples.jsonl and fsynced. A line is the commit point: on resume a torn
@@ -30,6 +35,7 @@ from benchkit.errors import BenchkitError, describe_os_error
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
+SHARDS = "shards"
 RESULTS = "results.json"
 IMAGES = "images"
 
@@ -105,6 +111,14 @@ class RunDir:
     def results_path(self) -> Path:
         return self.path / RESULTS
 
+    def shard_samples_path(self, rank: int) -> Path:
+        return self.path / SHARDS / f"samples-rank{rank}.jsonl"
+
+    def _shard_files(self) -> list[Path]:
+        folder = self.path / SHARDS
+        return sorted(folder.glob("samples-rank*.jsonl"), key=lambda p: int(p.stem.removeprefix("samples-rank"))) \
+            if folder.is_dir() else []
+
     def exists(self) -> bool:
         return self.manifest_path.exists()
 
@@ -144,15 +158,7 @@ class RunDir:
     # -- samples --------------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:
         """Committed sample lines (a torn last line from a crash is ignored)."""
-        if not self.samples_path.exists():
-            return []
-        out = []
-        for line in self.samples_path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                break  # only the last line can be torn: everything after a bad line is uncommitted
-        return out
+        return _committed_lines(self.samples_path)
 
     def replace_records(self, records: list[dict[str, Any]]) -> None:
         """Rewrite samples.jsonl atomically with exactly these records (no-op when unchanged)."""
@@ -170,7 +176,8 @@ class RunDir:
     def recover(self, verify_hashes: bool = True) -> dict[str, dict[str, Any]]:
         """Repair after a crash and return the committed records by key (prompt_id_seed)."""
         good: dict[str, dict[str, Any]] = {}
-        for rec in self.records():
+        shard_files = self._shard_files()
+        for rec in self.records() + [r for f in shard_files for r in _committed_lines(f)]:
             key = f"{rec['prompt_id']}_{rec['seed']}"
             if key in good:
                 continue
@@ -181,6 +188,10 @@ class RunDir:
                 continue
             good[key] = rec
         self.replace_records(list(good.values()))
+        for f in shard_files:  # folded into samples.jsonl above; a crash before this only leaves duplicates
+            f.unlink()
+        if shard_files and not any((self.path / SHARDS).iterdir()):
+            (self.path / SHARDS).rmdir()
         keep = {Path(r["file"]).name for r in good.values()}
         if self.images_dir.exists():
             for f in self.images_dir.iterdir():
@@ -188,9 +199,14 @@ class RunDir:
                     f.unlink()
         return good
 
-    def write_batch(self, records: list[dict[str, Any]], images: Iterable[np.ndarray]) -> None:
-        """Write images (temp file + rename), then commit their lines with one fsynced append."""
+    def write_batch(self, records: list[dict[str, Any]], images: Iterable[np.ndarray], rank: int | None = None) -> None:
+        """Write images (temp file + rename), then commit their lines with one fsynced append.
+
+        ``rank`` (multi-process runs) commits to that rank's shard file instead of samples.jsonl.
+        """
+        samples = self.samples_path if rank is None else self.shard_samples_path(rank)
         try:
+            samples.parent.mkdir(exist_ok=True)
             for rec, image in zip(records, images, strict=True):
                 data = encode_png(image)
                 final = self.images_dir / f"{rec['prompt_id']}_{rec['seed']}.png"
@@ -202,7 +218,7 @@ class RunDir:
                 os.replace(tmp, final)
                 rec["file"] = f"{IMAGES}/{final.name}"
                 rec["sha256"] = hashlib.sha256(data).hexdigest()
-            with open(self.samples_path, "a", encoding="utf-8") as f:
+            with open(samples, "a", encoding="utf-8") as f:
                 f.write("".join(json.dumps(r) + "\n" for r in records))
                 f.flush()
                 os.fsync(f.fileno())
@@ -220,3 +236,16 @@ class RunDir:
 
     def write_results(self, results: dict[str, Any]) -> None:
         write_json_atomic(self.results_path, results)
+
+
+def _committed_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a samples file up to the first torn one (only a crash's last line can be)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            break
+    return out

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from benchkit.distributed import current_world
 from benchkit.errors import BenchkitError
 from benchkit.evaluate import git_sha, now, score_run
 from benchkit.hardware import fingerprint
@@ -69,8 +70,13 @@ def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str], out: P
     manifest = {"benchkit_run": 1, "created": now(), "command": "score", "source": str(Path(folder).resolve()),
                 "prompt_set": prompt_set.describe(), "seeds": sorted({r["seed"] for r in records}),
                 "hardware": fingerprint(include_dtype_support=False), "git_sha": git_sha(), "device": device.type}
-    run = RunDir.open(out, identity, manifest, overwrite=True)
-    run.replace_records(records)
-    results = score_run(run, names, cache_dir, device, show_progress)
-    run.update_manifest(status="complete", completed=now())
+    world = current_world(device)
+    if world.is_main:
+        run = RunDir.open(out, identity, manifest, overwrite=True)
+        run.replace_records(records)
+    world.barrier()
+    run = RunDir(out)
+    results = score_run(run, names, cache_dir, world.device(device), show_progress, world=world)
+    if world.is_main:
+        run.update_manifest(status="complete", completed=now())
     return results

@@ -7,6 +7,7 @@ variant (extractor, weights hash, protocol, scale) so only comparable numbers ar
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -69,6 +70,20 @@ class Metric:
     def merge(self, other: "Metric") -> None:
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """The running state that crosses processes (sums, moments, per-item values).
+
+        Models, extractors and the context stay behind: a rank rebuilds a metric from its own
+        copy and loads another rank's state into it before ``merge``.
+        """
+        return {k: v for k, v in vars(self).items() if isinstance(v, _STATE_TYPES)}
+
+    def with_state(self, state: dict[str, Any]) -> "Metric":
+        """A shallow copy of this metric (same models) holding ``state``, ready to be merged."""
+        twin = copy.copy(self)
+        vars(twin).update(copy.deepcopy(state))
+        return twin
+
 
 class FeatureMoments:
     """Running float64 mean and scatter matrix of features, mergeable across shards.
@@ -108,3 +123,7 @@ class FeatureMoments:
         if self.n < 2:
             raise ValueError("need at least 2 samples for a covariance")
         return self.mean.copy(), self.scatter / (self.n - 1)
+
+
+# What Metric.state_dict carries: plain data and running moments, never modules or contexts.
+_STATE_TYPES = (bool, int, float, str, list, tuple, dict, np.ndarray, torch.Tensor, FeatureMoments)

@@ -57,6 +57,18 @@ class Breakdown:
                 for metric in self._metrics((field, value)):
                     metric.update(sub)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Every group's metric states and counts, to merge this breakdown into another process's."""
+        return {"groups": {key: [m.state_dict() for m in ms] for key, ms in self.groups.items()},
+                "counts": dict(self.counts)}
+
+    def merge_state(self, state: dict[str, Any]) -> None:
+        for key, states in state["groups"].items():
+            for metric, metric_state in zip(self._metrics(key), states, strict=True):
+                metric.merge(metric.with_state(metric_state))
+        for key, n in state["counts"].items():
+            self.counts[key] += n
+
     def compute(self) -> list[dict[str, Any]]:
         """[{"field", "value", "n", "metrics": [...], "skipped": {name: why}}], sorted by field then value."""
         out = []
