@@ -169,7 +169,10 @@ def run_eval(
     sessions = world.gather(session)
     calls = max(world.gather(generator.unet_calls_per_image))
     if world.is_main:
-        run.recover(verify_hashes=False)  # folds the ranks' shard files into samples.jsonl
+        done = run.recover(verify_hashes=False)  # folds the ranks' shard files into samples.jsonl
+        # item order, whichever rank or session made each image: scoring chunks follow this order
+        order = {it.key: i for i, it in enumerate(items)}
+        run.replace_records(sorted(done.values(), key=lambda r: order.get(f"{r['prompt_id']}_{r['seed']}", len(order))))
         data = run.manifest()
         data["sessions"][-1:] = sessions
         # measured when this session generated; else keep what an earlier session measured
@@ -191,8 +194,10 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
               show_progress: bool = True, batch_size: int = 256, world: World | None = None) -> dict[str, Any]:
     """Compute metrics over every committed image of a run and write results.json.
 
-    With several ranks, rank r scores chunks r, r + size, ...; rank 0 merges the metric states
-    in rank order (float64 sums, so the values agree with one process to rounding) and writes.
+    Images are scored in chunks of ``batch_size``; each chunk's metric state is computed from
+    empty and merged into the totals in chunk order. With several ranks, rank r scores chunk r
+    of each round of ``size`` chunks and rank 0 merges the round's states in the same order, so
+    sharded scores equal one process's scores exactly, not just to rounding.
     """
     world = world or World()
     manifest = run.manifest()
@@ -201,34 +206,41 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
         raise BenchkitError(f"{run.path} has no images to score")
     ctx = MetricContext(cache_dir=cache_dir, device=device, manifest=manifest)
     metric_objs = build_metrics(metric_names, ctx)
+    empty = [m.state_dict() for m in metric_objs]
     fields = list((manifest.get("prompt_set") or {}).get("group_fields") or [])
     if len({r["seed"] for r in records}) > 1:
         fields.append(SEED_FIELD)
     breakdown = Breakdown(fields, metric_names, ctx)
     need_images = any(m.needs_images for m in metric_objs)
-    chunks = world.shard(range(0, len(records), batch_size))
+
+    def score_chunk(recs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        images = [read_image(run.path / r["file"]) for r in recs] if need_images else []
+        batch = SampleBatch(images, recs)
+        fresh = [m.with_state(e) for m, e in zip(metric_objs, empty)]
+        for metric in fresh:
+            metric.update(batch)
+        part = Breakdown(fields, metric_names, ctx)
+        part.update(batch)
+        return [m.state_dict() for m in fresh], part.state_dict()
+
+    chunks = [records[s : s + batch_size] for s in range(0, len(records), batch_size)]
     with progress_bar(show_progress and world.is_main) as bar:
-        task = bar.add_task("score", total=sum(len(records[s : s + batch_size]) for s in chunks),
-                            info=f"{len(metric_names)} metrics")
-        for start in chunks:
-            recs = records[start : start + batch_size]
-            images = [read_image(run.path / r["file"]) for r in recs] if need_images else []
-            batch = SampleBatch(images, recs)
-            for metric in metric_objs:
-                metric.update(batch)
-            breakdown.update(batch)
-            bar.update(task, advance=len(recs))
-    states = world.gather(([m.state_dict() for m in metric_objs], breakdown.state_dict()))
+        task = bar.add_task("score", total=len(records), info=f"{len(metric_names)} metrics")
+        for first in range(0, len(chunks), world.size):
+            round_ = chunks[first : first + world.size]
+            mine = score_chunk(round_[world.rank]) if world.rank < len(round_) else None
+            for part in world.gather(mine):
+                if part is not None and world.is_main:
+                    for metric, state in zip(metric_objs, part[0], strict=True):
+                        metric.merge(metric.with_state(state))
+                    breakdown.merge_state(part[1])
+            bar.update(task, advance=sum(len(c) for c in round_))
     if not world.is_main:
         outcome = world.broadcast(None)
         if "error" in outcome:  # rank 0 failed to compute: fail here too, with its message
             raise BenchkitError(outcome["error"])
         return outcome["results"]
     try:
-        for metric_states, breakdown_state in states[1:]:
-            for metric, state in zip(metric_objs, metric_states, strict=True):
-                metric.merge(metric.with_state(state))
-            breakdown.merge_state(breakdown_state)
         values = [v.to_dict() for metric in metric_objs for v in metric.compute()]
     except BenchkitError as exc:
         world.broadcast({"error": str(exc)})
