@@ -19,10 +19,11 @@ import torch
 
 from benchkit.distributed import World, current_world
 from benchkit.errors import BenchkitError
-from benchkit.generation import Generator, Item
+from benchkit.generation import Item, make_generator
 from benchkit.hardware import (dtype_name, fingerprint, peak_memory_bytes, reset_peak_memory, resolve_device,
-                               resolve_dtype, synchronize)
+                               resolve_dtype, runtime_settings, synchronize)
 from benchkit.loading import load_model
+from benchkit.outputs import attach_outputs, describe_model
 from benchkit.progress import progress_bar
 from benchkit.rundir import RunDir, read_image
 from benchkit.spec import ModelSpec, spec_hash
@@ -88,7 +89,7 @@ def run_eval(
     dt_ = resolve_dtype(dtype or spec.dtype, dev)
     reset_peak_memory(dev)
     model = load_model(spec, dev, dt_, cache_dir)
-    generator = Generator(model, spec.recipe)
+    generator = make_generator(model, spec.recipe)
 
     identity = {
         "spec_hash": spec_hash(spec, model.weights_sha256),
@@ -115,6 +116,8 @@ def run_eval(
         "git_sha": git_sha(),
         "command": "eval",
     }
+    manifest["model"].update(describe_model(model, generator))  # family, lora, vae dtype, compile, frames
+    manifest["runtime"] = runtime_settings(dev, dt_)  # what ran: dtype, TF32, sync and memory APIs
     session: dict[str, Any] = {"started": now(), "pid": os.getpid(), "load_seconds": model.load_seconds,
                                "first_load_in_process": model.first_load_in_process, "generated": 0,
                                "batch_size": batch_size}
@@ -145,6 +148,9 @@ def run_eval(
                 generator.generate(todo[:batch_size])
             synchronize(dev)
             session["warmup_seconds"] = time.perf_counter() - start
+            session["warmup_images"] = len(todo[:batch_size])
+            if generator.last_stages:  # the first (cold) run's stage split, beside the warm ones in records
+                session["warmup_stages"] = generator.last_stages
         with progress_bar(show_progress) as bar:
             what = f"generate {spec.name}" + (f" (rank 0 of {world.size})" if world.distributed else "")
             task = bar.add_task(what, total=len(done) + len(todo), completed=len(done), info="")
@@ -161,6 +167,7 @@ def run_eval(
                      "batch_size": len(batch)}
                     for it in batch
                 ]
+                attach_outputs(run.path, records, generator)  # stage seconds; video files of video models
                 run.write_batch(records, images, rank=world.rank if world.distributed else None)
                 session["generated"] += len(batch)
                 bar.update(task, advance=len(batch), info=f"{seconds / len(batch) * 1000:.1f} ms/img")

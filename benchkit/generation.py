@@ -18,7 +18,7 @@ import torch
 from benchkit.errors import BenchkitError
 from benchkit.loading import LoadedModel
 from benchkit.seeding import item_generator
-from benchkit.spec import Recipe
+from benchkit.spec import MODEL_DEFAULT_SCHEDULER, Recipe
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,10 @@ def make_scheduler(recipe: Recipe, base_config: dict[str, Any]):
     """The recipe's scheduler, built from the model's config; unknown kwargs are errors, not ignored."""
     import diffusers
 
-    cls = getattr(diffusers, recipe.scheduler_class, None)
+    name = recipe.scheduler_class
+    if name.lower() == MODEL_DEFAULT_SCHEDULER:
+        name = base_config.get("_class_name", "")
+    cls = getattr(diffusers, name, None)
     if cls is None or not hasattr(cls, "from_config"):
         raise BenchkitError(f"recipe.scheduler '{recipe.scheduler}' is not a diffusers scheduler (e.g. DDIMScheduler, EulerDiscreteScheduler, LCMScheduler)")
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
@@ -61,8 +64,20 @@ def set_timesteps(scheduler, recipe: Recipe, device: torch.device) -> None:
         scheduler.set_timesteps(recipe.steps, device=device)
 
 
+def make_generator(model: LoadedModel, recipe: Recipe):
+    """The toy runs the written-out loop below; diffusers families run their own pipeline."""
+    if model.pipeline is None:
+        return Generator(model, recipe)
+    from benchkit.pipeline_generation import PipelineGenerator
+
+    return PipelineGenerator(model, recipe)
+
+
 class Generator:
     """A loaded model plus a recipe on a device; ``generate(items)`` returns uint8 images."""
+
+    last_stages: dict[str, Any] | None = None  # per-stage seconds; only pipelines measure them
+    last_videos: list[np.ndarray] | None = None
 
     def __init__(self, model: LoadedModel, recipe: Recipe):
         self.model = model

@@ -71,14 +71,47 @@ def synchronize(device: torch.device) -> None:
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    elif device.type == "mps":
+        torch.mps.empty_cache()  # mps has no peak counter; start from released cached blocks
+
+
+def configure_tf32(enabled: bool | None = None) -> bool:
+    """TF32 matmuls/convolutions on cuda: faster fp32 with ~1e-3 relative error, so it is part of
+    what ran. ``None`` reads BENCHKIT_TF32 (1/0); unset leaves torch's defaults."""
+    if enabled is None:
+        env = os.environ.get("BENCHKIT_TF32")
+        if env is None:
+            return bool(torch.backends.cuda.matmul.allow_tf32)
+        enabled = env.strip().lower() in ("1", "true", "yes", "on")
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    return enabled
+
+
+def runtime_settings(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """The numerics and measurement APIs a run actually used (recorded in its manifest)."""
+    out: dict[str, Any] = {"device": str(device), "dtype": dtype_name(dtype), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        tf32 = configure_tf32()
+        out.update(tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32), tf32_cudnn=bool(torch.backends.cudnn.allow_tf32),
+                   tf32_applies=dtype == torch.float32 and tf32, device_name=torch.cuda.get_device_name(device),
+                   sync="torch.cuda.synchronize", memory="torch.cuda.max_memory_allocated",
+                   matmul_precision=torch.get_float32_matmul_precision())
+    elif device.type == "mps":
+        out.update(sync="torch.mps.synchronize", memory="torch.mps.driver_allocated_memory",
+                   vae_upcast_fp32=dtype == torch.float16)
+    else:
+        out.update(sync="none (synchronous)", memory="process peak RSS",
+                   bf16_matmul=dtype == torch.bfloat16)
+    return out
 
 
 def peak_memory_bytes(device: torch.device) -> tuple[int, str]:
     """Peak memory and what it measures: allocator peak on cuda, driver memory on mps, RSS on cpu."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device)), "cuda_max_memory_allocated"
-    if device.type == "mps":
-        return int(torch.mps.driver_allocated_memory()), "mps_driver_allocated_memory"
+    if device.type == "mps":  # no allocator peak on mps: the driver's current allocation, taken at the end
+        return int(max(torch.mps.driver_allocated_memory(), torch.mps.current_allocated_memory())), "mps_driver_allocated_memory"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss * (1 if sys.platform == "darwin" else 1024)), "process_peak_rss"
 

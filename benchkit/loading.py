@@ -18,11 +18,13 @@ from typing import Any
 import torch
 
 from benchkit.errors import BenchkitError
+from benchkit.locations import parse_location, require
 from benchkit.spec import ModelSpec
 
 _loads_in_process = 0  # the first load pays for imports and cold file caches; later ones do not
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 COMPONENTS = ("unet", "text_encoder", "tokenizer", "vae", "scheduler")
 
 
@@ -34,19 +36,16 @@ def builtin_path(base: str) -> Path:
     raise BenchkitError(f"unknown builtin model '{base}'; the only builtin is builtin:toy-digits")
 
 
-def resolve_base(base: str) -> Path:
+def resolve_base(base: str, model: str = "") -> Path:
+    """The local folder (or single file) of a spec's base: builtin, local path or HF cache."""
     if base.startswith("builtin:"):
         return builtin_path(base)
-    path = Path(base).expanduser()
-    if path.is_dir():
-        if not (path / "model_index.json").exists():
-            raise BenchkitError(f"{path} has no model_index.json: point 'base' at a diffusers-format model folder")
-        return path
-    if path.exists():
-        raise BenchkitError(f"{path} is a file; single-file checkpoints are not supported yet: use a diffusers-format folder")
-    raise BenchkitError(
-        f"model folder '{base}' not found; put a diffusers-format copy there or fix 'base' in the spec"
-    )
+    path = require(parse_location("base", base), model)
+    if path.is_dir() and not (path / "model_index.json").exists():
+        raise BenchkitError(f"{path} has no model_index.json: point 'base' at a diffusers-format model folder")
+    if path.is_file() and path.suffix not in SINGLE_FILE_SUFFIXES:
+        raise BenchkitError(f"base {path}: a single-file checkpoint must be .safetensors or .ckpt")
+    return path
 
 
 def sha256_file(path: Path, cache_dir: Path | None = None) -> str:
@@ -79,13 +78,25 @@ def sha256_file(path: Path, cache_dir: Path | None = None) -> str:
     return digest
 
 
+FAMILY_PIPELINES = {
+    "sd15": "StableDiffusionPipeline",
+    "sdxl": "StableDiffusionXLPipeline",
+    "sd3": "StableDiffusion3Pipeline",
+    "cogvideox": "CogVideoXPipeline",
+}
+PIPELINE_FAMILIES = {cls: fam for fam, cls in FAMILY_PIPELINES.items()}
+TOY_FAMILY = "toy"
+# components a text-to-image benchmark never runs
+SKIPPED_COMPONENTS = {"safety_checker", "feature_extractor", "image_encoder"}
+
+
 @dataclass
 class LoadedModel:
     """A spec's components on a device, with the provenance of the files they came from."""
 
     spec: ModelSpec
     path: Path
-    unet: Any
+    unet: Any  # the denoiser: UNet2DConditionModel, or the transformer of SD3 / CogVideoX
     text_encoder: Any
     tokenizer: Any
     scheduler_config: dict[str, Any]
@@ -96,11 +107,19 @@ class LoadedModel:
     size_bytes: int = 0
     load_seconds: float = 0.0
     first_load_in_process: bool = True
+    family: str = TOY_FAMILY
+    pipeline: Any = None  # the diffusers pipeline holding the components (None for the toy)
+    components: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # what ran: family, lora, vae dtype, compile...
 
     @property
     def weights_sha256(self) -> str:
         blob = json.dumps(sorted(self.weight_files.items()))
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def denoiser_name(self) -> str:
+        return "unet" if "unet" in self.components or self.pipeline is None else "transformer"
 
 
 def weight_files(path: Path) -> list[Path]:
@@ -112,10 +131,21 @@ def hash_weights(path: Path, cache_dir: Path | None = None) -> tuple[dict[str, s
     return {str(p.relative_to(path)): sha256_file(p, cache_dir) for p in files}, sum(p.stat().st_size for p in files)
 
 
+def _variant(folder: Path) -> str | None:
+    """'fp16' when a component folder only has fp16-variant weights (as many hub repos ship)."""
+    files = [p.name for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES] if folder.is_dir() else []
+    plain = [f for f in files if ".fp16." not in f]
+    return "fp16" if files and not plain else None
+
+
+def _loaded_files(folder: Path, variant: str | None) -> list[Path]:
+    return [p for p in weight_files(folder) if (".fp16." in p.name) == (variant == "fp16")]
+
+
 def _load_component(path: Path, name: str, library: str, class_name: str, dtype: torch.dtype):
     import importlib
 
-    if name == "tokenizer" and library == "transformers":
+    if name.startswith("tokenizer") and library == "transformers":
         # AutoTokenizer reads the folder's own config: tokenizer class names in model_index.json
         # differ across transformers versions (CLIPTokenizer, TokenizersBackend, ...).
         library, class_name = "transformers", "AutoTokenizer"
@@ -124,8 +154,11 @@ def _load_component(path: Path, name: str, library: str, class_name: str, dtype:
     except (ImportError, AttributeError):
         raise BenchkitError(f"{path}/model_index.json: component '{name}' needs {library}.{class_name}, which is not installed") from None
     kwargs: dict[str, Any] = {}
-    if name in ("unet", "text_encoder", "vae"):
+    if not name.startswith("tokenizer"):
         kwargs["torch_dtype"] = dtype
+        variant = _variant(path / name)
+        if variant:
+            kwargs["variant"] = variant
     try:
         return cls.from_pretrained(str(path / name), **kwargs)
     except (OSError, ValueError) as exc:
@@ -143,39 +176,214 @@ def _quiet_libraries() -> None:
         lib.set_verbosity_error()
 
 
+def detect_family(spec: ModelSpec, index: dict[str, Any]) -> str:
+    if spec.family:
+        return spec.family
+    cls = index.get("_class_name", "")
+    if cls in PIPELINE_FAMILIES:
+        return PIPELINE_FAMILIES[cls]
+    if "unet" in index and "text_encoder" in index and "text_encoder_2" not in index and "vae" not in index:
+        return TOY_FAMILY  # pixel-space UNet + one text encoder: the toy's layout
+    if "unet" in index and "vae" in index:
+        return "sdxl" if "text_encoder_2" in index else "sd15"
+    raise BenchkitError(f"cannot tell the pipeline family of {cls or 'this model'}; set family = "
+                        f"\"{'|'.join(FAMILY_PIPELINES)}\" in the spec")
+
+
+def _components_from_folder(path: Path, index: dict[str, Any], dtype: torch.dtype) -> tuple[dict[str, Any], list[Path]]:
+    parts: dict[str, Any] = {}
+    files: list[Path] = []
+    for name, entry in index.items():
+        if name.startswith("_") or name in SKIPPED_COMPONENTS or name == "scheduler":
+            continue
+        if not isinstance(entry, (list, tuple)) or len(entry) != 2 or entry[0] is None or entry[1] is None:
+            parts[name] = None  # optional component the model does not ship (e.g. SD3 without T5)
+            continue
+        library, class_name = entry
+        parts[name] = _load_component(path, name, library, class_name, dtype)
+        if not name.startswith("tokenizer"):
+            files += _loaded_files(path / name, _variant(path / name))
+    return parts, files
+
+
+def _from_single_file(spec: ModelSpec, file: Path, family: str, dtype: torch.dtype) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An all-in-one checkpoint (A1111/ComfyUI layout) through diffusers' from_single_file."""
+    import diffusers
+
+    cls = getattr(diffusers, FAMILY_PIPELINES[family])
+    kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
+    if spec.config:
+        kwargs["config"] = str(require(parse_location("config", spec.config), spec.name))
+    try:
+        pipe = cls.from_single_file(str(file), **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = "" if spec.config else "; set config = the model's diffusers folder or repo id"
+        raise BenchkitError(f"cannot load single-file checkpoint {file}: {first[:300]}{hint}") from None
+    parts = {k: v for k, v in pipe.components.items() if k != "scheduler" and k not in SKIPPED_COMPONENTS}
+    return parts, dict(pipe.scheduler.config)
+
+
+def load_state_dict_file(file: Path) -> dict[str, torch.Tensor]:
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(file))
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad pickle
+        raise BenchkitError(f"weights {file}: not a readable state dict ({type(exc).__name__}); use .safetensors or .bin") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise BenchkitError(f"weights {file}: expected a state dict (name -> tensor), got {type(state).__name__}")
+    return state
+
+
+def load_denoiser(location: Path, like: Any, dtype: torch.dtype) -> Any:
+    """A UNet/transformer from a state dict file (built on the meta device, then ``assign``ed)
+    or from a diffusers folder; ``like`` is the base's denoiser, whose config it shares."""
+    cls = type(like)
+    if location.is_dir():
+        return cls.from_pretrained(str(location), torch_dtype=dtype)
+    from accelerate import init_empty_weights
+
+    state = load_state_dict_file(location)
+    with init_empty_weights():  # no memory and no random init for weights about to be replaced
+        model = cls.from_config(like.config)
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    if missing or unexpected:
+        raise BenchkitError(
+            f"weights {location}: does not fit {cls.__name__} of the base model ({len(missing)} missing keys, e.g. "
+            f"'{(missing or ['-'])[0]}'; {len(unexpected)} unexpected, e.g. '{(unexpected or ['-'])[0]}'); "
+            f"it must be a diffusers-format state dict for this base")
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.to(dtype)
+
+
+def _vae_from(location: Path, dtype: torch.dtype) -> Any:
+    import diffusers
+
+    folder = location if (location / "config.json").exists() else location / "vae"
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        cls = getattr(diffusers, config["_class_name"])
+    except (OSError, ValueError, KeyError, AttributeError):
+        raise BenchkitError(f"vae {location}: not a diffusers VAE folder (config.json with a _class_name)") from None
+    return cls.from_pretrained(str(folder), torch_dtype=dtype), folder
+
+
+def _build_pipeline(family: str, parts: dict[str, Any], scheduler_config: dict[str, Any], index: dict[str, Any]):
+    import inspect
+
+    import diffusers
+
+    cls = getattr(diffusers, FAMILY_PIPELINES[family])
+    scheduler_cls = getattr(diffusers, scheduler_config.get("_class_name", ""), None) or diffusers.DDIMScheduler
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in parts.items() if k in accepted}
+    # pipeline settings saved in model_index.json (e.g. SDXL's force_zeros_for_empty_prompt)
+    kwargs.update({k: v for k, v in index.items() if k in accepted and not k.startswith("_") and not isinstance(v, list)})
+    kwargs["scheduler"] = scheduler_cls.from_config(scheduler_config)
+    for name, param in accepted.items():
+        if name not in kwargs and name != "self" and param.default is inspect.Parameter.empty:
+            kwargs[name] = None  # e.g. safety_checker / feature_extractor, which a benchmark does not run
+    if "requires_safety_checker" in accepted:
+        kwargs["requires_safety_checker"] = False
+    pipe = cls(**kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def vae_dtype_for(vae: Any, device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """fp16 VAE decoding overflows on mps and for VAEs that say so (SDXL's force_upcast): fp32 there."""
+    if dtype != torch.float16 or vae is None:
+        return dtype
+    if device.type == "mps" or getattr(vae.config, "force_upcast", False):
+        return torch.float32
+    return dtype
+
+
 def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_dir: Path | None = None) -> LoadedModel:
-    """Load a spec's UNet, text encoder, tokenizer, optional VAE and scheduler config."""
+    """Load a spec's components (base, replaced denoiser, replaced VAE, LoRA) onto a device."""
     global _loads_in_process
     _quiet_libraries()
     start = time.perf_counter()
-    path = resolve_base(spec.base)
-    index = json.loads((path / "model_index.json").read_text())
-    for required in ("unet", "text_encoder", "tokenizer", "scheduler"):
-        if required not in index:
-            raise BenchkitError(f"{path}/model_index.json has no '{required}' component; benchkit needs a text-to-image UNet model")
-    parts: dict[str, Any] = {}
-    for name in ("unet", "text_encoder", "tokenizer", "vae"):
-        if name in index and index[name] and index[name][0] is not None:
-            library, class_name = index[name]
-            parts[name] = _load_component(path, name, library, class_name, dtype)
-    sched_file = path / "scheduler" / "scheduler_config.json"
-    try:
-        scheduler_config = json.loads(sched_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise BenchkitError(f"cannot read {sched_file}: {exc}") from None
-    for name in ("unet", "text_encoder", "vae"):
-        if name in parts:
-            parts[name] = parts[name].to(device).eval().requires_grad_(False)
-    if "vae" in parts and dtype == torch.float16 and device.type == "mps":
-        parts["vae"] = parts["vae"].to(torch.float32)  # fp16 VAE decode overflows on mps
-    files, size = hash_weights(path, cache_dir)
+    path = resolve_base(spec.base, spec.name)
+    extra_files: dict[str, Path] = {}
+    if path.is_file():
+        if not spec.family:
+            raise BenchkitError(f"base {path} is a single file: set family = \"{'|'.join(FAMILY_PIPELINES)}\" in the spec")
+        family = spec.family
+        parts, scheduler_config = _from_single_file(spec, path, family, dtype)
+        extra_files[f"base:{path.name}"] = path
+        base_files: list[Path] = []
+    else:
+        index = json.loads((path / "model_index.json").read_text())
+        family = detect_family(spec, index)
+        denoiser = "unet" if "unet" in index else "transformer"
+        for required in (denoiser, "text_encoder", "tokenizer", "scheduler"):
+            if required not in index:
+                raise BenchkitError(f"{path}/model_index.json has no '{required}' component; benchkit needs a text-to-image model")
+        parts, base_files = _components_from_folder(path, index, dtype)
+        sched_file = path / "scheduler" / "scheduler_config.json"
+        try:
+            scheduler_config = json.loads(sched_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise BenchkitError(f"cannot read {sched_file}: {exc}") from None
+    denoiser = "unet" if "unet" in parts else "transformer"
+    details: dict[str, Any] = {"family": family, "denoiser": type(parts[denoiser]).__name__}
+    if spec.weights:
+        weights = require(parse_location("weights", spec.weights), spec.name)
+        parts[denoiser] = load_denoiser(weights, parts[denoiser], dtype)
+        details["weights"] = str(weights)
+        for f in ([weights] if weights.is_file() else weight_files(weights)):
+            extra_files[f"weights:{f.relative_to(weights.parent if weights.is_file() else weights)}"] = f
+    if spec.vae:
+        vae_location = require(parse_location("vae", spec.vae), spec.name)
+        parts["vae"], vae_folder = _vae_from(vae_location, dtype)
+        details["vae"] = {"path": str(vae_folder), "class": type(parts["vae"]).__name__}
+        for f in weight_files(vae_folder):
+            extra_files[f"vae:{f.relative_to(vae_folder)}"] = f
+    for name, module in parts.items():
+        if isinstance(module, torch.nn.Module):
+            parts[name] = module.to(device).eval().requires_grad_(False)
+    if parts.get("vae") is not None:
+        vae_dtype = vae_dtype_for(parts["vae"], device, dtype)
+        parts["vae"] = parts["vae"].to(vae_dtype)
+        details["vae_dtype"] = str(vae_dtype).replace("torch.", "")
+    pipeline = None
+    if family != TOY_FAMILY:
+        pipeline = _build_pipeline(family, parts, scheduler_config, {} if path.is_file() else index)
+    if spec.lora:
+        if pipeline is None:
+            raise BenchkitError(f"lora: the {family} model {path} is not a diffusers pipeline; LoRAs need family sd15, sdxl, sd3 or cogvideox")
+        from benchkit.lora import apply_lora
+
+        lora_file = require(parse_location("lora", spec.lora), spec.name)
+        details["lora"] = apply_lora(pipeline, lora_file, spec.lora_scale, spec.lora_fused)
+        extra_files[f"lora:{lora_file.name}"] = lora_file
+        parts[denoiser] = getattr(pipeline, denoiser)
+    if spec.compile:
+        parts[denoiser] = torch.compile(parts[denoiser])
+        if pipeline is not None:
+            setattr(pipeline, denoiser, parts[denoiser])
+        details["compile"] = "torch.compile(default mode)"
+    files = {str(p.relative_to(path)): sha256_file(p, cache_dir) for p in sorted(base_files)} if base_files else {}
+    if not base_files and not path.is_file():
+        files = hash_weights(path, cache_dir)[0]
+    files.update({key: sha256_file(p, cache_dir) for key, p in extra_files.items()})
+    size = sum(p.stat().st_size for p in base_files) if base_files else 0
+    size += sum(p.stat().st_size for p in extra_files.values())
     _loads_in_process += 1
     return LoadedModel(
         spec=spec,
         path=path,
-        unet=parts["unet"],
-        text_encoder=parts["text_encoder"],
-        tokenizer=parts["tokenizer"],
+        unet=parts[denoiser],
+        text_encoder=parts.get("text_encoder"),
+        tokenizer=parts.get("tokenizer"),
         vae=parts.get("vae"),
         scheduler_config=scheduler_config,
         device=device,
@@ -184,4 +392,8 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_
         size_bytes=size,
         load_seconds=time.perf_counter() - start,
         first_load_in_process=_loads_in_process == 1,
+        family=family,
+        pipeline=pipeline,
+        components=parts,
+        details=details,
     )

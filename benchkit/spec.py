@@ -29,7 +29,16 @@ SCHEDULER_ALIASES = {
     "lcm": "LCMScheduler",
     "tcd": "TCDScheduler",
     "flow-euler": "FlowMatchEulerDiscreteScheduler",
+    "cogvideox-ddim": "CogVideoXDDIMScheduler",
+    "cogvideox-dpm": "CogVideoXDPMScheduler",
 }
+
+# "model-default": sample with the scheduler the model ships (its scheduler_config.json), as a
+# model card that just calls ``pipe(prompt)`` does.
+MODEL_DEFAULT_SCHEDULER = "model-default"
+
+# Pipeline families benchkit can generate with; None means "read model_index.json".
+FAMILIES = ("sd15", "sdxl", "sd3", "cogvideox")
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,8 @@ class Recipe:
     eta: float | None = None
     height: int | None = None
     width: int | None = None
+    num_frames: int | None = None  # video models: frames per sample
+    fps: int | None = None  # video models: frames per second of the written file
 
     @property
     def scheduler_class(self) -> str:
@@ -58,10 +69,16 @@ class Recipe:
         parts = [self.scheduler_class.replace("Scheduler", ""), f"{self.steps} step" + ("s" if self.steps != 1 else "")]
         if spacing:
             parts.append(str(spacing))
+        if self.scheduler_kwargs.get("prediction_type"):
+            parts.append(f"predicts {self.scheduler_kwargs['prediction_type']}")
         if self.timesteps:
             parts.append("t=" + ",".join(map(str, self.timesteps)))
         if self.uses_cfg:
             parts.append(f"cfg {self.guidance_scale:g}")
+        if self.eta is not None:
+            parts.append(f"eta {self.eta:g}")
+        if self.num_frames:
+            parts.append(f"{self.num_frames} frames")
         return " · ".join(parts)
 
 
@@ -75,6 +92,17 @@ class ModelSpec:
     description: str = ""
     license: str = ""
     dtype: str | None = None  # default dtype for this model; --dtype overrides
+    # Where the files are. Locations are local paths, Hugging Face repo ids ("owner/name", for
+    # `base`) or files in a repo ("hf://owner/name/path/in/repo"), read from the local HF cache.
+    family: str | None = None  # sd15 | sdxl | sd3 | cogvideox; None: from model_index.json
+    weights: str | None = None  # replaces the base's UNet/transformer: state dict file or folder
+    lora: str | None = None  # LoRA file (kohya or PEFT/diffusers keys)
+    lora_scale: float = 1.0
+    lora_fused: bool = True  # fuse into the weights (as the model cards do) or keep as adapters
+    vae: str | None = None  # replacement VAE folder/repo, e.g. an AutoencoderTiny for fast decoding
+    config: str | None = None  # diffusers folder/repo with the configs a single-file `base` needs
+    compile: bool = False  # torch.compile the UNet/transformer (part of the latency variant)
+    source: str = ""  # upstream model card / repository, for people
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -84,11 +112,25 @@ class ModelSpec:
         return d
 
     def identity(self) -> dict[str, Any]:
-        """The fields that change images: everything but name, description and license."""
+        """The fields that change images: everything but name, description, license and source.
+
+        Fields added after the first release are left out while they hold their default, so a
+        spec that does not use them keeps the hash (and run folder) it always had.
+        """
         d = self.to_dict()
-        for k in ("name", "description", "license"):
+        for k in ("name", "description", "license", "source"):
             d.pop(k)
+        for k, default in _LATER_SPEC_DEFAULTS.items():
+            if d.get(k) == default:
+                d.pop(k)
+        for k in ("num_frames", "fps"):
+            if d["recipe"].get(k) is None:
+                d["recipe"].pop(k)
         return d
+
+    @property
+    def is_video(self) -> bool:
+        return self.family == "cogvideox" or bool(self.recipe.num_frames)
 
     def with_recipe(self, **changes: Any) -> "ModelSpec":
         changes = {k: v for k, v in changes.items() if v is not None}
@@ -96,6 +138,10 @@ class ModelSpec:
             return self
         recipe = _build_recipe({**_recipe_fields(self.recipe), **changes}, source="command line")
         return dataclasses.replace(self, recipe=recipe)
+
+
+_LATER_SPEC_DEFAULTS = {"family": None, "weights": None, "lora": None, "lora_scale": 1.0, "lora_fused": True,
+                        "vae": None, "config": None, "compile": False}
 
 
 def spec_hash(spec: ModelSpec, weights_sha256: str) -> str:
@@ -117,6 +163,8 @@ _RECIPE_TYPES: dict[str, tuple[type, ...]] = {
     "eta": (int, float, type(None)),
     "height": (int, type(None)),
     "width": (int, type(None)),
+    "num_frames": (int, type(None)),
+    "fps": (int, type(None)),
 }
 
 
@@ -142,11 +190,34 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
     return Recipe(**raw)
 
 
-_SPEC_FIELDS = {"name", "base", "recipe", "description", "license", "dtype", "extends"}
+# field -> accepted types; location fields are resolved against the TOML file's folder
+_SPEC_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "base": (str,), "description": (str,), "license": (str,), "dtype": (str,),
+    "family": (str,), "weights": (str,), "lora": (str,), "lora_scale": (int, float), "lora_fused": (bool,),
+    "vae": (str,), "config": (str,), "compile": (bool,), "source": (str,),
+}
+_TYPE_WORDS = {(str,): "a string", (int, float): "a number", (bool,): "true or false"}
+LOCATION_FIELDS = ("base", "weights", "lora", "vae", "config")
+_SPEC_FIELDS = set(_SPEC_TYPES) | {"recipe", "extends"}
 
 
-def spec_from_dict(raw: dict[str, Any], source: str, presets: dict[str, ModelSpec] | None = None) -> ModelSpec:
-    """Build a spec from parsed TOML; ``extends = "preset"`` inherits and overrides a preset."""
+def _resolve_location(value: str, folder: Path) -> str:
+    """A relative local path in a spec file means relative to that file's folder."""
+    if value.startswith(("builtin:", "hf://")) or Path(value).expanduser().is_absolute():
+        return value
+    candidate = folder / value
+    if candidate.exists() or value.startswith((".", "/")) or Path(value).suffix:
+        return str(candidate.resolve())
+    return value  # "owner/name": a Hugging Face repo id
+
+
+def spec_from_dict(raw: dict[str, Any], source: str, presets: dict[str, ModelSpec] | None = None,
+                   folder: Path | None = None) -> ModelSpec:
+    """Build a spec from parsed TOML; ``extends = "preset"`` inherits and overrides a preset.
+
+    Any field may be overridden, recipe fields one by one. ``folder`` is where relative paths
+    point (the TOML file's folder); without it they are kept as written.
+    """
     unknown = set(raw) - _SPEC_FIELDS
     if unknown:
         raise BenchkitError(f"{source}: unknown field '{sorted(unknown)[0]}'; allowed: {', '.join(sorted(_SPEC_FIELDS))}")
@@ -164,22 +235,22 @@ def spec_from_dict(raw: dict[str, Any], source: str, presets: dict[str, ModelSpe
     for key in ("name", "base"):
         if key not in raw and base_spec is None:
             raise BenchkitError(f"{source}: missing field '{key}' (or use extends = \"PRESET\")")
-    for key in ("name", "base", "description", "license", "dtype"):
-        if key in raw and not isinstance(raw[key], str):
-            raise BenchkitError(f"{source}: field '{key}' must be a string, got {raw[key]!r}")
-    base = raw.get("base", base_spec.base if base_spec else "")
-    if base and not base.startswith("builtin:") and not Path(base).is_absolute() and Path(source).exists():
-        candidate = Path(source).parent / base
-        if candidate.exists():  # relative paths in a TOML file are relative to that file
-            base = str(candidate.resolve())
-    return ModelSpec(
-        name=raw.get("name", base_spec.name if base_spec else ""),
-        base=base,
-        recipe=recipe,
-        description=raw.get("description", base_spec.description if base_spec else ""),
-        license=raw.get("license", base_spec.license if base_spec else ""),
-        dtype=raw.get("dtype", base_spec.dtype if base_spec else None),
-    )
+    fields: dict[str, Any] = {}
+    for key, types in _SPEC_TYPES.items():
+        if key not in raw:
+            continue
+        value = raw[key]
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            raise BenchkitError(f"{source}: field '{key}' must be {_TYPE_WORDS[types]}, got {value!r}")
+        if key in LOCATION_FIELDS and folder is not None and value:
+            value = _resolve_location(value, folder)
+        fields[key] = float(value) if key == "lora_scale" else value
+    family = fields.get("family")
+    if family is not None and family not in FAMILIES:
+        raise BenchkitError(f"{source}: field 'family' must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if base_spec is not None:
+        return dataclasses.replace(base_spec, recipe=recipe, **fields)
+    return ModelSpec(recipe=recipe, **fields)
 
 
 def load_spec_file(path: Path, presets: dict[str, ModelSpec] | None = None) -> ModelSpec:
@@ -191,4 +262,4 @@ def load_spec_file(path: Path, presets: dict[str, ModelSpec] | None = None) -> M
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BenchkitError(f"{path}: invalid TOML ({exc}); fix the file and retry") from None
-    return spec_from_dict(raw, str(path), presets)
+    return spec_from_dict(raw, str(path), presets, folder=Path(path).resolve().parent)

@@ -1,0 +1,34 @@
+"""What a generation batch adds to its records and what a loaded model adds to the manifest.
+
+Kept out of the eval loop so that the loop stays the same for images and videos: each
+record gets the batch's stage split (text encoding, denoising, VAE decode) when the
+generator measured one, and video models write their clip next to the first-frame image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchkit.video import mp4_encoder, write_video
+
+
+def attach_outputs(run_path: Path, records: list[dict[str, Any]], generator: Any) -> None:
+    stages = getattr(generator, "last_stages", None)
+    videos = getattr(generator, "last_videos", None)
+    fps = getattr(generator.recipe, "fps", None) or 8
+    for i, rec in enumerate(records):
+        if stages:
+            rec["stages"] = dict(stages)
+        if videos:
+            rec.update(write_video(run_path, f"{rec['prompt_id']}_{rec['seed']}", videos[i], fps))
+
+
+def describe_model(model: Any, generator: Any) -> dict[str, Any]:
+    """Family, LoRA, replaced weights/VAE, VAE dtype, compile, and the frames of video models."""
+    out: dict[str, Any] = dict(model.details) if model.details else {"family": model.family}
+    if getattr(generator, "num_frames", None):
+        out["num_frames"] = generator.num_frames
+        out["fps"] = getattr(generator.recipe, "fps", None) or 8
+        out["video_format"] = "mp4" if mp4_encoder() else "apng (no mp4 encoder installed: pip install av)"
+    return out

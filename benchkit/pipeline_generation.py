@@ -1,0 +1,179 @@
+"""Generation through the diffusers pipeline of a family: SD1.5, SDXL, SD3 and CogVideoX.
+
+The pipelines are the reference for everything family-specific (SDXL's two encoders, pooled
+embeddings and add_time_ids; SD3's three encoders and flow matching; CogVideoX's 3D latents
+and rotary embeddings), so benchkit calls them rather than re-writing them. It keeps the
+parts that make a benchmark: per-item noise from (prompt_id, seed) passed as ``latents``
+(and per-item generators for stochastic samplers), so an image does not depend on the batch
+it was in; the recipe's scheduler built and checked before the call; its own VAE decoding
+(fp32 where fp16 overflows, an optional tiny VAE) timed as a stage; and a trace of what the
+denoiser was called with.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from benchkit.errors import BenchkitError
+from benchkit.generation import Item, make_scheduler
+from benchkit.loading import LoadedModel
+from benchkit.seeding import item_generator
+from benchkit.spec import Recipe
+from benchkit.stages import StageTimer
+
+VIDEO_FAMILIES = ("cogvideox",)
+
+
+def _first(value):
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[-1, 1] floats, channels first at dim 1, to uint8 channels last (the rest of benchkit's convention)."""
+    out = ((images.float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return out.movedim(1, -1).numpy()
+
+
+class PipelineGenerator:
+    """A loaded diffusers-family model plus a recipe; ``generate(items)`` returns uint8 images.
+
+    For video models each item's image is its first frame and ``last_videos`` holds the clips.
+    """
+
+    def __init__(self, model: LoadedModel, recipe: Recipe):
+        self.model = model
+        self.recipe = recipe
+        self.pipe = model.pipeline
+        self.family = model.family
+        self.is_video = self.family in VIDEO_FAMILIES
+        self.unet_calls_per_image = 0
+        self.last_stages: dict[str, Any] | None = None
+        self.last_videos: list[np.ndarray] | None = None
+        self.last_trace: dict[str, Any] = {}
+        self.call_params = set(inspect.signature(self.pipe.__call__).parameters)
+        scheduler = make_scheduler(recipe, model.scheduler_config)  # fail on a bad recipe before any work
+        self._check_recipe(scheduler)
+        denoiser = model.unet
+        cfg = denoiser.config
+        if self.is_video:
+            self.vae_scale = self.pipe.vae_scale_factor_spatial
+            self.height = recipe.height or cfg.sample_height * self.vae_scale
+            self.width = recipe.width or cfg.sample_width * self.vae_scale
+            self.num_frames = recipe.num_frames or cfg.sample_frames
+            temporal = self.pipe.vae_scale_factor_temporal
+            if (self.num_frames - 1) % temporal:
+                raise BenchkitError(f"recipe.num_frames must be 1 + a multiple of {temporal} for this model, got {self.num_frames}")
+            self.latent_frames = (self.num_frames - 1) // temporal + 1
+        else:
+            self.vae_scale = self.pipe.vae_scale_factor
+            sample = _first(cfg.sample_size)
+            self.height = recipe.height or sample * self.vae_scale
+            self.width = recipe.width or sample * self.vae_scale
+            self.num_frames = None
+        multiple = self.vae_scale * (getattr(cfg, "patch_size", None) or 1)
+        if self.height % multiple or self.width % multiple:
+            raise BenchkitError(f"recipe.height/width must be multiples of {multiple} for this model, got {self.height}x{self.width}")
+        encoders = [m for k, m in model.components.items() if k.startswith("text_encoder") and m is not None]
+        self.timer = StageTimer(model.device, encoders, denoiser)
+
+    def _check_recipe(self, scheduler) -> None:
+        r = self.recipe
+        if r.timesteps is not None:
+            if "timesteps" not in self.call_params:
+                raise BenchkitError(f"recipe.timesteps: {type(self.pipe).__name__} takes no explicit timesteps; give recipe.steps")
+            if "timesteps" not in inspect.signature(scheduler.set_timesteps).parameters:
+                raise BenchkitError(f"recipe.timesteps: {type(scheduler).__name__} does not accept explicit timesteps; use LCMScheduler, TCDScheduler or EulerDiscreteScheduler")
+        step_params = inspect.signature(scheduler.step).parameters
+        if r.eta is not None and ("eta" not in step_params or "eta" not in self.call_params):
+            raise BenchkitError(f"recipe.eta: {type(scheduler).__name__} with {type(self.pipe).__name__} takes no eta; remove it from the recipe")
+        if r.num_frames and not self.is_video:
+            raise BenchkitError(f"recipe.num_frames: {self.family} is an image model; remove num_frames")
+
+    def _eta(self, scheduler) -> float | None:
+        """The recipe's eta, else the scheduler's own default: pipelines otherwise pass eta=0.0."""
+        params = inspect.signature(scheduler.step).parameters
+        if "eta" not in params or "eta" not in self.call_params:
+            return None
+        if self.recipe.eta is not None:
+            return self.recipe.eta
+        default = params["eta"].default
+        return float(default) if isinstance(default, (int, float)) else None
+
+    def initial_noise(self, items: Sequence[Item]) -> tuple[torch.Tensor, list[torch.Generator]]:
+        channels = self.model.unet.config.in_channels
+        lat_h, lat_w = self.height // self.vae_scale, self.width // self.vae_scale
+        if self.is_video:
+            shape = (1, self.latent_frames, channels, lat_h, lat_w)
+        else:
+            shape = (1, channels, lat_h, lat_w)
+        gens = [item_generator(it.prompt_id, it.seed) for it in items]
+        noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens])
+        return noise, gens
+
+    @torch.no_grad()
+    def generate(self, items: Sequence[Item]) -> list[np.ndarray]:
+        m, r, pipe = self.model, self.recipe, self.pipe
+        scheduler = make_scheduler(r, m.scheduler_config)
+        pipe.scheduler = scheduler
+        noise, gens = self.initial_noise(items)
+        kwargs: dict[str, Any] = {
+            "prompt": [it.prompt for it in items],
+            "height": self.height,
+            "width": self.width,
+            "guidance_scale": r.guidance_scale,
+            "latents": noise.to(device=m.device, dtype=m.dtype),
+            "generator": gens,  # per-item noise for stochastic samplers (LCM, TCD, ancestral)
+            "output_type": "latent",
+        }
+        if r.timesteps is not None:
+            kwargs["timesteps"] = list(r.timesteps)
+        else:
+            kwargs["num_inference_steps"] = r.steps
+        eta = self._eta(scheduler)
+        if eta is not None:
+            kwargs["eta"] = eta
+        if self.is_video:
+            kwargs["num_frames"] = self.num_frames
+        self.timer.reset()
+        out = pipe(**kwargs)
+        latents = out.frames if self.is_video else out.images
+        with self.timer.decode():
+            pixels = self._decode(latents)
+        stages = self.timer.summary(len(items))
+        self.last_stages = stages
+        self.unet_calls_per_image = round(stages["denoiser_rows_per_item"])
+        self.last_trace = {
+            "scheduler": type(pipe.scheduler).__name__,
+            "scheduler_config": dict(pipe.scheduler.config),
+            "scheduler_timesteps": [float(t) for t in pipe.scheduler.timesteps],
+            "denoiser_timesteps": list(self.timer.timesteps),
+            "guidance_scale": float(pipe.guidance_scale),
+            # measured: the denoiser saw a conditional and an unconditional row per item
+            "classifier_free_guidance": bool(self.timer.rows) and all(n == 2 * len(items) for n in self.timer.rows),
+            "eta": eta,
+        }
+        if self.is_video:
+            videos = _to_uint8(pixels)  # (B, F, H, W, C): channels were at dim 1 of (B, C, F, H, W)
+            self.last_videos = list(videos)
+            return [v[0] for v in videos]
+        self.last_videos = None
+        return list(_to_uint8(pixels))
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        vae = self.model.vae
+        latents = latents.to(vae.dtype)
+        if self.is_video:
+            return self.pipe.decode_latents(latents)
+        cfg = vae.config
+        mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
+        if mean is not None and std is not None:  # VAEs with per-channel statistics (as SDXL's pipeline does)
+            mean = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1)
+            std = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1)
+            latents = latents * std / cfg.scaling_factor + mean
+        else:
+            latents = latents / cfg.scaling_factor + (getattr(cfg, "shift_factor", None) or 0.0)
+        return vae.decode(latents, return_dict=False)[0]

@@ -1,0 +1,134 @@
+"""Tiny random-initialised pipelines of every family benchkit runs, saved in real on-disk formats.
+
+Shapes follow diffusers' own fast-test configs, shrunk further; tokenizers are the toy's
+offline word-level tokenizer (the hub's tiny-random tokenizers need network access).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from benchkit.toy.teacher import SCHEDULER_CONFIG, build_tokenizer
+
+
+def clip_config(vocab: int, hidden: int = 32, projection: int | None = None, max_positions: int = 16):
+    from transformers import CLIPTextConfig
+
+    kw = {"projection_dim": projection} if projection else {}
+    return CLIPTextConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=37, num_hidden_layers=2,
+                          num_attention_heads=4, max_position_embeddings=max_positions, pad_token_id=0,
+                          bos_token_id=2, eos_token_id=3, **kw)
+
+
+def tiny_vae(latent_channels: int = 4, **config):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=latent_channels, block_out_channels=(8, 16),
+                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                         norm_num_groups=4, layers_per_block=1, sample_size=16, **config)
+
+
+def build_sd15(root: Path) -> Path:
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=1,
+                                cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8)
+    pipe = StableDiffusionPipeline(vae=tiny_vae(), text_encoder=CLIPTextModel(clip_config(len(tok))), tokenizer=tok,
+                                   unet=unet, scheduler=DDIMScheduler(**SCHEDULER_CONFIG), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(root)
+    return root
+
+
+def build_sdxl(root: Path) -> Path:
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+                                layers_per_block=1, attention_head_dim=(2, 4), use_linear_projection=True,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                addition_embed_type="text_time", addition_time_embed_dim=8,
+                                transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
+                                cross_attention_dim=64, norm_num_groups=8)
+    config = {k: v for k, v in SCHEDULER_CONFIG.items() if k not in ("clip_sample", "set_alpha_to_one")}
+    pipe = StableDiffusionXLPipeline(
+        vae=tiny_vae(), text_encoder=CLIPTextModel(clip_config(len(tok))),
+        text_encoder_2=CLIPTextModelWithProjection(clip_config(len(tok), projection=32)), tokenizer=tok,
+        tokenizer_2=build_tokenizer(), unet=unet, scheduler=EulerDiscreteScheduler(**config),
+        force_zeros_for_empty_prompt=True)
+    pipe.save_pretrained(root)
+    return root
+
+
+def build_sd3(root: Path) -> Path:
+    """SD3-shaped: MMDiT transformer, two CLIP encoders with projection, no T5 (optional in SD3)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+                                        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=64,
+                                        pooled_projection_dim=64, out_channels=4)
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=tiny_vae(shift_factor=0.0609, scaling_factor=1.5305),
+        text_encoder=CLIPTextModelWithProjection(clip_config(len(tok), projection=32)), tokenizer=tok,
+        text_encoder_2=CLIPTextModelWithProjection(clip_config(len(tok), projection=32)), tokenizer_2=build_tokenizer(),
+        text_encoder_3=None, tokenizer_3=None)
+    pipe.save_pretrained(root)
+    return root
+
+
+def build_cogvideox(root: Path) -> Path:
+    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline,
+                           CogVideoXTransformer3DModel)
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    tok.model_max_length = 226
+    transformer = CogVideoXTransformer3DModel(num_attention_heads=4, attention_head_dim=8, in_channels=4, out_channels=4,
+                                              time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=4,
+                                              sample_height=4, sample_frames=9, patch_size=2, temporal_compression_ratio=4,
+                                              max_text_seq_length=226)
+    vae = AutoencoderKLCogVideoX(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+                                 up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+                                 latent_channels=4, layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4)
+    encoder = T5EncoderModel(T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
+                                      pad_token_id=0, eos_token_id=3))
+    scheduler = CogVideoXDDIMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "steps_offset"},
+                                       timestep_spacing="trailing", rescale_betas_zero_snr=True, snr_shift_scale=1.0)
+    pipe = CogVideoXPipeline(tokenizer=tok, text_encoder=encoder, vae=vae, transformer=transformer, scheduler=scheduler)
+    pipe.save_pretrained(root)
+    return root
+
+
+def write_kohya_lora(unet, path: Path, rank: int = 4, alpha: float = 2.0, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A kohya-format LoRA (``lora_unet_*.lora_down/lora_up/alpha``) on the UNet's attention projections,
+    with non-zero up weights so it changes the model. Returns the PEFT-format state dict it encodes."""
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+    from safetensors.torch import save_file
+
+    from diffusers.utils import convert_state_dict_to_kohya, convert_unet_state_dict_to_peft  # noqa: F401
+
+    import copy
+
+    model = copy.deepcopy(unet)
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    torch.manual_seed(seed)
+    inject_adapter_in_model(config, model)
+    peft_state = get_peft_model_state_dict(model)
+    kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
+    save_file({k: v.contiguous() for k, v in kohya.items()}, str(path))
+    return peft_state
