@@ -80,8 +80,10 @@ def eval_cmd(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Reference-statistics cache (default $BENCHKIT_CACHE or ~/.cache/benchkit)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run instead of resuming it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (repeatable; see `benchkit weights`)."),
 ):
     """Generate images for a prompt set with a model, score them, and write a run directory."""
+    _use_weights(weights)
     from benchkit.evaluate import run_eval
     from benchkit.presets import resolve_spec
     from prompts import load_prompt_set, parse_seeds
@@ -115,8 +117,10 @@ def score_cmd(
     device: str = typer.Option("auto", "--device"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (repeatable; see `benchkit weights`)."),
 ):
     """Score a folder of existing images with the same metrics as `eval`."""
+    _use_weights(weights)
     from benchkit.evaluate import default_cache_dir
     from benchkit.hardware import resolve_device
     from benchkit.scoring import score_folder
@@ -225,6 +229,75 @@ def demo_cmd(
     out.print(f"report: [bold]{summary['report']['html']}[/bold]")
 
 
+@app.command("distill")
+def distill_cmd(
+    method: str = typer.Option(..., "--method", help="dmd2, hyper-sd, adm or lightning."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Teacher preset or spec (e.g. toy-digits)."),
+    steps: int = typer.Option(1000, "--steps", help="Training steps."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder, a model spec (default distill/<method>); rerun to resume."),
+    student_steps: Optional[int] = typer.Option(None, "--student-steps", help="Sampling steps of the student (method default otherwise)."),
+    lora: bool = typer.Option(False, "--lora", help="Train a LoRA (peft) instead of the full student."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="Teacher ODE pairs from `benchkit pairs`."),
+    settings: list[str] = typer.Option([], "--set", help="Config field=value (repeatable), e.g. --set lr=1e-4."),
+    mixed_precision: str = typer.Option("no", "--mixed-precision", help="no, bf16 or fp16."),
+    grad_accum: int = typer.Option(1, "--grad-accum"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every"),
+    eval_every: int = typer.Option(0, "--eval-every", help="Mini-evaluation (toy FID) every N steps; 0: off."),
+    half: bool = typer.Option(False, "--half", help="Save the student's weights in float16."),
+    name: Optional[str] = typer.Option(None, "--name", help="Student spec name."),
+    device: str = typer.Option("auto", "--device"),
+    from_release: bool = typer.Option(False, "--from-release", help="Load the method's released student instead of training."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Distill a few-step student from a teacher; the output folder is a model spec for `benchkit eval`."""
+    from distillers.run import distill, released_spec
+
+    if from_release:
+        spec = released_spec(method)
+        out.print(f"{method}: released student [bold]{spec.name}[/bold] ({spec.recipe.label()}); evaluate it with `benchkit eval -m {spec.name}`")
+        return
+    if teacher is None:
+        raise BenchkitError("benchkit distill: give --teacher SPEC (or --from-release)")
+    overrides: dict = {}
+    for item in settings:
+        if "=" not in item:
+            raise BenchkitError(f"--set {item}: expected FIELD=VALUE")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = value.strip()
+    overrides.update({"lora": lora, "mixed_precision": mixed_precision, "grad_accum": grad_accum, "seed": seed})
+    if student_steps is not None:
+        overrides["student_steps"] = student_steps
+    if batch_size is not None:
+        overrides["batch_size"] = batch_size
+    target = out_dir or Path("distill") / method
+    result = distill(method, teacher, steps, target, overrides, pairs_path=pairs, device=device,
+                     checkpoint_every=checkpoint_every, eval_every=eval_every, show_progress=not quiet, half=half, name=name)
+    for row in result["history"][-3:]:
+        out.print("eval " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    out.print(f"student spec: [bold]{result['spec']}[/bold] (benchkit eval -m {result['spec']})")
+
+
+@app.command("pairs")
+def pairs_cmd(
+    teacher: str = typer.Option(..., "--teacher", help="Teacher preset or spec."),
+    out_file: Path = typer.Option(Path("pairs.safetensors"), "--out", "-o"),
+    count: int = typer.Option(2000, "--count"),
+    steps: int = typer.Option(8, "--steps", help="Teacher DDIM (trailing) steps per pair."),
+    guidance: float = typer.Option(2.0, "--guidance"),
+    prompts: Optional[str] = typer.Option(None, "--prompts", "-p", help="Prompt set or file (default for the toy: its training captions)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Teacher ODE pairs (noise, sample) for ADP pre-training and consistency stages."""
+    from distillers.run import pairs_command
+
+    pairs = pairs_command(teacher, out_file, count, steps, guidance, seed, device=device, show_progress=not quiet, prompts=prompts)
+    out.print(f"{len(pairs.x0)} pairs ({steps} DDIM steps, CFG {guidance:g}) written to [bold]{out_file}[/bold]")
+
+
 @app.command("env")
 def env_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Hardware and software fingerprint (the same one every manifest records)."""
@@ -244,20 +317,16 @@ def env_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable
 
 @app.command("models")
 def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
-    """List model presets, their recipes, and whether their weights are present locally."""
-    from benchkit.loading import resolve_base
+    """List model presets, their recipes, the files each needs and whether they are present locally."""
+    from benchkit.model_table import files_cell, model_rows
     from benchkit.presets import PRESETS
 
-    rows = []
-    for spec in PRESETS.values():
-        try:
-            present = resolve_base(spec.base).is_dir()
-        except BenchkitError:
-            present = False
-        rows.append({**spec.to_dict(), "present": present, "recipe_label": spec.recipe.label()})
-    _print_rows(rows, as_json, "model presets", {
-        "name": lambda r: r["name"], "base": lambda r: r["base"], "recipe": lambda r: r["recipe_label"],
-        "present": lambda r: "yes" if r["present"] else "[red]missing[/red]", "description": lambda r: r["description"],
+    rows = model_rows(PRESETS)
+    _print_rows(rows, as_json, "model presets (files are looked up in local paths and the HF cache, never downloaded)", {
+        "name": lambda r: r["name"], "family": lambda r: r["family"] or "",
+        "recipe": lambda r: r["recipe_label"] + (f" · lora ×{r['lora_scale']:g}" if r["lora"] else ""),
+        "size": lambda r: "x".join(map(str, r["resolution"])) if r["resolution"] else "",
+        "files": files_cell, "present": lambda r: "yes" if r["present"] else "[red]missing[/red]",
     })
 
 
@@ -343,15 +412,61 @@ def reference_coco(
     pairing: str = typer.Option("all", "--pairing", help="all: every val2014 image (DMD2/GigaGAN 30k); matched: the prompts' images."),
     out_dir: Path = typer.Option(Path("references"), "--out", "-o"),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Accept an incomplete val2014 (numbers then not comparable)."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="Also cache FID statistics for this protocol (clean-fid, dmd2-sd15-coco30k, dmd2-sdxl-coco10k)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Statistics cache (default $BENCHKIT_CACHE or ~/.cache/benchkit)."),
+    device: str = typer.Option("auto", "--device"),
+    weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (e.g. fid-inception=PATH)."),
 ):
-    """Pair a local val2014 with a protocol, verify ids and counts, and write reference.json."""
-    from benchkit.reference import coco_reference, write_reference
+    """Pair a local val2014 with a protocol, verify ids and counts, write reference.json, cache FID statistics."""
+    from benchkit.reference import cache_fid_statistics, coco_reference, write_reference
     from prompts import load_prompt_set
 
+    _use_weights(weights)
+    if protocol:
+        from metrics.fid import get_protocol
+
+        get_protocol(protocol)  # fail on a typo before hashing 40k files
     prompt_set = load_prompt_set(prompts) if pairing == "matched" else None
     ref = coco_reference(coco_dir, pairing, prompt_set, allow_partial=allow_partial)
     path = write_reference(ref, out_dir / ref.name)
     out.print(f"{ref.name}: {len(ref.files)} images, sha256 {ref.sha256[:16]}; written to [bold]{path}[/bold]")
+    if protocol:
+        from benchkit.evaluate import default_cache_dir
+
+        entry = cache_fid_statistics(ref, protocol, cache_dir or default_cache_dir(), device)
+        for view, info in entry["views"].items():
+            state = "already cached" if info["was_cached"] else "computed and cached"
+            out.print(f"{protocol} {view} statistics ({info['n']} images): {state}, key {info['stats_key'][:16]}")
+
+
+@app.command("weights")
+def weights_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+                weights: list[str] = typer.Option([], "--weights", help="NAME=PATH to check a file you have.")):
+    """Metric weights: present (where, sha256, how verified) or missing, with the command that fetches each."""
+    from metrics.weights import status_rows
+
+    _use_weights(weights)
+    rows = status_rows()
+    _print_rows(rows, as_json, "metric weights ($BENCHKIT_WEIGHTS, HF cache, TORCH_HOME; --json for all fields)", {
+        "name": lambda r: r["name"],
+        "status": lambda r: "[green]present[/green]" if r["status"] == "present" else f"[red]{r['status']}[/red]",
+        "sha256 (verified by)": lambda r: f"{r['sha256'][:12]}… ({r['verified']})" if r["status"] == "present" else "",
+        "path": lambda r: escape(r.get("path", "")),
+    })
+    if not as_json:
+        for r in rows:
+            if r["status"] != "present":
+                out.print(f"{r['name']} ({r['license']}): {escape(r['fetch'])}", soft_wrap=True, highlight=False)
+        if any(r["status"] != "present" for r in rows):
+            out.print("Set $BENCHKIT_WEIGHTS to the folder you fetch into, or pass --weights NAME=PATH; "
+                      "pin sha256s in $BENCHKIT_WEIGHTS/SHA256SUMS ('<sha256>  <name>').", soft_wrap=True)
+
+
+def _use_weights(items: list[str]) -> None:
+    if items:
+        from metrics.weights import parse_weight_overrides, set_overrides
+
+        set_overrides(parse_weight_overrides(items))
 
 
 @toy_app.command("train-teacher")

@@ -13,6 +13,8 @@ from pathlib import Path
 from benchkit.errors import BenchkitError
 
 HF_PREFIX = "hf://"
+# a path ending in one of these is a file, never an "owner/name" repo id (which may be "x/sdxl-1.0")
+FILE_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".json", ".toml")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def parse_location(field: str, raw: str) -> Location:
         return Location(field, raw, "/".join(parts[:2]), "/".join(parts[2:]) or None)
     path = Path(raw).expanduser()
     looks_like_repo = (raw.count("/") == 1 and not raw.startswith((".", "/", "~")) and not path.exists()
-                       and not path.suffix)
+                       and path.suffix not in FILE_SUFFIXES)
     if looks_like_repo:
         return Location(field, raw, raw, None)
     return Location(field, str(path))

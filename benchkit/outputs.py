@@ -27,6 +27,15 @@ def attach_outputs(run_path: Path, records: list[dict[str, Any]], generator: Any
 def describe_model(model: Any, generator: Any) -> dict[str, Any]:
     """Family, LoRA, replaced weights/VAE, VAE dtype, compile, and the frames of video models."""
     out: dict[str, Any] = dict(model.details) if model.details else {"family": model.family}
+    if model.pipeline is not None:
+        from benchkit.generation import make_scheduler
+
+        scheduler = make_scheduler(generator.recipe, model.scheduler_config)
+        keep = ("timestep_spacing", "prediction_type", "shift", "use_dynamic_shifting", "steps_offset", "beta_schedule",
+                "rescale_betas_zero_snr", "original_inference_steps")
+        out["scheduler"] = {"class": type(scheduler).__name__,
+                            "config": {k: v for k, v in scheduler.config.items() if k in keep}}
+        out["resolution"] = [generator.height, generator.width]
     if getattr(generator, "num_frames", None):
         out["num_frames"] = generator.num_frames
         out["fps"] = getattr(generator.recipe, "fps", None) or 8

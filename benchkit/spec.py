@@ -197,6 +197,7 @@ _SPEC_TYPES: dict[str, tuple[type, ...]] = {
     "vae": (str,), "config": (str,), "compile": (bool,), "source": (str,),
 }
 _TYPE_WORDS = {(str,): "a string", (int, float): "a number", (bool,): "true or false"}
+_FILE_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".json", ".toml")  # never an owner/name repo id
 LOCATION_FIELDS = ("base", "weights", "lora", "vae", "config")
 _SPEC_FIELDS = set(_SPEC_TYPES) | {"recipe", "extends"}
 
@@ -206,7 +207,7 @@ def _resolve_location(value: str, folder: Path) -> str:
     if value.startswith(("builtin:", "hf://")) or Path(value).expanduser().is_absolute():
         return value
     candidate = folder / value
-    if candidate.exists() or value.startswith((".", "/")) or Path(value).suffix:
+    if candidate.exists() or value.startswith((".", "/")) or value.count("/") != 1 or Path(value).suffix in _FILE_SUFFIXES:
         return str(candidate.resolve())
     return value  # "owner/name": a Hugging Face repo id
 

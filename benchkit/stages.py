@@ -86,4 +86,5 @@ class StageTimer:
             "steps": steps,
             "vae_decode_s": self.decode_seconds,
             "denoiser_rows_per_item": sum(self.rows) / n_items if n_items else 0.0,
+            "timesteps": [round(t, 4) for t in self.timesteps],  # what the denoiser was called with
         }

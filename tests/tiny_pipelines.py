@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchkit.toy.teacher import SCHEDULER_CONFIG, build_tokenizer
@@ -120,9 +121,9 @@ def write_kohya_lora(unet, path: Path, rank: int = 4, alpha: float = 2.0, seed: 
     from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
     from safetensors.torch import save_file
 
-    from diffusers.utils import convert_state_dict_to_kohya, convert_unet_state_dict_to_peft  # noqa: F401
-
     import copy
+
+    from diffusers.utils import convert_state_dict_to_kohya
 
     model = copy.deepcopy(unet)
     config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
@@ -130,5 +131,59 @@ def write_kohya_lora(unet, path: Path, rank: int = 4, alpha: float = 2.0, seed: 
     inject_adapter_in_model(config, model)
     peft_state = get_peft_model_state_dict(model)
     kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
+    # diffusers' converter writes alpha = rank; released kohya files (DMD2: rank 64, alpha 8) do not
+    kohya = {k: (torch.tensor(float(alpha)) if k.endswith(".alpha") else v) for k, v in kohya.items()}
     save_file({k: v.contiguous() for k, v in kohya.items()}, str(path))
     return peft_state
+
+
+def write_peft_lora(pipeline_cls, model, folder: Path, targets=("to_q", "to_k", "to_v"), rank: int = 4,
+                    alpha: float = 4.0, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A PEFT/diffusers-format LoRA saved with the pipeline's own ``save_lora_weights``."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+
+    model = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), init_lora_weights=False), model)
+    state = get_peft_model_state_dict(model)
+    key = "transformer_lora_layers" if "transformer" in type(model).__name__.lower() else "unet_lora_layers"
+    pipeline_cls.save_lora_weights(str(folder), **{key: state}, weight_name="lora.safetensors")
+    return state
+
+
+def write_unet_state_dict(model, path: Path, seed: int = 1) -> dict[str, torch.Tensor]:
+    """A 'distilled' denoiser: the base's weights perturbed, saved as a bare state dict (.bin or .safetensors)."""
+    g = torch.Generator().manual_seed(seed)
+    state = {k: (v + 0.01 * torch.randn(v.shape, generator=g)).to(torch.float16) for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, path)
+    return state
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """Every family on disk, plus a kohya LoRA, PEFT LoRAs and UNet state dicts beside them."""
+    from diffusers import StableDiffusion3Pipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    root = tmp_path_factory.mktemp("tiny")
+    out = {"sd15": build_sd15(root / "sd15"), "sdxl": build_sdxl(root / "sdxl"), "sd3": build_sd3(root / "sd3"),
+           "cogvideox": build_cogvideox(root / "cogvideox"), "root": root}
+    sd15_unet = UNet2DConditionModel.from_pretrained(out["sd15"] / "unet")
+    sdxl_unet = UNet2DConditionModel.from_pretrained(out["sdxl"] / "unet")
+    out["sd15_kohya_state"] = write_kohya_lora(sd15_unet, root / "sd15_kohya.safetensors")
+    out["sdxl_kohya_state"] = write_kohya_lora(sdxl_unet, root / "sdxl_kohya.safetensors", seed=1)
+    out["sdxl_peft_state"] = write_peft_lora(StableDiffusionXLPipeline, sdxl_unet, root / "sdxl_peft")
+    from diffusers import SD3Transformer2DModel
+
+    out["sd3_peft_state"] = write_peft_lora(StableDiffusion3Pipeline, SD3Transformer2DModel.from_pretrained(out["sd3"] / "transformer"),
+                                            root / "sd3_peft")
+    out["sdxl_unet_bin"] = write_unet_state_dict(sdxl_unet, root / "sdxl_unet_fp16.bin")
+    out["sdxl_unet_st"] = write_unet_state_dict(sdxl_unet, root / "sdxl_unet.safetensors", seed=2)
+    out["sd15_unet_bin"] = write_unet_state_dict(sd15_unet, root / "sd15_unet.bin", seed=3)
+    return out
