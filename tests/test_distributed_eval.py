@@ -15,6 +15,7 @@ import torch
 from benchkit.evaluate import run_eval
 from benchkit.presets import PRESETS
 from prompts import load_prompt_set
+from run_files import committed_hashes, metrics_by_name
 
 METRICS = "toy-fid,toy-alignment,toy-diversity,latency"
 QUALITY = ("toy-fid", "toy-alignment", "toy-diversity")
@@ -43,23 +44,12 @@ def _single(out: Path, cache: Path, steps: int, batch: int, limit: int) -> None:
              out, metrics=METRICS.split(","), device="cpu", batch_size=batch, cache_dir=cache, show_progress=False)
 
 
-def committed(run: Path) -> dict[str, str]:
-    recs = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
-    keys = [f"{r['prompt_id']}_{r['seed']}" for r in recs]
-    assert len(keys) == len(set(keys)), "an item was committed twice"
-    return {f"{r['prompt_id']}_{r['seed']}": r["sha256"] for r in recs}
-
-
-def results(run: Path) -> dict[str, dict]:
-    return {m["name"]: m for m in json.loads((run / "results.json").read_text())["metrics"]}
-
-
 def assert_same_run(got: Path, want: Path, n: int) -> None:
-    a, b = committed(got), committed(want)
+    a, b = committed_hashes(got), committed_hashes(want)
     assert a == b and len(a) == n
     assert sorted(p.name for p in (got / "images").iterdir()) == sorted(f"{k}.png" for k in b)
     assert not (got / "shards").exists(), "shard files were not folded into samples.jsonl"
-    ra, rb = results(got), results(want)
+    ra, rb = metrics_by_name(got), metrics_by_name(want)
     for name in QUALITY:
         assert ra[name]["value"] == rb[name]["value"], name  # chunk states merge in one fixed order
         assert ra[name]["n"] == rb[name]["n"] and ra[name]["variant"] == rb[name]["variant"]
@@ -91,7 +81,7 @@ def test_two_ranks_equal_one_process(tmp_path):
            "--device", "cpu", "--quiet", "--out", str(scored), "--cache-dir", str(cache)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    got, want = results(scored), results(tmp_path / "one")
+    got, want = metrics_by_name(scored), metrics_by_name(tmp_path / "one")
     for name in ("toy-fid", "toy-diversity"):
         assert got[name]["value"] == want[name]["value"] and got[name]["n"] == 20
 

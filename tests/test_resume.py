@@ -13,6 +13,7 @@ import pytest
 from benchkit.evaluate import run_eval
 from benchkit.presets import PRESETS
 from prompts import load_prompt_set
+from run_files import committed_hashes, metrics_by_name
 
 ARGS = ["--prompts", "toy-digits", "--limit", "6", "--seeds", "0-3", "--steps", "20", "--batch-size", "1",
         "--metrics", "toy-fid,toy-alignment,toy-diversity,latency", "--device", "cpu", "--quiet"]
@@ -27,15 +28,8 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def hashes(run: Path) -> dict[str, str]:
-    recs = [json.loads(l) for l in (run / "samples.jsonl").read_text().splitlines()]
-    keys = [f"{r['prompt_id']}_{r['seed']}" for r in recs]
-    assert len(keys) == len(set(keys)), "an item was committed twice"
-    return {f"{r['prompt_id']}_{r['seed']}": r["sha256"] for r in recs}
-
-
 def metric_values(run: Path) -> dict[str, float]:
-    return {m["name"]: m["value"] for m in json.loads((run / "results.json").read_text())["metrics"]}
+    return {name: m["value"] for name, m in metrics_by_name(run).items()}
 
 
 @pytest.mark.parametrize("kill_after", [3, 13])
@@ -61,7 +55,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, kill_after):
              metrics=["toy-fid", "toy-alignment", "toy-diversity", "latency"], device="cpu", batch_size=1,
              cache_dir=cache, show_progress=False)
 
-    got, want = hashes(killed), hashes(clean)
+    got, want = committed_hashes(killed), committed_hashes(clean)
     assert got == want and len(got) == 24
     assert sorted(p.name for p in (killed / "images").iterdir()) == sorted(f"{k}.png" for k in want)
     a, b = metric_values(killed), metric_values(clean)
