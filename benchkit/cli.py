@@ -318,16 +318,14 @@ def env_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable
 @app.command("models")
 def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """List model presets, their recipes, the files each needs and whether they are present locally."""
-    from benchkit.model_table import files_cell, model_rows
+    from benchkit.model_table import model_rows, models_table
     from benchkit.presets import PRESETS
 
     rows = model_rows(PRESETS)
-    _print_rows(rows, as_json, "model presets (files are looked up in local paths and the HF cache, never downloaded)", {
-        "name": lambda r: r["name"], "family": lambda r: r["family"] or "",
-        "recipe": lambda r: r["recipe_label"] + (f" · lora ×{r['lora_scale']:g}" if r["lora"] else ""),
-        "size": lambda r: "x".join(map(str, r["resolution"])) if r["resolution"] else "",
-        "files": files_cell, "present": lambda r: "yes" if r["present"] else "[red]missing[/red]",
-    })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        out.print(models_table(rows))
 
 
 def _print_rows(rows: list[dict], as_json: bool, title: str, columns: dict) -> None:

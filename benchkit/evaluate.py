@@ -20,8 +20,8 @@ import torch
 from benchkit.distributed import World, current_world
 from benchkit.errors import BenchkitError
 from benchkit.generation import Item, make_generator
-from benchkit.hardware import (dtype_name, fingerprint, peak_memory_bytes, reset_peak_memory, resolve_device,
-                               resolve_dtype, runtime_settings, synchronize)
+from benchkit.hardware import (dtype_name, fingerprint, model_dtype, peak_memory_bytes, reset_peak_memory,
+                               resolve_device, runtime_settings, synchronize)
 from benchkit.loading import load_model
 from benchkit.outputs import attach_outputs, describe_model
 from benchkit.progress import progress_bar
@@ -86,7 +86,7 @@ def run_eval(
     world = current_world(dev)
     dev = world.device(dev)
     show_progress = show_progress and world.is_main
-    dt_ = resolve_dtype(dtype or spec.dtype, dev)
+    dt_ = model_dtype(dtype, spec.dtype, dev)  # the spec's dtype applies on cuda/mps
     reset_peak_memory(dev)
     model = load_model(spec, dev, dt_, cache_dir)
     generator = make_generator(model, spec.recipe)

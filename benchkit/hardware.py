@@ -56,6 +56,15 @@ def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
     return dtype
 
 
+def model_dtype(requested: str | None, spec_default: str | None, device: torch.device) -> torch.dtype:
+    """--dtype wins; a spec's dtype is its card's advice for accelerators, so cpu keeps float32."""
+    if requested not in (None, "auto"):
+        return resolve_dtype(requested, device)
+    if spec_default and device.type != "cpu":
+        return resolve_dtype(spec_default, device)
+    return resolve_dtype(None, device)
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 

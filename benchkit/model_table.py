@@ -35,6 +35,23 @@ def model_rows(presets: dict[str, ModelSpec]) -> list[dict[str, Any]]:
     return [model_row(spec) for spec in presets.values()]
 
 
+def models_table(rows: list[dict[str, Any]]):
+    """Names never wrap (they are what people copy); files say which are missing."""
+    from rich.table import Table
+
+    table = Table(title="model presets (files: local paths and the HF cache, never downloaded)")
+    table.add_column("name", no_wrap=True)
+    table.add_column("recipe", ratio=1)
+    table.add_column("present", no_wrap=True)
+    table.add_column("files", ratio=1)
+    for r in rows:
+        size = f" · {r['resolution'][1]}x{r['resolution'][0]}" if r["resolution"] else ""
+        lora = f" · lora x{r['lora_scale']:g}" + ("" if r["lora_fused"] else " (unfused)") if r["lora"] else ""
+        present = "yes" if r["present"] else "[red]missing[/red]"
+        table.add_row(r["name"], r["recipe_label"] + size + lora, present, files_cell(r))
+    return table
+
+
 def files_cell(row: dict[str, Any]) -> str:
     if not row["files"]:
         return row["base"]

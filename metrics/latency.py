@@ -26,15 +26,19 @@ class Latency(Metric):
             raise BenchkitError("latency needs a run made by `benchkit eval` (it reads the timings recorded there)")
         self.batches: dict[str, tuple[float, int]] = {}
         self.image_seconds: list[float] = []
+        self.stages: dict[str, dict] = {}  # batch id -> stage split (real pipelines measure one)
 
     def update(self, batch: SampleBatch) -> None:
         for rec in batch.records:
             self.image_seconds.append(float(rec["seconds"]))
             self.batches[rec["batch_id"]] = (float(rec["batch_seconds"]), int(rec["batch_size"]))
+            if rec.get("stages"):
+                self.stages[rec["batch_id"]] = {**rec["stages"], "batch_size": int(rec["batch_size"])}
 
     def merge(self, other: "Latency") -> None:
         self.image_seconds.extend(other.image_seconds)
         self.batches.update(other.batches)
+        self.stages.update(other.stages)
 
     def compute(self) -> list[MetricValue]:
         m = self.ctx.manifest
@@ -52,6 +56,7 @@ class Latency(Metric):
             "sync": "device synchronize" if m.get("device") in ("cuda", "mps") else "none needed",
             "warmup_batches": m.get("warmup_batches"),
         }
+        variant.update(_model_variant(m))
         n = len(img)
         peak = max(sessions, key=lambda s: s.get("peak_memory_bytes", 0)) if sessions else {}
         model = m.get("model", {})
@@ -71,7 +76,47 @@ class Latency(Metric):
             MetricValue("nfe", float(model.get("unet_calls_per_image", 0)), "unet calls/image", False, n, variant,
                         {"steps": m.get("spec", {}).get("recipe", {}).get("steps")}),
         ]
+        vals += self._stage_values(variant, first)
         return vals
+
+    def _stage_values(self, variant: dict, first_session: dict) -> list[MetricValue]:
+        """Per-image seconds of each stage (p50 over batches), and the cold (first) run beside the warm ones."""
+        out: list[MetricValue] = []
+        if self.stages:
+            per_image = {
+                "latency_text_encoding": [s["text_encoding_s"] / s["batch_size"] for s in self.stages.values()],
+                "latency_denoise_step": [s["denoise_step_s"] / s["batch_size"] for s in self.stages.values()],
+                "latency_denoising": [s["denoising_s"] / s["batch_size"] for s in self.stages.values()],
+                "latency_vae_decode": [s["vae_decode_s"] / s["batch_size"] for s in self.stages.values()],
+            }
+            for name, values in per_image.items():
+                out.append(MetricValue(name, float(np.percentile(values, 50)), "s", False, len(values),
+                                       {**variant, "per": "image" + (" and step" if name == "latency_denoise_step" else "")}))
+        warm_up = first_session.get("warmup_seconds")
+        images = first_session.get("warmup_images")
+        if warm_up and images and first_session.get("warmup_stages") is not None:
+            cold = first_session["warmup_stages"]
+            out.append(MetricValue("latency_cold_image", float(warm_up) / int(images), "s", False, int(images),
+                                   {**variant, "run": "first batch in process (warm-up), untimed in the p50s",
+                                    "cold_stages_s": {k: cold[k] for k in ("text_encoding_s", "denoising_s", "vae_decode_s")
+                                                      if k in cold}}))
+        return out
+
+
+def _model_variant(manifest: dict) -> dict:
+    """Variant keys that change latency: only present when they differ from the plain model."""
+    model = manifest.get("model") or {}
+    runtime = manifest.get("runtime") or {}
+    out = {}
+    if model.get("compile"):
+        out["compile"] = model["compile"]
+    if (model.get("vae") or {}).get("class"):
+        out["decoder"] = model["vae"]["class"]
+    if model.get("lora") and not model["lora"].get("fused", True):
+        out["lora"] = "unfused adapter"
+    if "tf32_matmul" in runtime:
+        out["tf32"] = bool(runtime["tf32_matmul"])
+    return out
 
 
 def _gpu(manifest: dict) -> str | None:

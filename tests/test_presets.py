@@ -1,0 +1,135 @@
+"""Presets: every system the issue names, each with its model card's recipe, and proof that the
+recipe reaches the scheduler (closed-form timestep grids, not values read back from presets)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchkit.generation import make_scheduler, set_timesteps
+from benchkit.presets import PRESETS
+from benchkit.spec import spec_hash
+from benchkit.toy.teacher import SCHEDULER_CONFIG
+
+REQUIRED = [
+    "sd15", "sdxl-base", "sd-turbo", "sdxl-turbo", "lcm-lora-sd15", "lcm-lora-sdxl", "tcd-lora-sd15", "tcd-lora-sdxl",
+    "ssd-1b", "segmind-vega", "segmind-vegart", "sdxs-512-0.9", "sdxs-512-dreamshaper", "bk-sdm-tiny", "tiny-sd",
+    "small-sd", "dmd2-sdxl-4step", "dmd2-sdxl-4step-lora", "dmd2-sdxl-1step", "dmd2-sd15-1step",
+    *(f"hyper-{b}-{n}step-lora" for b in ("sdxl", "sd15") for n in (1, 2, 4, 8)),
+    *(f"hyper-{b}-{n}step-cfg-lora" for b in ("sdxl", "sd15") for n in (8, 12)),
+    "hyper-sdxl-1step-unet", *(f"hyper-sd3-{n}step-cfg-lora" for n in (4, 8, 16)),
+    *(f"sdxl-lightning-{n}step" for n in (1, 2, 4, 8)), *(f"sdxl-lightning-{n}step-lora" for n in (2, 4, 8)),
+    "sd3-medium", "sd3.5-medium", "sd3.5-large", "cogvideox-2b", "cogvideox-5b",
+]
+
+
+def trailing(n: int) -> list[int]:
+    """diffusers' 'trailing' spacing in closed form: t_i = round(1000 - i * 1000 / n) - 1."""
+    return [int(round(1000 - i * 1000 / n)) - 1 for i in range(n)]
+
+
+def test_every_system_of_the_issue_has_a_preset():
+    missing = [name for name in REQUIRED if name not in PRESETS]
+    assert not missing
+    for spec in PRESETS.values():
+        assert spec.license and spec.description and spec.recipe.steps >= 1
+        if spec.name != "toy-digits":
+            assert spec.family and spec.source.startswith("https://huggingface.co/")
+            assert spec.recipe.height and spec.recipe.width
+
+
+@pytest.mark.parametrize(
+    "name, scheduler, timesteps, guidance, extra",
+    [
+        ("dmd2-sdxl-4step", "LCMScheduler", [999, 749, 499, 249], 0.0, {"weights": "dmd2_sdxl_4step_unet_fp16.bin"}),
+        ("dmd2-sdxl-4step-lora", "LCMScheduler", [999, 749, 499, 249], 0.0, {"lora_scale": 1.0, "lora_fused": True}),
+        ("dmd2-sdxl-1step", "LCMScheduler", [399], 0.0, {"weights": "dmd2_sdxl_1step_unet_fp16.bin"}),
+        ("dmd2-sd15-1step", "LCMScheduler", [999], 0.0, {"weights": "pytorch_model.bin"}),
+        ("hyper-sdxl-1step-unet", "LCMScheduler", [800], 0.0, {"weights": "Hyper-SDXL-1step-Unet.safetensors"}),
+        ("hyper-sdxl-4step-lora", "DDIMScheduler", trailing(4), 0.0, {"lora": "Hyper-SDXL-4steps-lora.safetensors"}),
+        ("hyper-sd15-2step-lora", "DDIMScheduler", trailing(2), 0.0, {"lora": "Hyper-SD15-2steps-lora.safetensors"}),
+        ("hyper-sdxl-8step-lora", "DDIMScheduler", trailing(8), 0.0, {}),
+        ("hyper-sdxl-12step-cfg-lora", "DDIMScheduler", trailing(12), 5.0, {"lora": "Hyper-SDXL-12steps-CFG-lora.safetensors"}),
+        ("hyper-sd15-8step-cfg-lora", "DDIMScheduler", trailing(8), 5.0, {}),
+        ("sdxl-lightning-2step", "EulerDiscreteScheduler", [999, 499], 0.0, {"weights": "sdxl_lightning_2step_unet.safetensors"}),
+        ("sdxl-lightning-4step-lora", "EulerDiscreteScheduler", trailing(4), 0.0, {"lora": "sdxl_lightning_4step_lora.safetensors"}),
+        ("sdxl-lightning-8step", "EulerDiscreteScheduler", trailing(8), 0.0, {}),
+        ("sdxl-lightning-1step", "EulerDiscreteScheduler", [999], 0.0, {"weights": "sdxl_lightning_1step_unet_x0.safetensors"}),
+        ("sdxl-turbo", "EulerAncestralDiscreteScheduler", [999], 0.0, {}),
+        ("sd-turbo", "EulerAncestralDiscreteScheduler", [999], 0.0, {}),
+    ],
+)
+def test_card_recipes_reach_the_scheduler(name, scheduler, timesteps, guidance, extra):
+    spec = PRESETS[name]
+    base = {"_class_name": "EulerDiscreteScheduler", **SCHEDULER_CONFIG}  # SD/SDXL's shipped schedule
+    sched = make_scheduler(spec.recipe, base)
+    set_timesteps(sched, spec.recipe, torch.device("cpu"))
+    assert type(sched).__name__ == scheduler
+    assert [int(t) for t in sched.timesteps] == timesteps
+    assert spec.recipe.guidance_scale == guidance and spec.recipe.uses_cfg == (guidance > 1)
+    expected_prediction = "sample" if name == "sdxl-lightning-1step" else "epsilon"
+    assert sched.config.prediction_type == expected_prediction
+    for field, value in extra.items():
+        got = getattr(spec, field)
+        assert (got.endswith("/" + value) if isinstance(value, str) else got == value), (field, got)
+
+
+def test_card_specifics():
+    assert PRESETS["tcd-lora-sdxl"].recipe.eta == 0.3 and PRESETS["tcd-lora-sdxl"].recipe.scheduler_class == "TCDScheduler"
+    for base in ("sdxl", "sd15"):
+        unified = PRESETS[f"hyper-{base}-1step-lora"]
+        assert unified.recipe.scheduler_class == "TCDScheduler" and unified.recipe.eta == 1.0 and unified.recipe.steps == 1
+    for n, cfg in ((4, 3.0), (8, 5.0), (16, 7.0)):
+        spec = PRESETS[f"hyper-sd3-{n}step-cfg-lora"]
+        assert spec.lora_scale == 0.125 and spec.recipe.guidance_scale == cfg and spec.recipe.steps == n
+    assert {PRESETS[n].recipe.height for n in ("sdxl-turbo", "sd-turbo", "sdxs-512-0.9", "sd15")} == {512}
+    assert PRESETS["lcm-lora-sdxl"].recipe.scheduler_class == "LCMScheduler" and not PRESETS["lcm-lora-sdxl"].recipe.uses_cfg
+    video = PRESETS["cogvideox-2b"].recipe
+    assert (video.num_frames, video.fps, video.height, video.width, video.guidance_scale) == (49, 8, 480, 720, 6.0)
+    assert PRESETS["sd3-medium"].recipe.steps == 28 and PRESETS["sd3-medium"].recipe.guidance_scale == 7.0
+
+
+def test_flow_matching_teacher_reaches_the_scheduler():
+    """SD3's shipped FlowMatchEulerDiscreteScheduler (shift 3): diffusers' grid in closed form."""
+    spec = PRESETS["sd3-medium"]
+    sched = make_scheduler(spec.recipe, {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000,
+                                         "shift": 3.0})
+    set_timesteps(sched, spec.recipe, torch.device("cpu"))
+
+    def shift(s):
+        return 3.0 * s / (1 + 2.0 * s)
+
+    # diffusers: linspace between t(sigma_max) and t(sigma_min) of the shifted training sigmas, shifted again
+    expected = 1000 * shift(np.linspace(1.0, shift(1 / 1000), 28))
+    assert np.allclose(sched.timesteps.numpy(), expected, atol=1e-3)
+
+
+def test_toy_identity_is_unchanged_by_the_new_fields():
+    """The toy's spec hash is part of the demo's run identity: new spec fields are left out at their defaults."""
+    spec = PRESETS["toy-digits"]
+    assert set(spec.identity()) == {"base", "recipe", "dtype"}
+    assert "num_frames" not in spec.identity()["recipe"]
+    assert spec_hash(spec, "w") == "{}".format(spec_hash(spec, "w"))  # stable within a process
+    import dataclasses
+
+    assert spec_hash(dataclasses.replace(spec, lora="x.safetensors"), "w") != spec_hash(spec, "w")
+
+
+def test_models_command_lists_files_and_presence(cli, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    code, out, err = cli("models", "--json")
+    assert code == 0, err
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert set(REQUIRED) <= set(rows)
+    assert rows["toy-digits"]["present"] is True
+    dmd2 = rows["dmd2-sdxl-4step"]
+    assert dmd2["present"] is False
+    assert [(f["field"], f["repo"], f["present"]) for f in dmd2["files"]] == [
+        ("base", "stabilityai/stable-diffusion-xl-base-1.0", False), ("weights", "tianweiy/DMD2", False)]
+    assert dmd2["files"][1]["path_in_repo"] == "dmd2_sdxl_4step_unet_fp16.bin"
+    assert rows["cogvideox-2b"]["resolution"] == [480, 720]
+    code, out, _ = cli("models")
+    assert code == 0 and "dmd2-sdxl-4step" in out and "missing" in out
