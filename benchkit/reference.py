@@ -113,3 +113,23 @@ def write_reference(ref: ReferenceSet, out_dir: Path) -> Path:
     path = out_dir / "reference.json"
     write_json_atomic(path, {**ref.describe(), "files": ref.file_sha256})
     return path
+
+
+def cache_fid_statistics(ref: ReferenceSet, protocol: str, cache_dir: Path, device: str = "auto",
+                         show_progress: bool = True) -> dict[str, Any]:
+    """Inception statistics of ``ref`` under an FID protocol, cached under the reference's content hash.
+
+    The FID metrics of that protocol find them through the cache's index
+    (``<cache>/references/<protocol>.json``); a changed folder has a new hash, so stale
+    statistics are never reused. Returns the index entry.
+    """
+    from benchkit.hardware import resolve_device
+    from metrics.fid import build_reference_stats, get_protocol
+
+    proto = get_protocol(protocol)
+    if proto.pairing not in ("any", ref.pairing):
+        raise BenchkitError(f"protocol {proto.name} uses the '{proto.pairing}' reference pairing, not '{ref.pairing}'; "
+                            f"pass --pairing {proto.pairing}" + (f" -p {proto.prompts}" if proto.prompts else ""))
+    files = [ref.root / f for f in ref.files]
+    return build_reference_stats(files, ref.describe(), proto, Path(cache_dir), resolve_device(device),
+                                 show_progress=show_progress)

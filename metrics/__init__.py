@@ -10,6 +10,20 @@ from metrics.toy import ToyAlignment, ToyDiversity, ToyFID
 REGISTRY: dict[str, type[Metric]] = {cls.name: cls for cls in (ToyFID, ToyAlignment, ToyDiversity, Latency)}
 
 
+def _register_paper_metrics() -> None:
+    """FID/KID protocols, CLIP score, PickScore, HPSv2 and LPIPS diversity (models load lazily)."""
+    from metrics.clip_score import ClipScore, ClipScoreL14
+    from metrics.diversity import LPIPSDiversity, LPIPSDiversityVGG
+    from metrics.fid import FID_METRICS
+    from metrics.preference import HPSv20, HPSv21, PickScore
+
+    for cls in (*FID_METRICS, ClipScore, ClipScoreL14, PickScore, HPSv21, HPSv20, LPIPSDiversity, LPIPSDiversityVGG):
+        REGISTRY[cls.name] = cls
+
+
+_register_paper_metrics()
+
+
 def parse_metric_names(text: str | list[str]) -> list[str]:
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
     for name in names:

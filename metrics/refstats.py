@@ -41,3 +41,38 @@ def cached_stats(cache_dir: Path, parts: dict[str, Any], compute: Callable[[], t
     except OSError as exc:
         raise describe_os_error(exc, path, "caching reference statistics in") from None
     return mu, sigma, n, key, False
+
+
+def _entry_path(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir) / "refstats" / f"{key}.npz"
+
+
+def load_cached_arrays(cache_dir: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays stored under ``key``, or None when absent or unreadable."""
+    path = _entry_path(cache_dir, key)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def cached_arrays(cache_dir: Path, parts: dict[str, Any], compute: Callable[[], dict[str, np.ndarray]]):
+    """(arrays, key, was_cached): like ``cached_stats`` for any named arrays (FID moments plus KID features)."""
+    key = stats_key(parts)
+    found = load_cached_arrays(cache_dir, key)
+    if found is not None:
+        return found, key, True
+    _entry_path(cache_dir, key).unlink(missing_ok=True)  # a damaged entry is recomputed, never trusted
+    arrays = compute()
+    path = _entry_path(cache_dir, key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{key}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, parts=json.dumps(parts, sort_keys=True), **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise describe_os_error(exc, path, "caching reference statistics in") from None
+    return arrays, key, False

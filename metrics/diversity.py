@@ -1,0 +1,126 @@
+"""LPIPS diversity: mean pairwise LPIPS between the seeds of each prompt, averaged over prompts.
+
+The ADM/DMD2-style diversity number (4 seeds per PartiPrompt in the ADM paper), with the lpips
+package's network (v0.1 linear heads shipped in its wheel) on a torchvision backbone loaded
+from a local file: lpips itself would call ``tv.alexnet(pretrained=True)``, which downloads.
+Images are compared at their own resolution, scaled to [-1, 1] as lpips expects. Only the
+images of prompts still waiting for seeds are held: a prompt is scored and dropped as soon as
+all the run's seeds have arrived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import defaultdict
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from benchkit.errors import BenchkitError
+from metrics import preprocess as pp
+from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
+from metrics.scorers import cached_model
+from metrics.weights import library_versions, resolve
+
+_BACKBONE_WEIGHT = {"alex": "lpips-alexnet", "vgg": "lpips-vgg16"}
+
+
+def load_lpips(net: str, device: torch.device):
+    """(lpips.LPIPS with the local backbone, {weight name: sha256})."""
+    import lpips
+
+    weight = resolve(_BACKBONE_WEIGHT[net])
+
+    def build():
+        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)  # heads from the wheel, no download
+        try:
+            state = torch.load(weight.hashed_file, map_location="cpu", weights_only=True)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise BenchkitError(f"{weight.hashed_file} is not a torchvision state dict ({str(exc).splitlines()[0][:160]}); "
+                                "fetch it again (see `benchkit weights`)") from None
+        sliced = {}
+        for sname, slice_ in model.net.named_children():
+            for pname, _ in itertools.chain(slice_.named_parameters(), slice_.named_buffers()):
+                key = f"features.{pname}"
+                if key not in state:
+                    raise BenchkitError(f"{weight.hashed_file} lacks {key}: not a torchvision {net} state dict")
+                sliced[f"{sname}.{pname}"] = state[key]
+        model.net.load_state_dict(sliced, strict=True)
+        return model.eval().to(device)
+
+    model = cached_model(("lpips", net, str(weight.hashed_file), weight.sha256, str(device)), build)
+    heads = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    return model, {weight.name: weight.sha256, f"lpips-v0.1-{net}-heads": hashlib.sha256(heads.read_bytes()).hexdigest()}
+
+
+def to_lpips_input(image: np.ndarray) -> torch.Tensor:
+    """uint8 HxWx3 -> 1x3xHxW float in [-1, 1] (lpips' ``normalize=True`` mapping, done once here)."""
+    x = torch.from_numpy(pp.to_rgb_uint8(image)).permute(2, 0, 1)[None].float() / 255.0
+    return x * 2 - 1
+
+
+class LPIPSDiversity(Metric):
+    name = "lpips-diversity"
+    description = "Mean pairwise LPIPS (AlexNet) between the seeds of each prompt, averaged over prompts"
+    net: ClassVar[str] = "alex"
+
+    def __init__(self, ctx: MetricContext):
+        super().__init__(ctx)
+        self.model, self.weights_sha256 = load_lpips(self.net, ctx.device)
+        seeds = (ctx.manifest or {}).get("seeds")
+        self.expected_seeds = len(seeds) if seeds else 0  # 0: unknown, score everything at compute()
+        self.pending: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+        self.per_prompt: dict[str, float] = {}
+        self.n_images = 0
+
+    @torch.no_grad()
+    def _score(self, images: dict[int, np.ndarray], prompt_id: str) -> float:
+        shapes = {im.shape[:2] for im in images.values()}
+        if len(shapes) > 1:
+            raise BenchkitError(f"{self.name}: the seeds of prompt {prompt_id} have different sizes {sorted(shapes)}")
+        xs = {s: to_lpips_input(im).to(self.ctx.device) for s, im in images.items()}
+        dists = [float(self.model(xs[a], xs[b]).flatten()[0]) for a, b in itertools.combinations(sorted(xs), 2)]
+        return float(np.mean(dists))
+
+    def _flush(self, prompt_id: str) -> None:
+        images = self.pending.pop(prompt_id)
+        if len(images) >= 2:
+            self.per_prompt[prompt_id] = self._score(images, prompt_id)
+
+    def update(self, batch: SampleBatch) -> None:
+        for rec, image in zip(batch.records, batch.images):
+            pid = str(rec["prompt_id"])
+            self.pending[pid][int(rec["seed"])] = np.asarray(image)
+            self.n_images += 1
+            if self.expected_seeds and len(self.pending[pid]) >= self.expected_seeds:
+                self._flush(pid)
+
+    def merge(self, other: "LPIPSDiversity") -> None:
+        self.per_prompt.update(other.per_prompt)
+        self.n_images += other.n_images
+        for pid, images in other.pending.items():
+            self.pending[pid].update(images)
+            if self.expected_seeds and len(self.pending[pid]) >= self.expected_seeds:
+                self._flush(pid)
+
+    def compute(self) -> list[MetricValue]:
+        for pid in list(self.pending):
+            self._flush(pid)
+        if not self.per_prompt:
+            raise BenchkitError(f"{self.name} needs at least 2 seeds per prompt (e.g. --seeds 0-3)")
+        values = np.array([self.per_prompt[k] for k in sorted(self.per_prompt)])
+        variant = {"net": self.net, "lpips_version": "0.1", "weights_sha256": self.weights_sha256,
+                   "input": "native resolution, RGB scaled to [-1, 1]", "pairs": "all seed pairs per prompt",
+                   "aggregate": "mean over prompts of the mean pairwise distance",
+                   "libraries": library_versions("lpips", "torch", "torchvision")}
+        return [MetricValue(self.name, float(values.mean()), "lpips", True, self.n_images, variant,
+                            {"prompts": len(values), "std_over_prompts": float(values.std(ddof=1)) if len(values) > 1 else 0.0})]
+
+
+class LPIPSDiversityVGG(LPIPSDiversity):
+    name = "lpips-diversity-vgg"
+    description = "Mean pairwise LPIPS (VGG16) between the seeds of each prompt, averaged over prompts"
+    net = "vgg"

@@ -1,0 +1,79 @@
+"""Shared plumbing of the per-image text-image scorers (CLIP score, PickScore, HPSv2).
+
+A scorer turns (images, prompts) into one float per image; the metric keeps per-item scores
+(keyed by prompt id and seed, so a merge or resume cannot count one twice) and reports
+their mean. Models are loaded once per process and weight file, because breakdowns build
+one metric object per group.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+
+from benchkit.errors import BenchkitError
+from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
+
+_MODELS: dict[tuple, Any] = {}
+
+
+def cached_model(key: tuple, build: Callable[[], Any]) -> Any:
+    if key not in _MODELS:
+        _MODELS[key] = build()
+    return _MODELS[key]
+
+
+def hf_features(output: Any) -> torch.Tensor:
+    """transformers 5 returns a model output from get_*_features (projection in pooler_output); 4.x a tensor."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+class Scorer:
+    """What a scorer provides: a score per (image, prompt) and its provenance."""
+
+    weights_sha256: dict[str, str]
+    variant: dict[str, Any]
+
+    def __call__(self, images: list[np.ndarray], prompts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MeanScoreMetric(Metric):
+    """Mean of a per-image score over every (prompt, seed) item."""
+
+    unit: ClassVar[str] = "score"
+    scale: ClassVar[str] = ""
+    micro_batch: ClassVar[int] = 16
+
+    def __init__(self, ctx: MetricContext):
+        super().__init__(ctx)
+        self.scorer = self.build_scorer(ctx.device)
+        self.scores: dict[str, float] = {}
+
+    def build_scorer(self, device: torch.device) -> Scorer:
+        raise NotImplementedError
+
+    def update(self, batch: SampleBatch) -> None:
+        prompts = [r["prompt"] for r in batch.records]
+        for start in range(0, len(prompts), self.micro_batch):
+            part = slice(start, start + self.micro_batch)
+            values = self.scorer(batch.images[part], prompts[part])
+            for rec, v in zip(batch.records[part], values):
+                self.scores[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = float(v)
+
+    def merge(self, other: "MeanScoreMetric") -> None:
+        self.scores.update(other.scores)
+
+    def finish(self, mean: float) -> float:
+        """The reported value from the mean of per-image scores (torchmetrics' CLIPScore clamps at 0)."""
+        return mean
+
+    def compute(self) -> list[MetricValue]:
+        if not self.scores:
+            raise BenchkitError(f"{self.name} has no images to score")
+        values = np.array([self.scores[k] for k in sorted(self.scores)], dtype=np.float64)
+        variant = {**self.scorer.variant, "scale": self.scale, "weights_sha256": self.scorer.weights_sha256}
+        extra = {"std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+        return [MetricValue(self.name, self.finish(float(values.mean())), self.unit, True, len(values), variant, extra)]
