@@ -20,6 +20,7 @@ import torch
 
 from benchkit.errors import BenchkitError
 from benchkit.generation import Item, make_scheduler
+from benchkit.hardware import dtype_name
 from benchkit.loading import LoadedModel
 from benchkit.seeding import item_generator
 from benchkit.spec import Recipe
@@ -141,6 +142,10 @@ class PipelineGenerator:
         self.timer.reset()
         out = pipe(**kwargs)
         latents = out.frames if self.is_video else out.images
+        if not torch.isfinite(latents).all():  # would silently become black images
+            raise BenchkitError(f"{m.spec.name}: the denoising loop produced NaN/inf latents ({type(scheduler).__name__}, "
+                                f"prediction_type {scheduler.config.get('prediction_type')}, {dtype_name(m.dtype)}); "
+                                f"check the recipe's prediction_type or use --dtype float32/bfloat16")
         with self.timer.decode():
             pixels = self._decode(latents)
         stages = self.timer.summary(len(items))

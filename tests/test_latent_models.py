@@ -118,9 +118,9 @@ FAMILY_CASES = [
      "DDIMScheduler", "epsilon", trailing(2), 2),
     ("flow-euler-cfg-lora-0.125", "hyper-sd3-4step-cfg-lora", "sd3", 'lora = "{root}/sd3_peft/lora.safetensors"\n' + IMAGE,
      "FlowMatchEulerDiscreteScheduler", None, flow_grid(4), 2),
-    ("cogvideox-ddim", "cogvideox-2b", "cogvideox", VIDEO, "CogVideoXDDIMScheduler", "epsilon", trailing(2), 2),
+    ("cogvideox-ddim", "cogvideox-2b", "cogvideox", VIDEO, "CogVideoXDDIMScheduler", "v_prediction", trailing(2), 2),
     ("cogvideox-dpm", "cogvideox-5b", "cogvideox", VIDEO + 'scheduler = "cogvideox-dpm"\nguidance_scale = 1.0\n',
-     "CogVideoXDPMScheduler", "epsilon", trailing(2), 1),
+     "CogVideoXDPMScheduler", "v_prediction", trailing(2), 1),
 ]
 
 

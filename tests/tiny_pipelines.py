@@ -108,7 +108,9 @@ def build_cogvideox(root: Path) -> Path:
                                  latent_channels=4, layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4)
     encoder = T5EncoderModel(T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
                                       pad_token_id=0, eos_token_id=3))
-    scheduler = CogVideoXDDIMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "steps_offset"},
+    # as CogVideoX ships: zero terminal SNR, hence v-prediction (epsilon is undefined at t=999 there)
+    config = {k: v for k, v in SCHEDULER_CONFIG.items() if k not in ("steps_offset", "prediction_type")}
+    scheduler = CogVideoXDDIMScheduler(**config, prediction_type="v_prediction",
                                        timestep_spacing="trailing", rescale_betas_zero_snr=True, snr_shift_scale=1.0)
     pipe = CogVideoXPipeline(tokenizer=tok, text_encoder=encoder, vae=vae, transformer=transformer, scheduler=scheduler)
     pipe.save_pretrained(root)

@@ -1,0 +1,81 @@
+"""Video models: a clip per (prompt, seed) with every frame, independent of the batch it was in."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchkit.evaluate import run_eval
+from benchkit.generation import Item, make_generator
+from benchkit.loading import load_model
+from benchkit.presets import resolve_spec
+from benchkit.spec import ModelSpec, Recipe
+from benchkit.video import mp4_encoder, write_video
+from prompts import load_prompt_set
+from tiny_pipelines import tiny  # noqa: F401  (session fixture)
+
+
+def read_apng(path):
+    with Image.open(path) as im:
+        frames = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            frames.append(np.asarray(im.convert("RGB")))
+        return np.stack(frames), im.info.get("duration")
+
+
+@pytest.mark.skipif(mp4_encoder() is not None, reason="an mp4 encoder is installed; clips are mp4")
+def test_apng_round_trips_every_frame(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, (5, 8, 12, 3), dtype=np.uint8)
+    fields = write_video(tmp_path, "p_0", frames, fps=8)
+    assert fields == {"video": "videos/p_0.png", "video_format": "apng", "fps": "8", "frames": "5"}
+    back, duration = read_apng(tmp_path / fields["video"])
+    assert np.array_equal(back, frames) and duration == 125  # 1000 ms / 8 fps
+
+
+def test_cogvideox_clips_are_batch_independent_and_written_per_item(tiny, tmp_path):
+    recipe = Recipe("cogvideox-ddim", {"timestep_spacing": "trailing"}, steps=2, guidance_scale=2.0, height=32, width=32,
+                    num_frames=9, fps=8)
+    model = load_model(ModelSpec("v", str(tiny["cogvideox"]), recipe), torch.device("cpu"), torch.float32)
+    gen = make_generator(model, recipe)
+    items = [Item("a", "one", 0), Item("b", "two", 1)]
+    firsts = gen.generate(items)
+    clips = gen.last_videos
+    assert [c.shape for c in clips] == [(9, 32, 32, 3)] * 2
+    assert all(np.array_equal(f, c[0]) for f, c in zip(firsts, clips))  # the item's image is its first frame
+    gen.generate(items[1:])
+    assert np.array_equal(gen.last_videos[0], clips[1])
+    assert not np.array_equal(clips[0][0], clips[0][-1])  # frames differ: a clip, not a still
+
+
+def test_video_eval_writes_clips_next_to_first_frames(tiny, tmp_path):
+    spec_file = tmp_path / "v.toml"
+    spec_file.write_text(f'extends = "cogvideox-2b"\nbase = "{tiny["cogvideox"]}"\n'
+                         "[recipe]\nheight = 32\nwidth = 32\nnum_frames = 9\nsteps = 2\nfps = 4\n")
+    run_eval(resolve_spec(str(spec_file)), load_prompt_set("toy-digits").limit(2), [0], tmp_path / "run",
+             metrics=["latency"], device="cpu", batch_size=2, warmup_batches=0, cache_dir=tmp_path / "c",
+             show_progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for rec in records:
+        clip = tmp_path / "run" / rec["video"]
+        assert clip.exists() and rec["frames"] == "9" and rec["fps"] == "4"
+        if rec["video_format"] == "apng":
+            frames, duration = read_apng(clip)
+            first = np.asarray(Image.open(tmp_path / "run" / rec["file"]).convert("RGB"))
+            assert frames.shape == (9, 32, 32, 3) and duration == 250 and np.array_equal(frames[0], first)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["model"]["num_frames"] == 9 and manifest["model"]["fps"] == 4
+
+
+def test_nan_latents_are_an_error_not_black_frames(tiny):
+    from benchkit.errors import BenchkitError
+
+    # epsilon prediction is undefined at t=999 on CogVideoX's zero-terminal-SNR schedule
+    recipe = Recipe("cogvideox-ddim", {"timestep_spacing": "trailing", "prediction_type": "epsilon"}, steps=2,
+                    height=32, width=32, num_frames=9)
+    model = load_model(ModelSpec("v", str(tiny["cogvideox"]), recipe), torch.device("cpu"), torch.float32)
+    with pytest.raises(BenchkitError, match="NaN/inf latents .*prediction_type epsilon"):
+        make_generator(model, recipe).generate([Item("a", "one", 0)])
