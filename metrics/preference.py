@@ -29,7 +29,7 @@ from metrics.weights import library_versions, resolve
 
 class PickScoreScorer(Scorer):
     def __init__(self, device: torch.device):
-        from transformers import AutoProcessor, CLIPModel
+        from transformers import CLIPModel, CLIPProcessor
 
         self.model_weight = resolve("pickscore-v1")
         self.processor_weight = resolve("clip-vit-h-14-processor")
@@ -38,7 +38,7 @@ class PickScoreScorer(Scorer):
         def build():
             try:
                 model = CLIPModel.from_pretrained(str(self.model_weight.path)).float().eval().to(device)
-                processor = AutoProcessor.from_pretrained(str(self.processor_weight.path))
+                processor = CLIPProcessor.from_pretrained(str(self.processor_weight.path))
             except (OSError, ValueError) as exc:
                 raise BenchkitError(f"PickScore weights at {self.model_weight.path} / processor at "
                                     f"{self.processor_weight.path} do not load ({str(exc).splitlines()[0][:200]})") from None

@@ -93,17 +93,20 @@ def hps_pad_square(image: Image.Image, size: int, mean, std) -> torch.Tensor:
     cannot be installed alongside (it pins old pytest and protobuf); the parity test runs the
     hpsv2 package's own transform on the same images. ``F.resize`` on a float tensor uses
     torchvision's default antialias (True since 0.17), exactly as the hpsv2 code does when run
-    on the installed torchvision. An image already ``size`` on its long side is not padded
-    (hpsv2 skips both steps when the scale is 1).
+    on the installed torchvision. One deliberate difference: hpsv2 skips the padding along with
+    the resize when the long side is already ``size``, so a non-square image of that size
+    reaches the model unpadded and fails there; it is padded here.
     """
     import torchvision.transforms.functional as TF
 
     x = TF.to_tensor(image.convert("RGB"))
     height, width = x.shape[1:]
     scale = size / float(max(height, width))
+    new_size = [height, width]
     if scale != 1.0:
         new_size = [round(dim * scale) for dim in (height, width)]
         x = TF.resize(x, new_size, TF.InterpolationMode.BICUBIC)
-        pad_h, pad_w = size - new_size[0], size - new_size[1]
+    pad_h, pad_w = size - new_size[0], size - new_size[1]
+    if pad_h or pad_w:
         x = TF.pad(x, padding=[pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2], fill=0)
     return TF.normalize(x, mean, std)

@@ -74,7 +74,8 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
               "--local-dir $DEST"),
     WeightSpec(
         "clip-vit-large-patch14", "OpenAI CLIP ViT-L/14 in transformers layout (torchmetrics CLIPScore default)",
-        "https://huggingface.co/openai/clip-vit-large-patch14", "MIT", _HF_CLIP_FILES, is_dir=True,
+        "https://huggingface.co/openai/clip-vit-large-patch14", "MIT", ("model.safetensors", "config.json", "tokenizer_config.json"),
+        is_dir=True,
         hf_repo="openai/clip-vit-large-patch14",
         fetch="hf download openai/clip-vit-large-patch14 " + " ".join(_HF_CLIP_FILES) + " --local-dir $DEST"),
     WeightSpec(
@@ -85,7 +86,7 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
     WeightSpec(
         "clip-vit-h-14-processor", "Image processor and tokenizer of laion/CLIP-ViT-H-14 (PickScore's and MPS's; no weights)",
         "https://huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "MIT",
-        ("preprocessor_config.json", "tokenizer_config.json", "vocab.json", "merges.txt"),
+        ("preprocessor_config.json", "tokenizer_config.json"), alternatives=("processor_config.json",),
         is_dir=True, hf_repo="laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
         fetch="hf download laion/CLIP-ViT-H-14-laion2B-s32B-b79K preprocessor_config.json tokenizer_config.json "
               "vocab.json merges.txt special_tokens_map.json --local-dir $DEST"),

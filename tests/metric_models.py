@@ -96,12 +96,12 @@ def clip_bpe_files(folder: Path) -> None:
 
 
 def save_clip_processor(folder: Path, size: int = 224) -> Path:
-    from transformers import CLIPImageProcessor, CLIPTokenizer
+    from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
 
     clip_bpe_files(folder)
     tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="<|endoftext|>")
-    tok.save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(folder)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(folder)
     return folder
 
 
