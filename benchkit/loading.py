@@ -216,7 +216,7 @@ def _from_single_file(spec: ModelSpec, file: Path, family: str, dtype: torch.dty
         kwargs["config"] = str(require(parse_location("config", spec.config), spec.name))
     try:
         pipe = cls.from_single_file(str(file), **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # diffusers raises its own error types (SingleFileComponentError, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = "" if spec.config else "; set config = the model's diffusers folder or repo id"
         raise BenchkitError(f"cannot load single-file checkpoint {file}: {first[:300]}{hint}") from None

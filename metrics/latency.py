@@ -1,5 +1,8 @@
 """Latency from what generation recorded: per-image and per-batch percentiles, throughput,
-cold start, warm-up, peak memory, size on disk and the measured number of UNet calls.
+cold start, warm-up, peak memory, size on disk and the measured number of UNet calls; for real
+pipelines also the per-stage split (text encoding, denoising per step, VAE decode) and the
+first (cold) batch beside the warm ones. torch.compile, a replacement (tiny) VAE, unfused
+LoRAs and TF32 are part of the variant, so such runs are never compared as equals.
 
 Timings are taken by the engine around each batch with device synchronisation (cuda/mps)
 after an untimed warm-up batch; this metric only summarises them, so a resumed run keeps

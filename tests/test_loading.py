@@ -173,3 +173,14 @@ def test_manifest_records_family_lora_and_runtime(tiny, tmp_path):
     assert manifest["model"]["scheduler"]["class"] == "LCMScheduler"
     assert manifest["runtime"]["dtype"] == "float32" and manifest["runtime"]["sync"].startswith("none")
     assert manifest["spec"]["lora_fused"] is False
+
+
+def test_single_file_checkpoints_need_a_family_and_the_original_layout(tiny):
+    """A1111/ComfyUI all-in-one files go through diffusers' from_single_file; what it cannot read is one line."""
+    diffusers_file = str(tiny["sd15"] / "unet" / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(BenchkitError, match="is a single file: set family"):
+        load_model(ModelSpec("s", diffusers_file, Recipe("ddim", steps=1)), CPU, torch.float32)
+    spec = ModelSpec("s", diffusers_file, Recipe("ddim", steps=1), family="sd15", config=str(tiny["sd15"]))
+    with pytest.raises(BenchkitError, match="cannot load single-file checkpoint .*diffusion_pytorch_model.safetensors") as exc:
+        load_model(spec, CPU, torch.float32)
+    assert "\n" not in str(exc.value)
