@@ -126,11 +126,15 @@ def save_tiny_hf_clip(folder: Path, seed: int = 0, with_processor: bool = True) 
 def save_torchvision_backbone(folder: Path, net: str, seed: int = 0, published_name: bool = False) -> Path:
     """Random AlexNet / VGG16 state dicts (under torchvision's file name only when asked: that
     name carries a sha256 prefix these random weights do not have)."""
-    from torchvision.models import alexnet, vgg16
+    from torchvision.models import alexnet
+    from torchvision.models.vgg import cfgs, make_layers
 
     torch.manual_seed(seed)
-    model, name = (alexnet(weights=None), "alexnet-owt-7be5be79.pth") if net == "alex" else (vgg16(weights=None), "vgg16-397923af.pth")
+    if net == "alex":
+        state, name = alexnet(weights=None).state_dict(), "alexnet-owt-7be5be79.pth"
+    else:  # only the conv trunk LPIPS uses: VGG16's 120M-parameter classifier takes seconds to initialise
+        state, name = {f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}, "vgg16-397923af.pth"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (name if published_name else f"random-{net}.pth")
-    torch.save(model.state_dict(), path)
+    torch.save(state, path)
     return path
