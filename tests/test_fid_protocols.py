@@ -140,11 +140,13 @@ def scored(folders, inception_dir, tmp_path_factory):
                 "-o", str(folders / "refs")]
     score_args = ["score", str(folders / "gen"), "-p", str(folders / "prompts.csv"), "--metrics", "fid-dmd2-sd15",
                   "--cache-dir", str(cache), "--device", "cpu", "-q", "--weights", weights, "-o", str(folders / "scored")]
-    for args in (ref_args, score_args):
-        with pytest.raises(SystemExit) as exc:
-            main(args)
-            raise SystemExit(0)
-        assert exc.value.code == 0
+    with pytest.MonkeyPatch.context() as mp:  # --weights lands in the environment; keep it to this fixture
+        mp.delenv("BENCHKIT_WEIGHT_PATHS", raising=False)
+        for args in (ref_args, score_args):
+            with pytest.raises(SystemExit) as exc:
+                main(args)
+                raise SystemExit(0)
+            assert exc.value.code == 0
     results = json.loads((folders / "scored" / "results.json").read_text())
     return cache, {m["name"]: m for m in results["metrics"]}
 
