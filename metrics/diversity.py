@@ -82,7 +82,14 @@ class LPIPSDiversity(Metric):
         if len(shapes) > 1:
             raise BenchkitError(f"{self.name}: the seeds of prompt {prompt_id} have different sizes {sorted(shapes)}")
         xs = {s: to_lpips_input(im).to(self.ctx.device) for s, im in images.items()}
-        dists = [float(self.model(xs[a], xs[b]).flatten()[0]) for a, b in itertools.combinations(sorted(xs), 2)]
+        try:
+            dists = [float(self.model(xs[a], xs[b]).flatten()[0]) for a, b in itertools.combinations(sorted(xs), 2)]
+        except RuntimeError as exc:
+            if "too small" not in str(exc):
+                raise
+            (h, w), = shapes
+            raise BenchkitError(f"{self.name}: {w}x{h} images are too small for the LPIPS {self.net} network "
+                                "(its pooling needs about 32 px or more a side)") from None
         return float(np.mean(dists))
 
     def _flush(self, prompt_id: str) -> None:

@@ -16,7 +16,6 @@ Both run in fp32. hpsv2 runs under CUDA autocast on a GPU, which moves its score
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from PIL import Image
 
