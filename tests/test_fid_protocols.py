@@ -15,6 +15,11 @@ from metrics import preprocess as pp
 from metric_models import save_random_inception
 
 
+@pytest.fixture(autouse=True)
+def private_hash_cache(tmp_path, monkeypatch):
+    """Weight hashes are remembered under $BENCHKIT_CACHE; keep the user's cache out of tests."""
+    monkeypatch.setenv("BENCHKIT_CACHE", str(tmp_path / "cache"))
+
 # --- preprocessing, step by step ------------------------------------------------------------
 
 def _columns(width: int, height: int) -> np.ndarray:
@@ -142,6 +147,7 @@ def scored(folders, inception_dir, tmp_path_factory):
                   "--cache-dir", str(cache), "--device", "cpu", "-q", "--weights", weights, "-o", str(folders / "scored")]
     with pytest.MonkeyPatch.context() as mp:  # --weights lands in the environment; keep it to this fixture
         mp.delenv("BENCHKIT_WEIGHT_PATHS", raising=False)
+        mp.setenv("BENCHKIT_CACHE", str(cache))
         for args in (ref_args, score_args):
             with pytest.raises(SystemExit) as exc:
                 main(args)
@@ -199,32 +205,31 @@ def test_cached_reference_statistics_are_clean_fids(folders, scored, cleanfid_fe
     assert metrics["fid-dmd2-sd15"]["variant"]["reference_stats_key"] == entry["views"]["fid"]["stats_key"]
 
 
-def test_sdxl_protocol_views_match_dmd2_transforms(inception_dir, monkeypatch):
-    """Both SDXL views (LANCZOS 512, and the patch crop) give clean-fid's features of DMD2's transforms."""
+def test_sdxl_patch_view_matches_dmd2_patch_fid(inception_dir, monkeypatch):
+    """The SDXL protocol's patch view gives clean-fid's features of DMD2's patch-FID crop (its
+    LANCZOS-512 view is the SD1.5 path at another size, pinned above and by the folder test)."""
     from cleanfid.inception_torchscript import InceptionV3W
     from cleanfid.utils import ResizeDataset
 
     from metrics.fid import PROTOCOLS, inception, view_features
 
     monkeypatch.setenv("BENCHKIT_WEIGHTS", str(inception_dir))
-    rng = np.random.default_rng(3)
-    image = rng.integers(0, 256, (310, 330, 3), dtype=np.uint8)
-    extractor = inception(torch.device("cpu"))
-    model = InceptionV3W(str(inception_dir), download=False)
+    image = np.random.default_rng(3).integers(0, 256, (303, 320, 3), dtype=np.uint8)
+    main_view, patch_view = PROTOCOLS["dmd2-sdxl-coco10k"].views
+    assert "LANCZOS 512" in main_view.steps and main_view.transform(image).shape == (512, 512, 3)
 
-    def patch_crop(image_np):  # DMD2's patch_fid branch
+    def patch_crop(image_np):  # DMD2's patch_fid branch of resize_and_center_crop
         import torchvision.transforms as T
 
         pil = Image.fromarray(image_np)
-        return np.array(T.functional.center_crop(pil, 299) if min(pil.size) >= 299 else pil)
+        return np.array(T.functional.center_crop(pil, 299) if pil.size[0] >= 299 and pil.size[1] >= 299 else pil)
 
-    for view, transform in zip(PROTOCOLS["dmd2-sdxl-coco10k"].views, (_dmd2_transform(512), patch_crop)):
-        dataset = ResizeDataset([], mode="clean")
-        dataset.custom_image_tranform = transform
-        x = dataset.fn_resize(dataset.custom_image_tranform(image))
-        with torch.no_grad():
-            expected = model(torch.from_numpy(x.transpose(2, 0, 1).copy())[None]).numpy()
-        np.testing.assert_allclose(view_features(extractor, view, [image]), expected, rtol=1e-5, atol=1e-5)
+    dataset = ResizeDataset([], mode="clean")
+    x = dataset.fn_resize(patch_crop(image))
+    with torch.no_grad():
+        expected = InceptionV3W(str(inception_dir), download=False)(torch.from_numpy(x.transpose(2, 0, 1).copy())[None]).numpy()
+    np.testing.assert_allclose(view_features(inception(torch.device("cpu")), patch_view, [image]), expected,
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_kid_estimator_is_clean_fids():

@@ -14,6 +14,11 @@ from metrics import MetricContext, build_metrics
 from metrics.base import SampleBatch
 
 
+@pytest.fixture(autouse=True)
+def private_hash_cache(tmp_path, monkeypatch):
+    """Weight hashes are remembered under $BENCHKIT_CACHE; keep the user's cache out of tests."""
+    monkeypatch.setenv("BENCHKIT_CACHE", str(tmp_path / "cache"))
+
 def _items(n_prompts=2, seeds=(0, 1, 2)):
     rng = np.random.default_rng(0)
     images, records = [], []
