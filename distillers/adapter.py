@@ -176,26 +176,36 @@ class Conditioning:
     hidden: torch.Tensor
     pooled: torch.Tensor | None = None
     time_ids: torch.Tensor | None = None
+    texts: tuple[str, ...] | None = None  # the prompts, for reward models that read text
 
     def __len__(self) -> int:
         return self.hidden.shape[0]
 
+    def _tensors(self):
+        return (self.hidden, self.pooled, self.time_ids)
+
     def select(self, idx) -> "Conditioning":
-        return Conditioning(*(None if v is None else v[idx] for v in (self.hidden, self.pooled, self.time_ids)))
+        texts = None
+        if self.texts is not None:
+            picks = range(len(self.texts))[idx] if isinstance(idx, slice) else torch.as_tensor(idx).tolist()
+            texts = tuple(self.texts[i] for i in picks)
+        return Conditioning(*(None if v is None else v[idx] for v in self._tensors()), texts=texts)
 
     def cat(self, other: "Conditioning") -> "Conditioning":
-        return Conditioning(*(None if a is None else torch.cat([a, b]) for a, b in
-                              zip((self.hidden, self.pooled, self.time_ids), (other.hidden, other.pooled, other.time_ids))))
+        texts = self.texts + other.texts if self.texts is not None and other.texts is not None else None
+        return Conditioning(*(None if a is None else torch.cat([a, b]) for a, b in zip(self._tensors(), other._tensors())),
+                            texts=texts)
 
     def to(self, device, dtype=None) -> "Conditioning":
-        def mv(v, float_ok=True):
+        def mv(v):
             if v is None:
                 return None
             return v.to(device=device, dtype=dtype if (dtype is not None and v.is_floating_point()) else v.dtype)
-        return Conditioning(mv(self.hidden), mv(self.pooled), mv(self.time_ids))
+        return Conditioning(mv(self.hidden), mv(self.pooled), mv(self.time_ids), texts=self.texts)
 
     def repeat(self, n: int) -> "Conditioning":
-        return Conditioning(*(None if v is None else v.expand(n, *v.shape[1:]) for v in (self.hidden, self.pooled, self.time_ids)))
+        texts = self.texts * n if self.texts is not None and len(self.texts) == 1 else self.texts
+        return Conditioning(*(None if v is None else v.expand(n, *v.shape[1:]) for v in self._tensors()), texts=texts)
 
 
 @dataclass
@@ -211,12 +221,16 @@ def model_family(model) -> str:
         return "unet"
     if name in ("SD3Transformer2DModel",):
         return "sd3"
+    if getattr(model, "generic_denoiser", False):  # any module called as model(x, t, cond), e.g. the 2-D MLPs in tests
+        return "generic"
     raise BenchkitError(f"the distillers support UNet2DConditionModel and SD3Transformer2DModel, not {name}")
 
 
 def call_model(model, x: torch.Tensor, model_t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
     """One raw forward of a diffusers denoiser, with the family's conditioning keywords."""
     family = model_family(getattr(model, "module", model))  # DDP wraps the model in .module
+    if family == "generic":
+        return model(x, model_t, cond)
     if family == "unet":
         added = None
         if cond.pooled is not None or cond.time_ids is not None:

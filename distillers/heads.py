@@ -1,0 +1,169 @@
+"""Discriminators built from a denoiser's own features: forward hooks and small conv heads.
+
+DMD2 puts its GAN classifier on the fake score network's bottleneck, Lightning uses a copy of
+the teacher's encoder + mid block, ADM a frozen teacher with heads on several levels. All of
+them read intermediate activations of a diffusers network. They are taken with forward hooks
+(``register_forward_hook``) and the forward pass stops right after the last module needed
+(an exception raised by the hook and caught here): the network's ``forward`` is never
+replaced, so the same code works on any UNet2DConditionModel or SD3 transformer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from distillers.adapter import Conditioning, Denoiser, _times
+
+
+class _StopForward(Exception):
+    """Raised by the last hook to skip the rest of the network (the decoder is not needed)."""
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
+
+
+def feature_modules(model, levels: str = "mid") -> list[str]:
+    """Names of the modules whose outputs feed the heads: the bottleneck, or every encoder level too."""
+    base = _unwrap(model)
+    if getattr(base, "generic_denoiser", False):
+        return list(base.feature_modules)
+    if type(base).__name__ == "UNet2DConditionModel":
+        names = ["mid_block"]
+        if levels == "multi":
+            names = [f"down_blocks.{i}" for i in range(len(base.down_blocks))] + names
+        return names
+    blocks = len(base.transformer_blocks)
+    if levels == "multi":
+        return [f"transformer_blocks.{i}" for i in sorted({blocks // 4, blocks // 2, blocks - 1})]
+    return [f"transformer_blocks.{blocks // 2}"]
+
+
+def _as_map(output) -> torch.Tensor:
+    """A module output as a (B, C, H, W) map: UNet down blocks return (hidden, skips), SD3 blocks
+    return (text tokens, image tokens) with image tokens (B, N, C) on a square grid."""
+    if isinstance(output, tuple):
+        output = output[0] if output[0].ndim == 4 else output[-1]
+    if output.ndim == 2:  # an MLP's hidden vector, as a 1x1 map
+        return output[:, :, None, None]
+    if output.ndim == 3:
+        b, n, c = output.shape
+        side = int(math.isqrt(n))
+        output = output.transpose(1, 2).reshape(b, c, side, n // side)
+    return output
+
+
+def tapped_features(denoiser: Denoiser, x_t: torch.Tensor, t, cond: Conditioning, names: Sequence[str]) -> list[torch.Tensor]:
+    """Outputs of ``names`` for one forward, stopping after the last of them."""
+    model = _unwrap(denoiser.model)
+    modules = dict(model.named_modules())
+    found: dict[str, torch.Tensor] = {}
+    order = list(names)
+
+    def hook_for(name):
+        def hook(_module, _inputs, output):
+            found[name] = _as_map(output)
+            if len(found) == len(order):
+                raise _StopForward
+        return hook
+
+    handles = [modules[n].register_forward_hook(hook_for(n)) for n in order]
+    try:
+        denoiser.raw(x_t, t, cond)
+    except _StopForward:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return [found[n] for n in order]
+
+
+def _groups(channels: int) -> int:
+    g = min(32, channels)
+    while channels % g:
+        g -= 1
+    return g
+
+
+class ConvHead(nn.Module):
+    """DMD2's classifier head: 4x4 stride-2 conv + GroupNorm + SiLU blocks down to 4x4 or less,
+    a conv over the remaining map, then a 1x1 conv to one logit (sized from the feature map)."""
+
+    def __init__(self, channels: int, spatial: int, width: int | None = None):
+        super().__init__()
+        width = width or channels
+        layers: list[nn.Module] = []
+        c, s = channels, spatial
+        while s > 4:
+            layers += [nn.Conv2d(c, width, 4, 2, 1), nn.GroupNorm(_groups(width), width), nn.SiLU()]
+            c, s = width, s // 2
+        layers += [nn.Conv2d(c, width, s, s), nn.GroupNorm(_groups(width), width), nn.SiLU(), nn.Conv2d(width, 1, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.net(feat.float()).flatten(1).mean(1)
+
+
+def probe_shapes(denoiser: Denoiser, shape: Sequence[int], cond: Conditioning, names: Sequence[str]) -> list[tuple[int, int]]:
+    """(channels, spatial) of each tapped feature map, from one no-grad forward on zeros."""
+    device = next(denoiser.model.parameters()).device
+    with torch.no_grad():
+        x = torch.zeros(1, *shape, device=device)
+        feats = tapped_features(denoiser, x, torch.tensor([500.0]), cond.select(slice(0, 1)), names)
+    return [(f.shape[1], max(f.shape[2], f.shape[3])) for f in feats]
+
+
+class FeatureDiscriminator(nn.Module):
+    """Heads on tapped features of a backbone denoiser; the logit is the mean over levels.
+
+    ``backbone`` may be trainable (DMD2's fake score, Lightning's encoder copy) or frozen
+    (ADM): either way gradients flow back to the input, which is what the generator needs.
+    ``pairs=True`` builds Lightning's conditional discriminator, whose head sees the
+    features of (x', t') and of the starting point (x_t, t) concatenated along channels.
+    """
+
+    def __init__(self, backbone: Denoiser, names: Sequence[str], shape: Sequence[int], cond: Conditioning, pairs: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.names = list(names)
+        self.pairs = pairs
+        shapes = probe_shapes(backbone, shape, cond, self.names)
+        self.heads = nn.ModuleList(ConvHead(c * (2 if pairs else 1), s, width=c) for c, s in shapes)
+
+    def forward(self, x: torch.Tensor, t, cond: Conditioning, x_start: torch.Tensor | None = None, t_start=None) -> torch.Tensor:
+        feats = tapped_features(self.backbone, x, _times(t, len(x)), cond, self.names)
+        if self.pairs:
+            start = tapped_features(self.backbone, x_start, _times(t_start, len(x)), cond, self.names)
+            feats = [torch.cat([f, g], 1) for f, g in zip(feats, start)]
+        return torch.stack([h(f) for h, f in zip(self.heads, feats)]).mean(0)
+
+
+class PixelDiscriminator(nn.Module):
+    """A small trainable CNN on decoded images: ADP's pixel-space discriminator.
+
+    DMDX uses a frozen SAM encoder with heads; SAM cannot be downloaded on the machines this is
+    built on, so the default is this small network; pass ``encoder`` (a frozen image encoder
+    returning a (B, C, H, W) map) to use a pretrained one.
+    """
+
+    def __init__(self, channels: int, size: int, width: int = 32, encoder: nn.Module | None = None):
+        super().__init__()
+        self.encoder = encoder
+        if encoder is None:
+            self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1), nn.SiLU(), nn.Conv2d(width, width, 3, 1, 1), nn.SiLU())
+            feat_c, feat_s = width, size
+        else:
+            encoder.requires_grad_(False)
+            with torch.no_grad():
+                probe = encoder(torch.zeros(1, channels, size, size))
+            feat_c, feat_s = probe.shape[1], probe.shape[-1]
+            self.stem = nn.Identity()
+        self.head = ConvHead(feat_c, feat_s, width=width)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        feats = self.encoder(images) if self.encoder is not None else images
+        return self.head(self.stem(feats))

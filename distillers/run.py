@@ -1,0 +1,242 @@
+"""`benchkit distill` and `benchkit pairs`: from a teacher spec to a student spec folder.
+
+The output folder of ``distill`` is itself a model spec: ``spec.toml`` (name, ``base =
+"model"``, the method's sampling recipe) next to ``model/``, a diffusers-layout folder with
+the student's UNet and the teacher's other components, plus ``distill.json`` (method,
+config, teacher, training history), ``train.log`` and ``checkpoints/``. Re-running the same
+command resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchkit.errors import BenchkitError
+from distillers.adapter import Denoiser, teacher_from_parts
+from distillers.data import DistillData, Pairs, pairs_as_real, text_encoder_fn, toy_data
+
+METHODS = {
+    "dmd2": ("distillers.dmd2", "DMD2"),
+    "hyper-sd": ("distillers.hyper_sd", "HyperSD"),
+    "adm": ("distillers.adm", "ADM"),
+    "lightning": ("distillers.lightning", "Lightning"),
+}
+
+# Released students of each method (preset names added by the model presets work).
+RELEASED = {
+    "dmd2": "dmd2-sdxl-4step",
+    "hyper-sd": "hyper-sdxl-4step",
+    "adm": None,  # ADM/DMDX released neither code nor weights
+    "lightning": "sdxl-lightning-4step",
+}
+
+
+def method_class(method: str):
+    if method not in METHODS:
+        raise BenchkitError(f"unknown --method '{method}'; choose one of {', '.join(METHODS)}")
+    module, name = METHODS[method]
+    return getattr(importlib.import_module(module), name)
+
+
+def released_spec(method: str):
+    """The released student for a method, as a preset, or a clear error if there is none."""
+    from benchkit.presets import PRESETS
+
+    method_class(method)
+    name = RELEASED[method]
+    if name is None:
+        raise BenchkitError(f"--from-release: {method} has no released weights (ADM/DMDX published neither code nor weights); train one with --teacher")
+    if name not in PRESETS:
+        raise BenchkitError(f"--from-release: preset '{name}' is not defined in this benchkit; see `benchkit models`, or train with --teacher")
+    return PRESETS[name]
+
+
+def load_teacher(spec_name: str, device: torch.device, pairs_path: Path | None = None):
+    """(loaded model, teacher Denoiser, DistillData) for a teacher spec."""
+    from benchkit.loading import load_model
+    from benchkit.presets import resolve_spec
+
+    spec = resolve_spec(spec_name)
+    model = load_model(spec, device, torch.float32)
+    unet_cfg = model.unet.config
+    if getattr(unet_cfg, "addition_embed_type", None) == "text_time":
+        raise BenchkitError(f"{spec_name}: SDXL teachers need both text encoders, which benchkit's loader does not load yet; "
+                            "use the Python API (distillers.run.distill with your own DistillData)")
+    teacher = teacher_from_parts(model.unet, model.scheduler_config)
+    pairs = Pairs.load(pairs_path) if pairs_path else None
+    if spec.base == "builtin:toy-digits":
+        data = toy_data(model.tokenizer, model.text_encoder, device, pairs=pairs)
+    else:
+        if pairs is None:
+            raise BenchkitError(f"{spec_name}: give --pairs FILE (from `benchkit pairs --teacher {spec_name}`): its prompts are the training prompts and its samples the real data")
+        channels = unet_cfg.in_channels
+        size = unet_cfg.sample_size if isinstance(unet_cfg.sample_size, int) else unet_cfg.sample_size[0]
+        real, real_prompts = pairs_as_real(pairs)
+        data = DistillData(pairs.prompts, text_encoder_fn(model.tokenizer, model.text_encoder, device), (channels, size, size),
+                           real=real, real_prompts=real_prompts, pairs=pairs)
+    return spec, model, teacher, data
+
+
+def init_weights(spec_name: str, teacher_unet) -> dict[str, torch.Tensor]:
+    """The UNet weights of another spec (a student folder), checked against the teacher's architecture."""
+    from benchkit.loading import resolve_base
+    from benchkit.presets import resolve_spec
+
+    path = resolve_base(resolve_spec(spec_name).base) / "unet"
+    try:
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_pretrained(str(path), torch_dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise BenchkitError(f"--init {spec_name}: cannot load {path}: {str(exc).splitlines()[0]}") from None
+    arch = lambda cfg: {k: v for k, v in dict(cfg).items() if not k.startswith("_")}  # noqa: E731
+    if arch(unet.config) != arch(teacher_unet.config):
+        raise BenchkitError(f"--init {spec_name}: its UNet config differs from the teacher's; --init needs the same architecture")
+    return unet.state_dict()
+
+
+def write_student(out_dir: Path, teacher_path: Path, denoiser: Denoiser, recipe: dict[str, Any], name: str,
+                  description: str, half: bool = False) -> Path:
+    """Write ``model/`` (teacher components + student UNet) and ``spec.toml``; returns spec.toml."""
+    from distillers.training import merged_copy
+
+    out_dir = Path(out_dir)
+    model_dir = out_dir / "model"
+    tmp = out_dir / "model.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    index = json.loads((teacher_path / "model_index.json").read_text())
+    for entry in sorted(teacher_path.iterdir()):
+        if entry.name == "unet" or entry.name == "training.json":
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, tmp / entry.name)
+        else:
+            shutil.copy2(entry, tmp / entry.name)
+    student = merged_copy(denoiser.model)
+    if half:  # halves the shipped size; loading casts back to the requested dtype
+        student = student.to(torch.float16)
+    student.save_pretrained(tmp / "unet", safe_serialization=True)
+    if denoiser.prediction_type == "sample":
+        sched_file = tmp / "scheduler" / "scheduler_config.json"
+        sched = json.loads(sched_file.read_text())
+        sched["prediction_type"] = "sample"
+        sched_file.write_text(json.dumps(sched, indent=2) + "\n")
+    (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    tmp.rename(model_dir)
+    lines = [f'name = "{name}"', 'base = "model"', f'description = "{description}"', "", "[recipe]"]
+    for key, value in recipe.items():
+        lines.append(f"{key} = {_toml(value)}")
+    spec_path = out_dir / "spec.toml"
+    spec_path.write_text("\n".join(lines) + "\n")
+    return spec_path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides: dict[str, Any] | None = None,
+            pairs_path: Path | None = None, device: str = "auto", checkpoint_every: int = 100, eval_every: int = 0,
+            cache_dir: Path | None = None, show_progress: bool = True, half: bool = False, name: str | None = None,
+            stop_after: int | None = None, init: str | None = None) -> dict[str, Any]:
+    from benchkit.hardware import resolve_device
+
+    cls = method_class(method)
+    config = cls.Config.from_overrides({**(overrides or {}), "steps": steps})
+    dev = resolve_device(device)
+    spec, model, teacher, data = load_teacher(teacher_spec, dev, pairs_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    distiller = cls(teacher, data, config)
+    if init:
+        distiller.init_student(init_weights(init, model.unet))
+    evaluator = None
+    if spec.base == "builtin:toy-digits" and eval_every:
+        from distillers.evaluation import toy_mini_eval
+
+        evaluator = toy_mini_eval(Path(cache_dir or out_dir / "cache"))
+    from distillers.training import Trainer
+
+    trainer = Trainer(distiller, out_dir, checkpoint_every=checkpoint_every, eval_every=eval_every,
+                      evaluator=evaluator, show_progress=show_progress)
+    start = time.time()
+    result = trainer.run(stop_after=stop_after)
+    if result["step"] < config.steps:
+        return {"finished": False, **result}
+    student_name = name or f"{spec.name}-{method}-{config.student_steps}step"
+    description = f"{method} student of {spec.name}, {config.student_steps}-step, {config.steps} training steps"
+    spec_path = write_student(out_dir, model.path, distiller.export_denoiser(), distiller.recipe(), student_name,
+                              description, half=half)
+    provenance = {
+        "method": method,
+        "config": dataclasses.asdict(config),
+        "teacher": spec.to_dict(),
+        "teacher_weights_sha256": model.weights_sha256,
+        "pairs": str(pairs_path) if pairs_path else None,
+        "init": init,
+        "pairs_meta": data.pairs.meta if data.pairs is not None else None,
+        "history": result["history"],
+        "last_losses": result["logs"],
+        "seconds_this_session": round(time.time() - start, 1),
+        "torch": torch.__version__,
+    }
+    (out_dir / "distill.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    trainer.log(f"exported {spec_path}")
+    return {"finished": True, "spec": spec_path, **result}
+
+
+def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance: float, seed: int, device: str = "auto",
+                  show_progress: bool = True, prompts: str | None = None) -> Pairs:
+    from benchkit.hardware import resolve_device
+    from benchkit.loading import load_model
+    from benchkit.presets import resolve_spec
+    from benchkit.progress import progress_bar
+    from distillers.pairs import make_pairs
+
+    spec = resolve_spec(teacher_spec)
+    dev = resolve_device(device)
+    model = load_model(spec, dev, torch.float32)
+    teacher = teacher_from_parts(model.unet, model.scheduler_config)
+    if prompts is None and spec.base == "builtin:toy-digits":
+        data = toy_data(model.tokenizer, model.text_encoder, dev)
+    elif prompts is None:
+        raise BenchkitError(f"{teacher_spec}: give --prompts (a prompt set or file): the pairs' prompts are the training prompts")
+    elif getattr(model.unet.config, "addition_embed_type", None) == "text_time":
+        raise BenchkitError(f"{teacher_spec}: SDXL teachers need both text encoders, which benchkit's loader does not load yet")
+    else:
+        from prompts import load_prompt_set
+
+        cfg = model.unet.config
+        size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+        texts = [r.prompt for r in load_prompt_set(prompts).records]
+        data = DistillData(texts, text_encoder_fn(model.tokenizer, model.text_encoder, dev), (cfg.in_channels, size, size))
+    if count < 1 or steps < 1:
+        raise BenchkitError("--count and --steps must be at least 1")
+    with progress_bar(show_progress) as bar:
+        task = bar.add_task("teacher ODE pairs", total=count, info=f"{steps} DDIM steps, CFG {guidance:g}")
+        pairs = make_pairs(teacher, data, count, steps, guidance, seed, progress=lambda n: bar.advance(task, n))
+    pairs.meta.update({"teacher": spec.name, "teacher_weights_sha256": model.weights_sha256})
+    pairs.save(out)
+    return pairs

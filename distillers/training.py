@@ -1,0 +1,460 @@
+"""The training machinery every distiller shares.
+
+- ``CommonConfig``: the fields all methods have (steps, batch, lr, LoRA, EMA, precision...).
+- ``Distiller``: base class of the four methods. It owns the student (a trainable copy of the
+  teacher, or the teacher plus a peft LoRA), the optimizers, gradient accumulation and
+  clipping through ``accelerate``, the student's sampler and DMD2-style backward simulation.
+- ``Trainer``: the loop. Every random draw of step ``k`` comes from a generator seeded with
+  (seed, k), so a run resumed from a checkpoint takes exactly the step it would have taken;
+  checkpoints are written atomically; a mini-evaluation (toy FID/alignment through benchkit's
+  metrics) runs every ``eval_every`` steps; progress is a rich bar and a log file.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from benchkit.errors import BenchkitError
+from distillers.adapter import Conditioning, Denoiser, trainable_copy
+from distillers.data import DistillData
+
+# Linear and conv layers of a diffusers UNet that DMD2's LoRA adapts (research notes, section 1).
+UNET_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                     "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj"]
+SD3_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
+
+
+@dataclass
+class CommonConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-4
+    lr_critic: float | None = None  # None: same as lr
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    max_grad_norm: float = 10.0
+    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
+    lora: bool = False
+    lora_rank: int = 64
+    lora_alpha: int = 8
+    ema_decay: float = 0.0  # 0: export the raw student; else an EMA of it is exported
+    seed: int = 0
+    student_steps: int = 1  # how many steps the exported student is sampled with
+    guidance: float = 1.75  # the teacher's classifier-free guidance scale (the real score's, for DMD)
+    # Regression of the one-step student on teacher ODE pairs before the method's own objective:
+    # DMD2's SDXL one-step recipe (train_sd_ode.py, LPIPS there; MSE here). 0 disables it.
+    ode_pretrain_steps: int = 0
+    ode_lr: float = 1e-4
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any], source: str = "--set"):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, raw in overrides.items():
+            key = key.replace("-", "_")
+            if key not in fields:
+                raise BenchkitError(f"{source}: {cls.__name__} has no field '{key}'; fields: {', '.join(sorted(fields))}")
+            default = getattr(cls(), key)
+            kwargs[key] = _coerce(raw, default, f"{source} {key}")
+        return cls(**kwargs)
+
+
+def _coerce(raw: Any, default: Any, where: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return raw.lower() in ("true", "1")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if default is None:  # optional numbers: int if it reads as one, else float, else the string
+            for kind in (int, float):
+                try:
+                    return kind(raw)
+                except ValueError:
+                    pass
+            return raw
+        if isinstance(default, tuple):
+            return tuple(type(default[0])(v) for v in raw.split(","))
+    except ValueError:
+        raise BenchkitError(f"{where}: cannot read {raw!r} as {type(default).__name__}") from None
+    return raw
+
+
+def trailing_timesteps(n: int, T: int = 1000, first: int | None = None) -> list[int]:
+    """The trailing grid few-step recipes use: 4 -> [999, 749, 499, 249]; ``first`` overrides t0 for 1 step."""
+    grid = [T - 1 - i * (T // n) for i in range(n)]
+    if first is not None and n == 1:
+        grid = [first]
+    return grid
+
+
+class EMA:
+    """An exponential moving average of a module, kept as a module so it can be called
+    (Hyper-SD's consistency target runs it). diffusers' EMAModel keeps a parameter list, not
+    a callable network, hence this small class."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p.detach().to(e.dtype), 1 - self.decay)
+
+    def state_dict(self):
+        return self.model.state_dict()
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state)
+
+
+def add_lora(model: nn.Module, rank: int, alpha: int) -> nn.Module:
+    """A peft LoRA on the model (base weights frozen); rank 64 / alpha 8 is DMD2's and Lightning's."""
+    from peft import LoraConfig
+
+    base = getattr(model, "module", model)
+    targets = UNET_LORA_TARGETS if type(base).__name__ == "UNet2DConditionModel" else SD3_LORA_TARGETS
+    names = {n.split(".")[-1] for n, _ in base.named_modules()}
+    present = [t for t in targets if t.split(".")[-1] in names or "." in t]
+    base.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=present))
+    return model
+
+
+def merged_copy(model: nn.Module) -> nn.Module:
+    """A plain model with any LoRA fused in, for export."""
+    m = copy.deepcopy(getattr(model, "module", model))
+    if getattr(m, "peft_config", None):
+        m.fuse_lora()
+        m.unload_lora()
+    return m.eval().requires_grad_(False)
+
+
+class Distiller:
+    """Base class: builds the student and provides the shared update/sampling helpers.
+
+    Subclasses set ``name`` and ``Config``, build their extra networks in ``setup()``, and
+    implement ``train_step(step, gen) -> dict of floats`` and ``recipe() -> dict``.
+    """
+
+    name = ""
+    Config = CommonConfig
+
+    def __init__(self, teacher: Denoiser, data: DistillData, config: CommonConfig, accelerator=None):
+        from accelerate import Accelerator
+
+        self.teacher = teacher
+        self.data = data
+        self.cfg = config
+        self.acc = accelerator or Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+        self.device = self.acc.device
+        self.T = teacher.schedule.T
+        self.teacher.model.to(self.device)
+        student = trainable_copy(teacher.model)
+        if config.lora:
+            student.requires_grad_(False)
+            add_lora(student, config.lora_rank, config.lora_alpha)
+        self.student = teacher.with_model(student.to(self.device))
+        self.nets: dict[str, nn.Module] = {"student": self.student.model}
+        self.opts: dict[str, torch.optim.Optimizer] = {}
+        self.lr_scheds: dict[str, Any] = {}
+        self.ema: EMA | None = EMA(self.student.model, config.ema_decay) if config.ema_decay > 0 else None
+        self.stage_state: dict[str, Any] = {}
+        with torch.random.fork_rng(devices=[]):  # new heads are initialised from the seed alone
+            torch.manual_seed(config.seed)
+            self.setup()
+
+    def init_student(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Start from another student's weights (e.g. an ODE-regression student, as DMD2's one-step
+        SDXL model does); EMA copies and consistency targets start from them too."""
+        base = getattr(self.student.model, "module", self.student.model)
+        if getattr(base, "peft_config", None):
+            raise BenchkitError("--init cannot be combined with --lora; merge first or train the full student")
+        base.load_state_dict(state_dict)
+        for copy_ in (self.ema, getattr(self, "target", None)):
+            if copy_ is not None:
+                copy_.model.load_state_dict(state_dict)
+
+    # ----- subclass API
+    def step(self, step: int, gen: torch.Generator) -> dict[str, float]:
+        """What the Trainer calls: ODE pre-training steps first, then the method's steps."""
+        if step < self.cfg.ode_pretrain_steps:
+            return self.ode_regression_step(gen)
+        return self.train_step(step - self.cfg.ode_pretrain_steps, gen)
+
+    def method_steps(self) -> int:
+        return max(1, self.cfg.steps - self.cfg.ode_pretrain_steps)
+
+    def ode_regression_step(self, gen: torch.Generator) -> dict[str, float]:
+        t0 = float(self.sampler_timesteps()[0])
+
+        def loss_fn(_micro):
+            noise, x0, cond = self.data.sample_pairs(self.cfg.batch_size, gen)
+            x0_hat = self.student(noise.to(self.device), t0, cond).x0
+            loss = nn.functional.mse_loss(x0_hat.float(), x0.to(self.device).float())
+            return loss, finite_logs(loss_ode=loss)
+
+        for group in self.opts["student"].param_groups:  # the LR scheduler restores the method's lr after the step
+            group["lr"] = self.cfg.ode_lr
+        return self.optimize("student", loss_fn)
+
+    def setup(self) -> None:
+        self.add_optimizer("student", [self.student.model], self.cfg.lr)
+
+    def train_step(self, step: int, gen: torch.Generator) -> dict[str, float]:
+        raise NotImplementedError
+
+    def recipe(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def sampler_timesteps(self) -> list[int]:
+        return trailing_timesteps(self.cfg.student_steps, self.T)
+
+    sampler_mode = "lcm"  # lcm: re-noise x0 with fresh noise (DMD2, ADM); ddim: deterministic (Hyper, Lightning)
+
+    def export_denoiser(self) -> Denoiser:
+        model = self.ema.model if self.ema is not None else self.student.model
+        return self.student.with_model(model)
+
+    # ----- shared helpers
+    def add_optimizer(self, name: str, modules: list[nn.Module], lr: float, betas=None, weight_decay=None) -> None:
+        from diffusers.optimization import get_constant_schedule_with_warmup
+
+        params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=lr, betas=betas or self.cfg.adam_betas,
+                                weight_decay=self.cfg.weight_decay if weight_decay is None else weight_decay)
+        opt = self.acc.prepare_optimizer(opt, device_placement=False) if self.acc.num_processes > 1 else opt
+        self.opts[name] = opt
+        self.lr_scheds[name] = get_constant_schedule_with_warmup(opt, self.cfg.warmup_steps)
+        self._params = getattr(self, "_params", {})
+        self._params[name] = params
+
+    def randn(self, shape, gen: torch.Generator) -> torch.Tensor:
+        return torch.randn(tuple(shape), generator=gen).to(self.device)
+
+    def randint(self, low: int, high: int, n: int, gen: torch.Generator) -> torch.Tensor:
+        """Integers in [low, high)."""
+        return torch.randint(low, high, (n,), generator=gen).to(self.device)
+
+    def optimize(self, name: str, loss_fn: Callable[[int], tuple[torch.Tensor, dict[str, float]]]) -> dict[str, float]:
+        """Gradient accumulation over ``grad_accum`` micro-batches, clip, step, zero every optimizer
+        (a generator loss also reaches critic parameters, as in DMD2's loop)."""
+        logs: dict[str, float] = {}
+        for micro in range(self.cfg.grad_accum):
+            with self.acc.autocast():
+                loss, parts = loss_fn(micro)
+            if not torch.isfinite(loss):
+                raise BenchkitError(f"{self.name}: {name} loss became {loss.item()} at this step; lower --lr or use --mixed-precision no")
+            self.acc.backward(loss / self.cfg.grad_accum)
+            for k, v in parts.items():
+                logs[k] = logs.get(k, 0.0) + float(v) / self.cfg.grad_accum
+        if self.cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self._params[name], self.cfg.max_grad_norm)
+        self.opts[name].step()
+        self.lr_scheds[name].step()
+        for opt in self.opts.values():
+            opt.zero_grad(set_to_none=True)
+        if name == "student" and self.ema is not None:
+            self.ema.update(self.student.model)
+        return logs
+
+    def frozen(self, *modules: nn.Module):
+        return _Frozen(modules)
+
+    def generate(self, denoiser: Denoiser, noise: torch.Tensor, cond: Conditioning, timesteps: list[int],
+                 mode: str, gen: torch.Generator | None) -> torch.Tensor:
+        """Sample with a few-step denoiser from pure noise labelled ``timesteps[0]``."""
+        x = noise
+        for i, t in enumerate(timesteps):
+            pred = denoiser(x, float(t), cond)
+            if i == len(timesteps) - 1:
+                return pred.x0
+            eps = pred.eps if mode == "ddim" else self.randn(x.shape, gen)
+            x = denoiser.conv.noised(pred.x0, eps, float(timesteps[i + 1]))
+        return x
+
+    def backward_simulation(self, cond: Conditioning, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """DMD2's generator input for a multi-step student: run the student k ~ U{0..n-1} steps
+        (no grad), re-noise its x0 with fresh noise uncorrelated with the start (DMD2 issue #9)."""
+        grid = self.sampler_timesteps()
+        n = len(cond)
+        noise = self.randn((n, *self.data.shape), gen)
+        k = int(torch.randint(0, len(grid), (1,), generator=gen))
+        if k == 0:
+            return noise, torch.full((n,), float(grid[0]), device=self.device)
+        with torch.no_grad():
+            x = noise
+            for j in range(k):
+                x0 = self.student(x, float(grid[j]), cond).x0
+                if j < k - 1:
+                    x = self.student.conv.noised(x0, self.randn(x.shape, gen), float(grid[j + 1]))
+        t = torch.full((n,), float(grid[k]), device=self.device)
+        return self.student.conv.noised(x0, self.randn(x0.shape, gen), t), t
+
+    # ----- checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "nets": {k: getattr(m, "module", m).state_dict() for k, m in self.nets.items()},
+            "opts": {k: o.state_dict() for k, o in self.opts.items()},
+            "lr_scheds": {k: s.state_dict() for k, s in self.lr_scheds.items()},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "stage_state": self.stage_state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stage_state = state.get("stage_state", {})
+        self.on_restore()
+        for k, m in self.nets.items():
+            getattr(m, "module", m).load_state_dict(state["nets"][k])
+        for k, o in self.opts.items():
+            o.load_state_dict(state["opts"][k])
+        for k, s in self.lr_scheds.items():
+            s.load_state_dict(state["lr_scheds"][k])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+
+    def on_restore(self) -> None:
+        """Rebuild stage-dependent networks/optimizers from ``stage_state`` before loading weights."""
+
+
+class _Frozen:
+    """Temporarily stop gradients into some modules (the critic during the generator's turn)."""
+
+    def __init__(self, modules):
+        self.modules = modules
+
+    def __enter__(self):
+        self.saved = [[p.requires_grad for p in m.parameters()] for m in self.modules]
+        for m in self.modules:
+            m.requires_grad_(False)
+
+    def __exit__(self, *exc):
+        for m, flags in zip(self.modules, self.saved):
+            for p, f in zip(m.parameters(), flags):
+                p.requires_grad_(f)
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) % (2**63))
+
+
+class Trainer:
+    """Runs a Distiller for ``config.steps`` steps with checkpoints, resume, mini-eval and a log."""
+
+    def __init__(self, distiller: Distiller, out_dir: Path, checkpoint_every: int = 200, eval_every: int = 0,
+                 evaluator: Callable[[Distiller], dict[str, float]] | None = None, show_progress: bool = True):
+        self.d = distiller
+        self.out = Path(out_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.checkpoint_every = checkpoint_every
+        self.eval_every = eval_every
+        self.evaluator = evaluator
+        self.show_progress = show_progress
+        self.log_path = self.out / "train.log"
+        self.history: list[dict[str, Any]] = []
+
+    def latest_checkpoint(self) -> Path | None:
+        path = self.ckpt_dir / "latest.pt"
+        return path if path.exists() else None
+
+    def save_checkpoint(self, step: int) -> Path:
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        state = {"step": step, "method": self.d.name, "config": dataclasses.asdict(self.d.cfg),
+                 "distiller": self.d.state_dict(), "history": self.history}
+        tmp = self.ckpt_dir / f"latest.{os.getpid()}.tmp"
+        torch.save(state, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.ckpt_dir / "latest.pt")  # a kill leaves either the old or the new file
+        return self.ckpt_dir / "latest.pt"
+
+    def resume(self) -> int:
+        path = self.latest_checkpoint()
+        if path is None:
+            return 0
+        state = torch.load(path, map_location=self.d.device, weights_only=False)
+        if state["method"] != self.d.name or _comparable(state["config"]) != _comparable(dataclasses.asdict(self.d.cfg)):
+            raise BenchkitError(f"{path} was written by a different method or config; use a new --out or delete {self.ckpt_dir}")
+        self.d.load_state_dict(state["distiller"])
+        self.history = state.get("history", [])
+        return int(state["step"])
+
+    def log(self, line: str) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + line + "\n")
+
+    def run(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Train to ``config.steps`` (or only ``stop_after`` more steps, for tests); returns the last logs."""
+        from benchkit.progress import progress_bar
+
+        start = self.resume()
+        total = self.d.cfg.steps
+        end = total if stop_after is None else min(total, start + stop_after)
+        self.log(f"{'resume at' if start else 'start'} step {start} of {total}: {self.d.name} {json.dumps(dataclasses.asdict(self.d.cfg))}")
+        logs: dict[str, float] = {}
+        smooth: dict[str, float] = {}
+        with progress_bar(self.show_progress) as bar:
+            task = bar.add_task(f"distill {self.d.name}", total=total, completed=start, info="")
+            for step in range(start, end):
+                logs = self.d.step(step, step_generator(self.d.cfg.seed, step))
+                for k, v in logs.items():
+                    smooth[k] = v if k not in smooth else 0.95 * smooth[k] + 0.05 * v
+                bar.update(task, completed=step + 1, info=" ".join(f"{k} {v:.3g}" for k, v in list(smooth.items())[:3]))
+                if (step + 1) % 50 == 0 or step + 1 == end:
+                    self.log(f"step {step + 1} " + " ".join(f"{k}={v:.5g}" for k, v in logs.items()))
+                if self.evaluator and self.eval_every and ((step + 1) % self.eval_every == 0 or step + 1 == total):
+                    scores = self.evaluator(self.d)
+                    self.history.append({"step": step + 1, **scores})
+                    self.log(f"eval step {step + 1} " + " ".join(f"{k}={v:.4g}" for k, v in scores.items()))
+                if self.checkpoint_every and ((step + 1) % self.checkpoint_every == 0 or step + 1 == end):
+                    self.save_checkpoint(step + 1)
+        return {"step": end, "logs": logs, "history": self.history}
+
+
+def _comparable(config: dict) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k != "steps"}
+
+
+def hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
+
+
+def nonsat_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return nn.functional.softplus(-real).mean() + nn.functional.softplus(fake).mean()
+
+
+def dm_loss(x0_hat: torch.Tensor, p_real: torch.Tensor, p_fake: torch.Tensor) -> torch.Tensor:
+    """DMD's distribution-matching loss: its gradient w.r.t. x0_hat is (p_fake - p_real) normalised
+    by mean |x0_hat - p_real| (DMD2 issue #68: an MSE to a detached target)."""
+    with torch.no_grad():
+        diff = (x0_hat - p_real).double()
+        norm = diff.abs().mean(dim=tuple(range(1, diff.ndim)), keepdim=True).clamp_min(1e-8)
+        grad = torch.nan_to_num(((p_fake - p_real).double() / norm)).to(x0_hat.dtype)
+    return 0.5 * nn.functional.mse_loss(x0_hat.float(), (x0_hat - grad).detach().float())
+
+
+def finite_logs(**losses: torch.Tensor | float) -> dict[str, float]:
+    return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
+
+
+def isfinite_all(values: dict[str, float]) -> bool:
+    return all(math.isfinite(v) for v in values.values())
