@@ -277,6 +277,7 @@ class ProtocolFID(Metric):
             variant = {
                 "protocol": self.protocol.name, "view": view.key, "preprocessing": view.steps,
                 "extractor": self.extractor.name, "extractor_sha256": self.extractor.weights_sha256,
+                "weights_sha256": {"fid-inception": self.extractor.weights_sha256},
                 "reference": entry["reference"].get("name"), "reference_sha256": entry["reference"].get("sha256"),
                 "reference_n": int(r["n"]), "reference_stats_key": entry["views"][view.key]["stats_key"],
                 "precision": "float64 statistics; frechet via symmetric eigendecomposition",
@@ -285,9 +286,10 @@ class ProtocolFID(Metric):
             fid = frechet_distance(mu, sigma, r["mu"], r["sigma"])
             kid = kernel_distance(gen_feats, r["feats"].astype(np.float64))
             n = self.moments[view.key].n
-            out.append(MetricValue(self.protocol.value_name(view, "fid"), fid, "fid", False, n, variant))
+            out.append(MetricValue(self.protocol.value_name(view, "fid"), fid, "fid", False, n,
+                                   {**variant, "scale": "FID (squared Inception-feature units)"}))
             out.append(MetricValue(self.protocol.value_name(view, "kid"), kid, "kid", False, n,
-                                   {**variant, "kid": {"subsets": KID_SUBSETS, "subset_size": min(n, int(r["n"]), KID_SUBSET_SIZE),
+                                   {**variant, "scale": "KID x1 (papers often print x1000)", "kid": {"subsets": KID_SUBSETS, "subset_size": min(n, int(r["n"]), KID_SUBSET_SIZE),
                                                        "kernel": "(x.y/d + 1)^3", "seed": KID_SEED}}))
         return out
 

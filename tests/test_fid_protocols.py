@@ -187,6 +187,7 @@ def test_fid_and_kid_match_clean_fid(scored, cleanfid_features):
     variant = metrics["fid-dmd2-sd15"]["variant"]
     assert variant["protocol"] == "dmd2-sd15-coco30k" and "LANCZOS 256" in variant["preprocessing"]
     assert variant["reference_n"] == 4 and variant["libraries"]["clean-fid"] == "0.1.35"
+    assert variant["weights_sha256"]["fid-inception"] == variant["extractor_sha256"] and "x1000" in metrics["kid-dmd2-sd15"]["variant"]["scale"]
 
 
 def test_cached_reference_statistics_are_clean_fids(folders, scored, cleanfid_features):
