@@ -111,6 +111,30 @@ def test_tiny_vae_replacement_is_recorded(tiny, tmp_path):
     assert type(model.vae).__name__ == "AutoencoderTiny"
     assert model.details["vae"]["class"] == "AutoencoderTiny"
     assert any(k.startswith("vae:") for k in model.weight_files)
+    # decoding with the tiny VAE equals diffusers' pipeline given the same VAE and latents
+    import numpy as np
+    from diffusers import StableDiffusionPipeline
+
+    from benchkit.generation import Item, make_generator
+
+    gen = make_generator(model, spec.recipe)
+    items = [Item("a", "one", 0)]
+    ours = gen.generate(items)[0].astype(np.float64) / 255
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny["sd15"]), vae=AutoencoderTiny.from_pretrained(tmp_path / "taesd"),
+                                                   safety_checker=None, requires_safety_checker=False)
+    theirs = pipe(["one"], num_inference_steps=1, guidance_scale=1.0, latents=gen.initial_noise(items)[0],
+                  output_type="np").images[0]
+    assert np.abs(ours - theirs).max() <= 1 / 255 + 1e-5
+
+
+def test_compile_is_part_of_the_variant(tiny):
+    spec = ModelSpec("c", str(tiny["sd15"]), Recipe("ddim", steps=1), compile=True)
+    model = load_model(spec, CPU, torch.float32)  # compilation itself is lazy: nothing runs here
+    assert model.details["compile"].startswith("torch.compile") and type(model.unet).__name__ == "OptimizedModule"
+    from metrics.latency import _model_variant
+
+    assert _model_variant({"model": model.details})["compile"] == model.details["compile"]
+    assert spec.identity()["compile"] is True and "compile" not in dataclasses.replace(spec, compile=False).identity()
 
 
 def test_fp16_vae_is_upcast_where_it_overflows():
