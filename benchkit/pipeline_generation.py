@@ -79,7 +79,11 @@ class PipelineGenerator:
         if self.height % multiple or self.width % multiple:
             raise BenchkitError(f"recipe.height/width must be multiples of {multiple} for this model, got {self.height}x{self.width}")
         encoders = [m for k, m in model.components.items() if k.startswith("text_encoder") and m is not None]
+        previous = getattr(model, "stage_timer", None)
+        if previous is not None:  # one timer per model: a new generator replaces the old one's hooks
+            previous.close()
         self.timer = StageTimer(model.device, encoders, denoiser)
+        model.stage_timer = self.timer
 
     def _check_recipe(self, scheduler) -> None:
         r = self.recipe

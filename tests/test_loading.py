@@ -208,3 +208,22 @@ def test_single_file_checkpoints_need_a_family_and_the_original_layout(tiny):
     with pytest.raises(BenchkitError, match="cannot load single-file checkpoint .*diffusion_pytorch_model.safetensors") as exc:
         load_model(spec, CPU, torch.float32)
     assert "\n" not in str(exc.value)
+
+
+def test_spec_dtype_is_advice_for_accelerators(monkeypatch):
+    from benchkit.hardware import configure_tf32, model_dtype
+
+    assert model_dtype(None, "float16", CPU) == torch.float32  # CogVideoX-2b's card dtype, on cpu
+    assert model_dtype("bfloat16", "float16", CPU) == torch.bfloat16
+    assert model_dtype(None, "bfloat16", torch.device("cuda")) == torch.bfloat16
+    assert model_dtype(None, None, torch.device("mps")) == torch.float16
+    with pytest.raises(BenchkitError, match="float16 is not supported .* on cpu"):
+        model_dtype("float16", None, CPU)
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        monkeypatch.setenv("BENCHKIT_TF32", "1")
+        assert configure_tf32() is True and torch.backends.cuda.matmul.allow_tf32
+        monkeypatch.setenv("BENCHKIT_TF32", "0")
+        assert configure_tf32() is False and not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
