@@ -43,13 +43,14 @@ def save_random_inception(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = _ScriptedInception()
     # Random conv weights blow activations up by ~1e10 over 94 layers; calibrating the batch-norm
-    # statistics on two noise images (cumulative average) keeps every layer's output near unit scale.
+    # statistics on two small noise images (cumulative average) keeps every layer's output near unit
+    # scale; 139 px is enough for every Inception block and 4.6x cheaper than 299.
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = None
     model.train()
     with torch.no_grad():
-        model.layers(torch.randn(2, 3, 299, 299))
+        model.layers(torch.randn(2, 3, 139, 139))
     model.eval()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "inception-2015-12-05.pt"
