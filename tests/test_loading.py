@@ -227,3 +227,23 @@ def test_spec_dtype_is_advice_for_accelerators(monkeypatch):
         assert configure_tf32() is False and not torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_single_file_checkpoint_loads_like_its_folder(tiny, tmp_path):
+    """An original-layout all-in-one file (what A1111/ComfyUI ship) gives the same weights and images."""
+    import numpy as np
+
+    from benchkit.generation import Item, make_generator
+    from tiny_pipelines import write_ldm_checkpoint
+
+    write_ldm_checkpoint(tiny["sd15"], tmp_path / "all-in-one.safetensors")
+    recipe = Recipe("ddim", {"timestep_spacing": "trailing"}, steps=2, guidance_scale=3.0)
+    single = load_model(ModelSpec("f", str(tmp_path / "all-in-one.safetensors"), recipe, family="sd15",
+                                  config=str(tiny["sd15"])), CPU, torch.float32)
+    folder = load_model(ModelSpec("d", str(tiny["sd15"]), recipe), CPU, torch.float32)
+    for name in ("unet", "vae", "text_encoder"):
+        a, b = single.components[name].state_dict(), folder.components[name].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b), name
+    assert list(single.weight_files) == ["base:all-in-one.safetensors"]
+    items = [Item("a", "one", 0)]
+    assert np.array_equal(make_generator(single, recipe).generate(items)[0], make_generator(folder, recipe).generate(items)[0])

@@ -189,3 +189,106 @@ def tiny(tmp_path_factory):
     out["sdxl_unet_st"] = write_unet_state_dict(sdxl_unet, root / "sdxl_unet.safetensors", seed=2)
     out["sd15_unet_bin"] = write_unet_state_dict(sd15_unet, root / "sd15_unet.bin", seed=3)
     return out
+
+
+# ---- an original-layout (A1111/LDM) single-file checkpoint, for from_single_file ---------------
+# Key names follow the LDM layout rules (input/middle/output blocks, first_stage_model,
+# cond_stage_model); the test checks the round trip through diffusers' own converter.
+
+_RESNET = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
+          ("norm2", "out_layers.0"), ("conv2", "out_layers.3"), ("conv_shortcut", "skip_connection")]
+
+
+def _resnet(rest):
+    for d, l in _RESNET:
+        if rest.startswith(d + "."):
+            return l + rest[len(d):]
+    raise KeyError(rest)
+
+
+def _unet_to_ldm(state, config):
+    L = config["layers_per_block"]
+    attn_up = [t.startswith("CrossAttn") for t in config["up_block_types"]]
+    out = {}
+    fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+    for k, v in state.items():
+        parts = k.split(".")
+        head = ".".join(parts[:2])
+        if head in fixed:
+            new = fixed[head] + "." + ".".join(parts[2:])
+        elif parts[0] in fixed:
+            new = fixed[parts[0]] + "." + ".".join(parts[1:])
+        elif parts[0] == "down_blocks":
+            i, kind = int(parts[1]), parts[2]
+            if kind == "downsamplers":
+                new = f"input_blocks.{(i + 1) * (L + 1)}.0.op." + ".".join(parts[5:])
+            else:
+                j, rest = int(parts[3]), ".".join(parts[4:])
+                idx = 1 + i * (L + 1) + j
+                new = f"input_blocks.{idx}.0.{_resnet(rest)}" if kind == "resnets" else f"input_blocks.{idx}.1.{rest}"
+        elif parts[0] == "mid_block":
+            kind, j, rest = parts[1], int(parts[2]), ".".join(parts[3:])
+            new = f"middle_block.{2 * j}.{_resnet(rest)}" if kind == "resnets" else f"middle_block.1.{rest}"
+        elif parts[0] == "up_blocks":
+            i, kind = int(parts[1]), parts[2]
+            if kind == "upsamplers":
+                new = f"output_blocks.{i * (L + 1) + L}.{2 if attn_up[i] else 1}." + ".".join(parts[4:])
+            else:
+                j, rest = int(parts[3]), ".".join(parts[4:])
+                idx = i * (L + 1) + j
+                new = f"output_blocks.{idx}.0.{_resnet(rest)}" if kind == "resnets" else f"output_blocks.{idx}.1.{rest}"
+        else:
+            raise KeyError(k)
+        out["model.diffusion_model." + new] = v
+    return out
+
+
+def _vae_to_ldm(state, config):
+    n = len(config["block_out_channels"])
+    attn = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+    out = {}
+    for k, v in state.items():
+        parts = k.split(".")
+        side = parts[0]
+        if side in ("quant_conv", "post_quant_conv"):
+            new = k
+        elif parts[1] in ("conv_in", "conv_out"):
+            new = k
+        elif parts[1] == "conv_norm_out":
+            new = f"{side}.norm_out." + ".".join(parts[2:])
+        elif parts[1] == "mid_block":
+            if parts[2] == "resnets":
+                new = f"{side}.mid.block_{int(parts[3]) + 1}." + ".".join(parts[4:]).replace("conv_shortcut", "nin_shortcut")
+            else:
+                rest = ".".join(parts[4:])
+                name = next(d for d in attn if rest.startswith(d + "."))
+                new = f"{side}.mid.attn_1.{attn[name]}{rest[len(name):]}"
+                if v.ndim == 2:
+                    v = v.reshape(*v.shape, 1, 1)
+        elif parts[1] in ("down_blocks", "up_blocks"):
+            i = int(parts[2])
+            block = f"{side}.down.{i}" if parts[1] == "down_blocks" else f"{side}.up.{n - 1 - i}"
+            if parts[3] == "resnets":
+                new = f"{block}.block.{parts[4]}." + ".".join(parts[5:]).replace("conv_shortcut", "nin_shortcut")
+            else:
+                new = f"{block}.{'downsample' if parts[1] == 'down_blocks' else 'upsample'}." + ".".join(parts[5:])
+        else:
+            raise KeyError(k)
+        out["first_stage_model." + new] = v
+    return out
+
+
+def write_ldm_checkpoint(folder: Path, path: Path) -> None:
+    """The SD1.5-like pipeline in ``folder`` as one original-layout .safetensors file."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet")
+    vae = AutoencoderKL.from_pretrained(folder / "vae")
+    text = CLIPTextModel.from_pretrained(folder / "text_encoder")
+    text_state = {k.removeprefix("text_model."): v for k, v in text.state_dict().items()}
+    state = {**_unet_to_ldm(unet.state_dict(), dict(unet.config)), **_vae_to_ldm(vae.state_dict(), dict(vae.config)),
+             **{"cond_stage_model.transformer.text_model." + k: v for k, v in text_state.items()}}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
