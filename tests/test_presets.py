@@ -11,6 +11,7 @@ from benchkit.generation import make_scheduler, set_timesteps
 from benchkit.presets import PRESETS
 from benchkit.spec import spec_hash
 from benchkit.toy.teacher import SCHEDULER_CONFIG
+from tiny_pipelines import tiny  # noqa: F401  (session fixture)
 
 REQUIRED = [
     "sd15", "sdxl-base", "sd-turbo", "sdxl-turbo", "lcm-lora-sd15", "lcm-lora-sdxl", "tcd-lora-sd15", "tcd-lora-sdxl",
@@ -133,3 +134,25 @@ def test_models_command_lists_files_and_presence(cli, tmp_path, monkeypatch):
     assert rows["cogvideox-2b"]["resolution"] == [480, 720]
     code, out, _ = cli("models")
     assert code == 0 and "dmd2-sdxl-4step" in out and "missing" in out
+
+
+def test_presence_follows_the_hf_cache_and_eval_names_what_is_missing(cli, tiny, tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--stabilityai--stable-diffusion-xl-base-1.0"
+    shutil.copytree(tiny["sdxl"], repo / "snapshots" / ("a" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    code, out, _ = cli("models", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["sdxl-base"]["present"] is True
+    assert [f["present"] for f in rows["dmd2-sdxl-4step"]["files"]] == [True, False]
+    code, out, err = cli("eval", "-m", "dmd2-sdxl-4step", "--device", "cpu", "--limit", "1", "--seeds", "0",
+                         "--out", str(tmp_path / "run"), "-q")
+    assert code == 2 and "Traceback" not in err
+    line = err.strip()
+    assert "\n" not in line and "dmd2_sdxl_4step_unet_fp16.bin" in line and "hf download tianweiy/DMD2" in line
