@@ -57,6 +57,7 @@ class Metric:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     needs_images: ClassVar[bool] = True  # False: the metric reads only sample records (latency)
+    compares_seeds: ClassVar[bool] = False  # True: measured across the seeds of a prompt (diversity)
 
     def __init__(self, ctx: MetricContext):
         self.ctx = ctx

@@ -37,10 +37,13 @@ class Breakdown:
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
 
     def _metrics(self, key: tuple[str, str]) -> list[Metric]:
-        from metrics import build_metrics
+        from metrics import REGISTRY, build_metrics
 
         if key not in self.groups:
-            self.groups[key] = build_metrics(self.names, self.ctx)
+            # a one-seed group has nothing to compare across seeds: leave diversity metrics out
+            # rather than have them hold every image of the seed until the end
+            names = [n for n in self.names if not (key[0] == SEED_FIELD and REGISTRY[n].compares_seeds)]
+            self.groups[key] = build_metrics(names, self.ctx)
         return self.groups[key]
 
     def update(self, batch: SampleBatch) -> None:

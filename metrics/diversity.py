@@ -65,6 +65,7 @@ def to_lpips_input(image: np.ndarray) -> torch.Tensor:
 class LPIPSDiversity(Metric):
     name = "lpips-diversity"
     description = "Mean pairwise LPIPS (AlexNet) between the seeds of each prompt, averaged over prompts"
+    compares_seeds = True
     net: ClassVar[str] = "alex"
 
     def __init__(self, ctx: MetricContext):

@@ -128,6 +128,7 @@ class ToyAlignment(Metric):
 class ToyDiversity(Metric):
     name = "toy-diversity"
     description = "Mean pairwise L2 distance of toy-classifier features across the seeds of each prompt"
+    compares_seeds = True
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)

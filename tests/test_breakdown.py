@@ -61,6 +61,20 @@ def test_uncomputable_group_is_skipped_with_reason(ctx):
     assert "2 seeds per prompt" in group["skipped"]["toy-diversity"]
 
 
+def test_seed_groups_leave_out_diversity(ctx):
+    """A group of one seed has no pairs of seeds: diversity metrics are not even built for it."""
+    from metrics.breakdown import SEED_FIELD
+
+    images, _ = load_digits_uint8()
+    recs = [{"prompt_id": p, "prompt": w, "seed": s, "meta": {}} for p, w in (("a", "zero"), ("b", "one")) for s in (0, 1)]
+    bd = Breakdown([SEED_FIELD], ["toy-diversity", "toy-alignment"], ctx)
+    bd.update(SampleBatch(list(images[:4]), recs))
+    groups = bd.compute()
+    assert [g["value"] for g in groups] == ["0", "1"]
+    for g in groups:
+        assert [m["name"] for m in g["metrics"]] == ["toy-alignment"] and g["skipped"] == {} and g["n"] == 2
+
+
 def write_run(root, name, groups):
     run = root / name
     (run / "images").mkdir(parents=True)
