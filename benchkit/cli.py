@@ -238,6 +238,7 @@ def distill_cmd(
     student_steps: Optional[int] = typer.Option(None, "--student-steps", help="Sampling steps of the student (method default otherwise)."),
     lora: bool = typer.Option(False, "--lora", help="Train a LoRA (peft) instead of the full student."),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="Teacher ODE pairs from `benchkit pairs`."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start the student from another student spec (same architecture)."),
     settings: list[str] = typer.Option([], "--set", help="Config field=value (repeatable), e.g. --set lr=1e-4."),
     mixed_precision: str = typer.Option("no", "--mixed-precision", help="no, bf16 or fp16."),
     grad_accum: int = typer.Option(1, "--grad-accum"),
@@ -255,7 +256,7 @@ def distill_cmd(
     from distillers.run import distill, released_spec
 
     if from_release:
-        spec = released_spec(method)
+        spec = released_spec(method, student_steps)
         out.print(f"{method}: released student [bold]{spec.name}[/bold] ({spec.recipe.label()}); evaluate it with `benchkit eval -m {spec.name}`")
         return
     if teacher is None:
@@ -273,7 +274,8 @@ def distill_cmd(
         overrides["batch_size"] = batch_size
     target = out_dir or Path("distill") / method
     result = distill(method, teacher, steps, target, overrides, pairs_path=pairs, device=device,
-                     checkpoint_every=checkpoint_every, eval_every=eval_every, show_progress=not quiet, half=half, name=name)
+                     checkpoint_every=checkpoint_every, eval_every=eval_every, show_progress=not quiet, half=half, name=name,
+                     init=init)
     for row in result["history"][-3:]:
         out.print("eval " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     out.print(f"student spec: [bold]{result['spec']}[/bold] (benchkit eval -m {result['spec']})")

@@ -40,6 +40,7 @@ class LightningConfig(CommonConfig):
     teacher_substeps: int = 4  # teacher DDIM steps per student step
     conditional_fraction: float = 0.5  # share of each stage with the conditional discriminator
     x0_conversion_fraction: float = 0.3  # share of the one-step stage spent on the x0 conversion MSE
+    x0_conversion_lr: float | None = None  # lr of the conversion MSE (None: lr)
     renoise_timesteps: tuple[int, ...] = (10, 250, 500, 750)
     mse_weight: float = 0.0  # optional MSE to the teacher target next to the adversarial loss (paper: 0)
 
@@ -76,7 +77,7 @@ class Lightning(Distiller):
         k, kind = phase
         self.phase = phase
         self.stage_state = {"phase": list(phase)}
-        if k == 1 and self.frozen_eps is None:
+        if k == 1 and self.frozen_eps is None and self.cfg.x0_conversion_fraction > 0:
             self.frozen_eps = self.student.with_model(trainable_copy(self.student.model).eval().requires_grad_(False))
             self.nets["frozen_eps"] = self.frozen_eps.model
             self.student = self.student.with_model(self.student.model, prediction_type="sample")
@@ -96,9 +97,13 @@ class Lightning(Distiller):
         self.nets["disc_head"] = self.disc.heads
         self.add_optimizer("disc", [backbone.model, self.disc.heads], self.cfg.lr_critic or self.cfg.lr)
 
+    def on_init_student(self, state_dict) -> None:
+        if self.frozen_eps is not None:  # the eps copy to convert from is the initial student
+            self.frozen_eps.model.load_state_dict(state_dict)
+
     def on_restore(self) -> None:
         phase = tuple(self.stage_state.get("phase", self.phase))
-        if phase[0] == 1 and self.frozen_eps is None:
+        if phase[0] == 1 and self.frozen_eps is None and self.cfg.x0_conversion_fraction > 0:
             self.enter_phase((1, "x0-convert"))
         self.enter_phase((int(phase[0]), str(phase[1])))
 
@@ -110,7 +115,7 @@ class Lightning(Distiller):
 
     def recipe(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"timestep_spacing": "trailing"}
-        if self.cfg.student_steps == 1:
+        if self.student.prediction_type == "sample":  # the converted one-step model
             kwargs["prediction_type"] = "sample"
         return {"scheduler": "EulerDiscreteScheduler", "scheduler_kwargs": kwargs, "steps": self.cfg.student_steps,
                 "guidance_scale": 1.0}
@@ -160,6 +165,9 @@ class Lightning(Distiller):
                 loss = nn.functional.mse_loss(out.float(), target.float())
                 return loss, finite_logs(loss_x0_convert=loss)
 
+            if cfg.x0_conversion_lr:
+                for group in self.opts["student"].param_groups:  # the LR scheduler restores lr after the step
+                    group["lr"] = cfg.x0_conversion_lr
             logs.update(self.optimize("student", convert_loss))
             return logs
 

@@ -30,12 +30,12 @@ METHODS = {
     "lightning": ("distillers.lightning", "Lightning"),
 }
 
-# Released students of each method (preset names added by the model presets work).
-RELEASED = {
-    "dmd2": "dmd2-sdxl-4step",
-    "hyper-sd": "hyper-sdxl-4step",
-    "adm": None,  # ADM/DMDX released neither code nor weights
-    "lightning": "sdxl-lightning-4step",
+# Released students of each method by step count (presets from benchkit/presets.py).
+RELEASED: dict[str, dict[int, str]] = {
+    "dmd2": {1: "dmd2-sdxl-1step", 4: "dmd2-sdxl-4step"},
+    "hyper-sd": {1: "hyper-sdxl-1step-unet", 2: "hyper-sdxl-2step-lora", 4: "hyper-sdxl-4step-lora", 8: "hyper-sdxl-8step-lora"},
+    "adm": {},  # ADM/DMDX released neither code nor weights
+    "lightning": {1: "sdxl-lightning-1step", 2: "sdxl-lightning-2step", 4: "sdxl-lightning-4step", 8: "sdxl-lightning-8step"},
 }
 
 
@@ -46,14 +46,18 @@ def method_class(method: str):
     return getattr(importlib.import_module(module), name)
 
 
-def released_spec(method: str):
-    """The released student for a method, as a preset, or a clear error if there is none."""
+def released_spec(method: str, steps: int | None = None):
+    """The released student of a method (4-step unless ``steps`` says otherwise), or a clear error."""
     from benchkit.presets import PRESETS
 
     method_class(method)
-    name = RELEASED[method]
-    if name is None:
+    released = RELEASED[method]
+    if not released:
         raise BenchkitError(f"--from-release: {method} has no released weights (ADM/DMDX published neither code nor weights); train one with --teacher")
+    steps = steps or (4 if 4 in released else min(released))
+    if steps not in released:
+        raise BenchkitError(f"--from-release: {method} was released for {', '.join(map(str, sorted(released)))} steps, not {steps}; pass --student-steps")
+    name = released[steps]
     if name not in PRESETS:
         raise BenchkitError(f"--from-release: preset '{name}' is not defined in this benchkit; see `benchkit models`, or train with --teacher")
     return PRESETS[name]

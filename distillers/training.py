@@ -192,6 +192,10 @@ class Distiller:
         for copy_ in (self.ema, getattr(self, "target", None)):
             if copy_ is not None:
                 copy_.model.load_state_dict(state_dict)
+        self.on_init_student(state_dict)
+
+    def on_init_student(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Refresh copies a method took of the student at construction."""
 
     # ----- subclass API
     def step(self, step: int, gen: torch.Generator) -> dict[str, float]:
