@@ -6,6 +6,10 @@ guidance and LoRA scale, and a near miss silently gives worse numbers. Weights a
 downloaded: ``base`` is a Hugging Face repo id read from the local HF cache (or a local
 folder), other files are ``hf://owner/name/path`` references; `benchkit models` says which
 are present. A user's TOML spec can ``extends`` any preset and override any field.
+
+Every preset's ``source`` names its card and how its recipe was checked (``PROVENANCE``:
+the card itself, verbatim copies of the card's snippet, or partly, with the unverified values
+named); values that could not be checked are kept and marked UNVERIFIED in a comment.
 """
 
 from __future__ import annotations
@@ -29,12 +33,29 @@ OPENRAIL_M = "CreativeML OpenRAIL-M"
 OPENRAIL_PP = "CreativeML OpenRAIL++-M"
 SAI_COMMUNITY = "Stability AI Community License"
 SAI_NC = "Stability AI Non-Commercial Research Community License"
-DMD2_LICENSE = "CC BY-NC 4.0 (weights; code CC BY-NC-SA 4.0)"
-HYPER_LICENSE = "Hyper-SD model license (see the model card); base model's license applies"
+# The DMD2 card's metadata says cc-by-nc-4.0 while its "License" section says CC BY-NC-SA 4.0.
+DMD2_LICENSE = "CC BY-NC 4.0 (card metadata); CC BY-NC-SA 4.0 (card text and code)"
+# UNVERIFIED: the stored Hyper-SD card has no license field; kept as a pointer to the card.
+HYPER_LICENSE = "Hyper-SD model license (unverified: not stated in the stored card); base model's license applies"
+
+# Where each preset's recipe was checked, and how (README "Preset provenance"):
+#   card     - the model card's own usage snippet and metadata were read;
+#   card-copy - the card itself was not in the stored material, but verbatim copies of its usage
+#               snippet were (HF mirrors, code that pastes the card), and agree;
+#   partial  - some values come from elsewhere and are named as unverified in the note.
+# The note lands in each spec's `source` (shown by `benchkit models --json`).
+CARD, CARD_COPY, PARTIAL = "card", "card-copy", "partial"
+PROVENANCE: dict[str, tuple[str, str]] = {}
 
 
 def _card(repo: str) -> str:
     return f"https://huggingface.co/{repo}"
+
+
+def _src(name: str, repo: str, status: str, note: str) -> str:
+    """The card URL plus how the recipe was checked; also recorded in PROVENANCE."""
+    PROVENANCE[name] = (status, note)
+    return f"{_card(repo)} ({status}: {note})"
 
 
 def _no_cfg(scheduler: str, steps: int, size: int, **kw) -> Recipe:
@@ -56,86 +77,164 @@ def _presets() -> list[ModelSpec]:
             license="BSD-3-Clause (scikit-learn digits data); weights: same as benchkit",
         ),
         # ---- teachers and baselines -------------------------------------------------------
+        # runwayml/stable-diffusion-v1-5 was deleted on 2024-08-29; SD15 is its community mirror.
         ModelSpec("sd15", SD15, Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=7.5, height=512, width=512),
                   "Stable Diffusion 1.5 teacher: the card's pipe(prompt) defaults (shipped PNDM, 50 steps, CFG 7.5)",
-                  OPENRAIL_M, family="sd15", source=_card(SD15)),
-        ModelSpec("sdxl-base", SDXL, Recipe(MODEL_DEFAULT_SCHEDULER, steps=25, guidance_scale=5.0, height=1024, width=1024),
-                  "SDXL-Base 1.0 teacher: shipped Euler, 25 steps, CFG 5 (VAE decoded in fp32)",
-                  OPENRAIL_PP, family="sdxl", source=_card(SDXL)),
+                  OPENRAIL_M, family="sd15",
+                  source=_src("sd15", SD15, CARD, "runwayml/stable-diffusion-v1-5 card: StableDiffusionPipeline "
+                              "pipe(prompt), i.e. 50 steps, CFG 7.5, shipped scheduler; CreativeML OpenRAIL-M")),
+        # The card calls pipe(prompt=prompt): StableDiffusionXLPipeline's defaults, 50 steps and CFG 5.
+        ModelSpec("sdxl-base", SDXL, Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=5.0, height=1024, width=1024),
+                  "SDXL-Base 1.0 teacher: the card's pipe(prompt) defaults (shipped Euler, 50 steps, CFG 5; VAE in fp32)",
+                  OPENRAIL_PP, family="sdxl",
+                  source=_src("sdxl-base", SDXL, CARD, "DiffusionPipeline pipe(prompt=prompt), i.e. 50 steps, "
+                              "CFG 5, shipped scheduler, 1024px; license openrail++")),
+        ModelSpec("sdxl-base-25step", SDXL,
+                  Recipe(MODEL_DEFAULT_SCHEDULER, steps=25, guidance_scale=5.0, height=1024, width=1024),
+                  "SDXL-Base 1.0 at benchkit's 25-step teacher budget (issue 3), CFG 5: not a card recipe",
+                  OPENRAIL_PP, family="sdxl",
+                  source=_src("sdxl-base-25step", SDXL, PARTIAL, "CFG 5, scheduler and 1024px as the card; "
+                              "25 steps is benchkit's budget from issue 3, not the card's (50)")),
+        # UNVERIFIED (both Turbos): the cards call the shipped scheduler; its class (EulerAncestral)
+        # was not checked against scheduler_config.json. Trailing spacing is from diffusers' SDXL
+        # Turbo docs, and is set explicitly so single-file loads sample the same grid.
         ModelSpec("sd-turbo", "stabilityai/sd-turbo",
                   _no_cfg("euler-a", 1, 512, scheduler_kwargs={"timestep_spacing": "trailing"}),
                   "SD-Turbo (ADD, SD2.1): 1 step, no guidance, EulerAncestral trailing, 512px", SAI_NC,
-                  family="sd15", source=_card("stabilityai/sd-turbo")),
+                  family="sd15",
+                  source=_src("sd-turbo", "stabilityai/sd-turbo", PARTIAL, "card: AutoPipelineForText2Image, "
+                              "num_inference_steps=1, guidance_scale=0.0, 512x512; scheduler class unverified, "
+                              "trailing from diffusers SDXL-Turbo docs; license per the repo's LICENSE "
+                              "(Non-Commercial Research Community)")),
         ModelSpec("sdxl-turbo", "stabilityai/sdxl-turbo",
                   _no_cfg("euler-a", 1, 512, scheduler_kwargs={"timestep_spacing": "trailing"}),
                   "SDXL-Turbo (ADD): 1 step, no guidance, EulerAncestral trailing, 512px", SAI_NC,
-                  family="sdxl", source=_card("stabilityai/sdxl-turbo")),
+                  family="sdxl",
+                  source=_src("sdxl-turbo", "stabilityai/sdxl-turbo", PARTIAL, "card: AutoPipelineForText2Image, "
+                              "num_inference_steps=1, guidance_scale=0.0, 512x512, license sai-nc-community; "
+                              "scheduler class unverified, trailing from diffusers SDXL-Turbo docs")),
         ModelSpec("sdxl-turbo-4step", "stabilityai/sdxl-turbo",
                   _no_cfg("euler-a", 4, 512, scheduler_kwargs={"timestep_spacing": "trailing"}),
                   "SDXL-Turbo at its largest card step count (4), 512px", SAI_NC,
-                  family="sdxl", source=_card("stabilityai/sdxl-turbo")),
-        ModelSpec("lcm-lora-sd15", SD15, Recipe("lcm", steps=4, guidance_scale=1.0, height=512, width=512),
-                  "LCM-LoRA on SD1.5: LCMScheduler, 4 steps, no CFG", OPENRAIL_PP, family="sd15",
+                  family="sdxl",
+                  source=_src("sdxl-turbo-4step", "stabilityai/sdxl-turbo", PARTIAL, "card: 1 to 4 steps, four "
+                              "steps improve on one; no 4-step snippet; scheduler as sdxl-turbo (class unverified)")),
+        # The LCM-LoRA cards pass guidance_scale=0 ("disable guidance_scale by passing 0").
+        ModelSpec("lcm-lora-sd15", SD15, _no_cfg("lcm", 4, 512),
+                  "LCM-LoRA on SD1.5: LCMScheduler, 4 steps, no CFG, fused at 1.0", OPENRAIL_PP, family="sd15",
                   lora="hf://latent-consistency/lcm-lora-sdv1-5/pytorch_lora_weights.safetensors",
-                  source=_card("latent-consistency/lcm-lora-sdv1-5")),
-        ModelSpec("lcm-lora-sdxl", SDXL, Recipe("lcm", steps=4, guidance_scale=1.0, height=1024, width=1024),
-                  "LCM-LoRA on SDXL: LCMScheduler, 4 steps, no CFG", OPENRAIL_PP, family="sdxl",
+                  source=_src("lcm-lora-sd15", "latent-consistency/lcm-lora-sdv1-5", CARD, "LCMScheduler, "
+                              "load_lora_weights + fuse_lora, num_inference_steps=4, guidance_scale=0 (2-8 steps; "
+                              "CFG off or 1-2); adapter for runwayml/stable-diffusion-v1-5; license openrail++")),
+        ModelSpec("lcm-lora-sdxl", SDXL, _no_cfg("lcm", 4, 1024),
+                  "LCM-LoRA on SDXL: LCMScheduler, 4 steps, no CFG, fused at 1.0", OPENRAIL_PP, family="sdxl",
                   lora="hf://latent-consistency/lcm-lora-sdxl/pytorch_lora_weights.safetensors",
-                  source=_card("latent-consistency/lcm-lora-sdxl")),
+                  source=_src("lcm-lora-sdxl", "latent-consistency/lcm-lora-sdxl", CARD, "LCMScheduler, "
+                              "load_lora_weights + fuse_lora, num_inference_steps=4, guidance_scale=0; "
+                              "license openrail++")),
+        # UNVERIFIED: the TCD-SD15 card was not in the stored material; MIT is from a third-party
+        # licence table. The recipe is the TCD-SDXL card's, which diffusers' TCD guide pairs with SD1.5.
         ModelSpec("tcd-lora-sd15", SD15, _no_cfg("tcd", 4, 512, eta=0.3),
                   "TCD-LoRA on SD1.5: TCDScheduler, 4 steps, eta (gamma) 0.3, no CFG", "MIT", family="sd15",
-                  lora="hf://h1t/TCD-SD15-LoRA/pytorch_lora_weights.safetensors", source=_card("h1t/TCD-SD15-LoRA")),
+                  lora="hf://h1t/TCD-SD15-LoRA/pytorch_lora_weights.safetensors",
+                  source=_src("tcd-lora-sd15", "h1t/TCD-SD15-LoRA", PARTIAL, "card not found; recipe of the "
+                              "TCD-SDXL card (diffusers TCD guide lists TCD-SD15 for SD1.5); MIT unverified")),
         ModelSpec("tcd-lora-sdxl", SDXL, _no_cfg("tcd", 4, 1024, eta=0.3),
                   "TCD-LoRA on SDXL: TCDScheduler, 4 steps, eta (gamma) 0.3, no CFG", "MIT", family="sdxl",
-                  lora="hf://h1t/TCD-SDXL-LoRA/pytorch_lora_weights.safetensors", source=_card("h1t/TCD-SDXL-LoRA")),
+                  lora="hf://h1t/TCD-SDXL-LoRA/pytorch_lora_weights.safetensors",
+                  source=_src("tcd-lora-sdxl", "h1t/TCD-SDXL-LoRA", CARD, "TCDScheduler, load_lora_weights + "
+                              "fuse_lora, num_inference_steps=4, guidance_scale=0, eta=0.3; license mit")),
+        # The Segmind cards' snippets call pipe(prompt, negative_prompt=...) with the pipeline
+        # defaults; their text adds "use negative prompting and a CFG around 9.0 for the best
+        # quality". benchkit keeps the snippet (no negative prompts); override guidance to try 9.
         ModelSpec("ssd-1b", "segmind/SSD-1B",
                   Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=5.0, height=1024, width=1024),
                   "Segmind SSD-1B (distilled SDXL): the card's pipe(prompt) defaults (50 steps, CFG 5)", "Apache-2.0",
-                  family="sdxl", source=_card("segmind/SSD-1B")),
+                  family="sdxl",
+                  source=_src("ssd-1b", "segmind/SSD-1B", CARD, "StableDiffusionXLPipeline pipe(prompt, "
+                              "negative_prompt), i.e. 50 steps, CFG 5; card text recommends CFG ~9 with negative "
+                              "prompts; license apache-2.0")),
         ModelSpec("segmind-vega", "segmind/Segmind-Vega",
                   Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=5.0, height=1024, width=1024),
                   "Segmind-Vega (distilled SDXL): the card's pipe(prompt) defaults (50 steps, CFG 5)", "Apache-2.0",
-                  family="sdxl", source=_card("segmind/Segmind-Vega")),
+                  family="sdxl",
+                  source=_src("segmind-vega", "segmind/Segmind-Vega", CARD, "StableDiffusionXLPipeline "
+                              "pipe(prompt, negative_prompt), i.e. 50 steps, CFG 5; card text recommends CFG ~9 "
+                              "with negative prompts; license apache-2.0")),
+        # UNVERIFIED: the VegaRT card was not in the stored material; Apache-2.0 is from a
+        # third-party licence table; the file is load_lora_weights' default weight name.
         ModelSpec("segmind-vegart", "segmind/Segmind-Vega", _no_cfg("lcm", 4, 1024),
                   "Segmind-VegaRT: LCM-LoRA of Vega, LCMScheduler, 4 steps, no CFG", "Apache-2.0", family="sdxl",
                   lora="hf://segmind/Segmind-VegaRT/pytorch_lora_weights.safetensors",
-                  source=_card("segmind/Segmind-VegaRT")),
+                  source=_src("segmind-vegart", "segmind/Segmind-VegaRT", PARTIAL, "card not found; copies of its "
+                              "snippet: Segmind-Vega + LCMScheduler + load_lora_weights/fuse_lora, "
+                              "guidance_scale=0, 4 steps (card text: 2-8); license and file name unverified")),
+        # The SDXS-0.9 card loads in float32: its TAESD decoder "may produce low-quality images" in fp16.
         ModelSpec("sdxs-512-0.9", "IDKiro/sdxs-512-0.9", _no_cfg(MODEL_DEFAULT_SCHEDULER, 1, 512),
-                  "SDXS-512 0.9 (one-step student of SD-Turbo, tiny VAE): 1 step, no CFG", OPENRAIL_PP,
-                  family="sd15", source=_card("IDKiro/sdxs-512-0.9")),
+                  "SDXS-512 0.9 (one-step student of SD-Turbo, tiny VAE): 1 step, no CFG, float32", OPENRAIL_PP,
+                  family="sd15", dtype="float32",
+                  source=_src("sdxs-512-0.9", "IDKiro/sdxs-512-0.9", CARD, "StableDiffusionPipeline, "
+                              "num_inference_steps=1, guidance_scale=0, weight_type float32; license openrail++")),
+        # UNVERIFIED: the dreamshaper card was not stored; OpenRAIL++ is from a third-party table.
         ModelSpec("sdxs-512-dreamshaper", "IDKiro/sdxs-512-dreamshaper", _no_cfg(MODEL_DEFAULT_SCHEDULER, 1, 512),
                   "SDXS-512 DreamShaper: 1 step, no CFG", OPENRAIL_PP, family="sd15",
-                  source=_card("IDKiro/sdxs-512-dreamshaper")),
+                  source=_src("sdxs-512-dreamshaper", "IDKiro/sdxs-512-dreamshaper", CARD_COPY, "copies of the card "
+                              "snippet: StableDiffusionPipeline, num_inference_steps=1, guidance_scale=0, float16 "
+                              "(or float32); license unverified")),
+        # BK-SDM cards: "An inference code with the default PNDM scheduler and 50 denoising steps", pipe(prompt).
+        ModelSpec("bk-sdm-tiny", "nota-ai/bk-sdm-tiny",
+                  Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=7.5, height=512, width=512),
+                  "BK-SDM-Tiny (0.33B UNet, from SD1.4): the card's pipe(prompt) defaults (PNDM, 50 steps, CFG 7.5)",
+                  OPENRAIL_M, family="sd15",
+                  source=_src("bk-sdm-tiny", "nota-ai/bk-sdm-tiny", CARD_COPY, "card via its duplicate "
+                              "treksis/bk-sdm-tiny and the BK-SDM cards: default PNDM, 50 steps, pipe(prompt) "
+                              "(CFG 7.5); license creativeml-openrail-m")),
     ]
-    for repo, what in (("nota-ai/bk-sdm-tiny", "BK-SDM-Tiny (0.33B UNet, from SD1.4)"),
-                       ("segmind/tiny-sd", "Segmind tiny-sd (BK-SDM-style SD1.5 distillation)"),
+    # UNVERIFIED (tiny-sd, small-sd): the cards were not stored; the usage is Segmind's HF blog
+    # post (DiffusionPipeline, pipe(prompt, negative_prompt) defaults); the licence is unchecked.
+    for repo, what in (("segmind/tiny-sd", "Segmind tiny-sd (BK-SDM-style SD1.5 distillation)"),
                        ("segmind/small-sd", "Segmind small-sd (BK-SDM-style SD1.5 distillation)")):
-        specs.append(ModelSpec(repo.split("/")[1].lower(), repo,
+        name = repo.split("/")[1].lower()
+        specs.append(ModelSpec(name, repo,
                                Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=7.5, height=512, width=512),
-                               f"{what}: the card's pipe(prompt) defaults (50 steps, CFG 7.5)", OPENRAIL_M,
-                               family="sd15", source=_card(repo)))
+                               f"{what}: pipe(prompt) defaults (50 steps, CFG 7.5)", OPENRAIL_M,
+                               family="sd15",
+                               source=_src(name, repo, PARTIAL, "card not found; HF blog sd_distillation: "
+                                           "DiffusionPipeline pipe(prompt, negative_prompt), i.e. 50 steps, CFG 7.5, "
+                                           "shipped scheduler; license unverified")))
     # ---- DMD2 (tianweiy/DMD2): LCMScheduler step == DMD2's sampler; timesteps always explicit --
     lcm4 = Recipe("lcm", steps=4, timesteps=(999, 749, 499, 249), guidance_scale=0.0, height=1024, width=1024)
+    dmd2_card = ("UNet2DConditionModel.from_config(SDXL) + load_state_dict, LCMScheduler, "
+                 "guidance_scale=0, ")
     specs += [
         ModelSpec("dmd2-sdxl-4step", SDXL, lcm4, "DMD2 SDXL 4-step UNet: LCM, t=999,749,499,249, no CFG",
-                  DMD2_LICENSE, family="sdxl", weights=f"hf://{DMD2}/dmd2_sdxl_4step_unet_fp16.bin", source=_card(DMD2)),
+                  DMD2_LICENSE, family="sdxl", weights=f"hf://{DMD2}/dmd2_sdxl_4step_unet_fp16.bin",
+                  source=_src("dmd2-sdxl-4step", DMD2, CARD, dmd2_card + "timesteps=[999, 749, 499, 249]")),
         ModelSpec("dmd2-sdxl-4step-lora", SDXL, lcm4,
                   "DMD2 SDXL 4-step LoRA (kohya, rank 64 / alpha 8) fused at scale 1.0: LCM, t=999,749,499,249",
                   DMD2_LICENSE, family="sdxl", lora=f"hf://{DMD2}/dmd2_sdxl_4step_lora_fp16.safetensors",
-                  source=_card(DMD2)),
+                  source=_src("dmd2-sdxl-4step-lora", DMD2, CARD, "load_lora_weights + "
+                              "fuse_lora(lora_scale=1.0), LCMScheduler, guidance_scale=0, timesteps=[999, 749, 499, 249]")),
         ModelSpec("dmd2-sdxl-1step", SDXL,
                   Recipe("lcm", steps=1, timesteps=(399,), guidance_scale=0.0, height=1024, width=1024),
                   "DMD2 SDXL 1-step UNet: LCM, pure noise labelled t=399, no CFG", DMD2_LICENSE, family="sdxl",
-                  weights=f"hf://{DMD2}/dmd2_sdxl_1step_unet_fp16.bin", source=_card(DMD2)),
+                  weights=f"hf://{DMD2}/dmd2_sdxl_1step_unet_fp16.bin",
+                  source=_src("dmd2-sdxl-1step", DMD2, CARD, dmd2_card + "timesteps=[399]")),
+        # The card has no SD1.5 snippet: the file is the FID-8.35 row of the repo's
+        # experiments/sdv1.5/README.md ("you only need to download the pytorch_model.bin file");
+        # one step at t=999 is the repo's evaluation (main/test_folder_sd.py, research notes [code]).
         ModelSpec("dmd2-sd15-1step", SD15,
                   Recipe("lcm", steps=1, timesteps=(999,), guidance_scale=0.0, height=512, width=512),
                   "DMD2 SD1.5 1-step UNet (FID 8.35 checkpoint): one step from pure noise at t=999, no CFG",
                   DMD2_LICENSE, family="sd15",
                   weights=f"hf://{DMD2}/model/sdv1.5/laion6.25_sd_baseline_8node_guidance1.75_lr5e-7_seed10_dfake10_"
                           "diffusion1000_gan1e-3_resume_fid8.35_checkpoint_model_041000/pytorch_model.bin",
-                  source=_card(DMD2)),
+                  source=_src("dmd2-sd15-1step", DMD2, PARTIAL, "file: github tianweiy/DMD2 experiments/sdv1.5/"
+                              "README.md model zoo (FID 8.35, 512px, base runwayml/stable-diffusion-v1-5); t=999 "
+                              "one-step sampling from the repo's test_folder_sd.py, no diffusers snippet in the card")),
     ]
     # ---- Hyper-SD (ByteDance/Hyper-SD) ----------------------------------------------------
+    # The card's SD1.5 snippets use runwayml/stable-diffusion-v1-5 (SD15 is its mirror).
     for fam, prefix, base, size in (("sdxl", "Hyper-SDXL", SDXL, 1024), ("sd15", "Hyper-SD15", SD15, 512)):
         tag = "sdxl" if fam == "sdxl" else "sd15"
         for n in (2, 4, 8):
@@ -143,56 +242,80 @@ def _presets() -> list[ModelSpec]:
                 f"hyper-{tag}-{n}step-lora", base,
                 _no_cfg("ddim", n, size, scheduler_kwargs={"timestep_spacing": "trailing"}),
                 f"Hyper-SD {n}-step LoRA on {fam.upper()}: DDIM trailing, {n} steps, no CFG, fused at 1.0",
-                HYPER_LICENSE, family=fam, lora=f"hf://{HYPER}/{prefix}-{n}steps-lora.safetensors", source=_card(HYPER)))
+                HYPER_LICENSE, family=fam, lora=f"hf://{HYPER}/{prefix}-{n}steps-lora.safetensors",
+                source=_src(f"hyper-{tag}-{n}step-lora", HYPER, CARD, "load_lora_weights + fuse_lora(), "
+                            "DDIMScheduler timestep_spacing='trailing', num_inference_steps=N, guidance_scale=0")))
         specs.append(ModelSpec(
             f"hyper-{tag}-1step-lora", base, _no_cfg("tcd", 1, size, eta=1.0),
             f"Hyper-SD unified LoRA on {fam.upper()} (1-8 steps): TCD, 1 step, eta 1.0, no CFG",
-            HYPER_LICENSE, family=fam, lora=f"hf://{HYPER}/{prefix}-1step-lora.safetensors", source=_card(HYPER)))
+            HYPER_LICENSE, family=fam, lora=f"hf://{HYPER}/{prefix}-1step-lora.safetensors",
+            source=_src(f"hyper-{tag}-1step-lora", HYPER, CARD, "fuse_lora(), TCDScheduler, "
+                        "num_inference_steps=1, guidance_scale=0, eta=1.0 (lower eta for more steps)")))
+        # UNVERIFIED: the card gives these LoRAs only "support 5~8 guidance scales"; DDIM trailing
+        # at N steps is inferred from the N-step LoRAs' snippet (no CFG-LoRA snippet in the card).
         for n in (8, 12):
             specs.append(ModelSpec(
                 f"hyper-{tag}-{n}step-cfg-lora", base,
                 Recipe("ddim", {"timestep_spacing": "trailing"}, steps=n, guidance_scale=5.0, height=size, width=size),
                 f"Hyper-SD {n}-step CFG LoRA on {fam.upper()}: DDIM trailing, CFG 5 (card: 5-8)",
                 HYPER_LICENSE, family=fam, lora=f"hf://{HYPER}/{prefix}-{n}steps-CFG-lora.safetensors",
-                source=_card(HYPER)))
+                source=_src(f"hyper-{tag}-{n}step-cfg-lora", HYPER, PARTIAL, "card news: CFG-preserved LoRA, "
+                            "guidance 5-8; scheduler (DDIM trailing) and step count inferred, no card snippet")))
     specs.append(ModelSpec(
         "hyper-sdxl-1step-unet", SDXL, Recipe("lcm", steps=1, timesteps=(800,), guidance_scale=0.0, height=1024, width=1024),
         "Hyper-SDXL 1-step UNet: LCM, t=800, no CFG", HYPER_LICENSE, family="sdxl",
-        weights=f"hf://{HYPER}/Hyper-SDXL-1step-Unet.safetensors", source=_card(HYPER)))
+        weights=f"hf://{HYPER}/Hyper-SDXL-1step-Unet.safetensors",
+        source=_src("hyper-sdxl-1step-unet", HYPER, CARD, "load_state_dict(load_file(...)), LCMScheduler, "
+                    "num_inference_steps=1, guidance_scale=0, timesteps=[800]")))
     for n, cfg in ((4, 3.0), (8, 5.0), (16, 7.0)):
         specs.append(ModelSpec(
             f"hyper-sd3-{n}step-cfg-lora", SD3_MEDIUM,
             Recipe(MODEL_DEFAULT_SCHEDULER, steps=n, guidance_scale=cfg, height=1024, width=1024),
             f"Hyper-SD3 {n}-step CFG LoRA fused at lora_scale 0.125: flow-matching Euler, CFG {cfg:g}",
-            HYPER_LICENSE + "; SD3: " + SAI_COMMUNITY, family="sd3",
-            lora=f"hf://{HYPER}/Hyper-SD3-{n}steps-CFG-lora.safetensors", lora_scale=0.125, source=_card(HYPER)))
+            HYPER_LICENSE + "; SD3: " + SAI_COMMUNITY, family="sd3", dtype="float16",
+            lora=f"hf://{HYPER}/Hyper-SD3-{n}steps-CFG-lora.safetensors", lora_scale=0.125,
+            source=_src(f"hyper-sd3-{n}step-cfg-lora", HYPER, CARD, "StableDiffusion3Pipeline "
+                        "(stable-diffusion-3-medium-diffusers), fuse_lora(lora_scale=0.125), float16, guidance "
+                        "3.0/5.0/7.0 at 4/8/16 steps, shipped scheduler")))
     # ---- SDXL-Lightning (ByteDance/SDXL-Lightning): Euler trailing, no CFG --------------------
     euler_trailing = {"timestep_spacing": "trailing"}
+    lightning_card = "EulerDiscreteScheduler timestep_spacing='trailing', guidance_scale=0, steps=N; "
     for n in (2, 4, 8):
         specs.append(ModelSpec(
             f"sdxl-lightning-{n}step", SDXL, _no_cfg("euler", n, 1024, scheduler_kwargs=euler_trailing),
             f"SDXL-Lightning {n}-step UNet: Euler trailing, {n} steps, no CFG", OPENRAIL_PP, family="sdxl",
-            weights=f"hf://{LIGHTNING}/sdxl_lightning_{n}step_unet.safetensors", source=_card(LIGHTNING)))
+            weights=f"hf://{LIGHTNING}/sdxl_lightning_{n}step_unet.safetensors",
+            source=_src(f"sdxl-lightning-{n}step", LIGHTNING, CARD, lightning_card + "UNet load_state_dict; "
+                        "license openrail++")))
         specs.append(ModelSpec(
             f"sdxl-lightning-{n}step-lora", SDXL, _no_cfg("euler", n, 1024, scheduler_kwargs=euler_trailing),
             f"SDXL-Lightning {n}-step LoRA fused at 1.0: Euler trailing, {n} steps, no CFG", OPENRAIL_PP,
-            family="sdxl", lora=f"hf://{LIGHTNING}/sdxl_lightning_{n}step_lora.safetensors", source=_card(LIGHTNING)))
+            family="sdxl", lora=f"hf://{LIGHTNING}/sdxl_lightning_{n}step_lora.safetensors",
+            source=_src(f"sdxl-lightning-{n}step-lora", LIGHTNING, CARD, lightning_card + "load_lora_weights + "
+                        "fuse_lora (card: meant for non-base SDXL models); license openrail++")))
     specs.append(ModelSpec(
         "sdxl-lightning-1step", SDXL,
         _no_cfg("euler", 1, 1024, scheduler_kwargs={"timestep_spacing": "trailing", "prediction_type": "sample"}),
         "SDXL-Lightning 1-step x0 UNet (experimental): Euler trailing, prediction_type sample, no CFG",
         OPENRAIL_PP, family="sdxl", weights=f"hf://{LIGHTNING}/sdxl_lightning_1step_unet_x0.safetensors",
-        source=_card(LIGHTNING)))
+        source=_src("sdxl-lightning-1step", LIGHTNING, CARD, "EulerDiscreteScheduler "
+                    "timestep_spacing='trailing', prediction_type='sample', num_inference_steps=1, guidance_scale=0")))
     # ---- SD3 / SD3.5 teachers (flow matching; the students of ADM are evaluated against them) -
-    for name, repo, steps, cfg, dtype in (
-        ("sd3-medium", SD3_MEDIUM, 28, 7.0, "float16"),
-        ("sd3.5-medium", "stabilityai/stable-diffusion-3.5-medium", 40, 4.5, "bfloat16"),
-        ("sd3.5-large", "stabilityai/stable-diffusion-3.5-large", 28, 3.5, "bfloat16"),
+    # SD3.5-Large: Diffusers' launch blog uses 40 steps / CFG 4.5; the card's snippet 28 / 3.5 (kept).
+    for name, repo, steps, cfg, dtype, status, note in (
+        ("sd3-medium", SD3_MEDIUM, 28, 7.0, "float16", CARD_COPY,
+         "copies of the card snippet: StableDiffusion3Pipeline, float16, negative_prompt='', 28 steps, CFG 7.0; "
+         "card: Stability Community License (first released under the Non-Commercial Research Community one)"),
+        ("sd3.5-medium", "stabilityai/stable-diffusion-3.5-medium", 40, 4.5, "bfloat16", CARD_COPY,
+         "copies of the card snippet: bfloat16, 40 steps, CFG 4.5; Stability Community License"),
+        ("sd3.5-large", "stabilityai/stable-diffusion-3.5-large", 28, 3.5, "bfloat16", CARD_COPY,
+         "copies of the card snippet: bfloat16, 28 steps, CFG 3.5 (the diffusers launch blog uses 40 / 4.5); "
+         "Stability Community License"),
     ):
         specs.append(ModelSpec(
             name, repo, Recipe(MODEL_DEFAULT_SCHEDULER, steps=steps, guidance_scale=cfg, height=1024, width=1024),
             f"{name.upper()} teacher: flow-matching Euler (shipped), {steps} steps, CFG {cfg:g}", SAI_COMMUNITY,
-            family="sd3", dtype=dtype, source=_card(repo)))
+            family="sd3", dtype=dtype, source=_src(name, repo, status, note)))
     # ---- video teachers (ADM's): CogVideoX, 49 frames at 8 fps, 720x480 ----------------------
     for name, repo, dtype, lic in (("cogvideox-2b", "THUDM/CogVideoX-2b", "float16", "Apache-2.0"),
                                    ("cogvideox-5b", "THUDM/CogVideoX-5b", "bfloat16", "CogVideoX License")):
@@ -200,7 +323,10 @@ def _presets() -> list[ModelSpec]:
             name, repo, Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=6.0, height=480, width=720,
                                num_frames=49, fps=8),
             f"{name} video teacher: shipped CogVideoX scheduler, 50 steps, CFG 6, 49 frames, 8 fps", lic,
-            family="cogvideox", dtype=dtype, source=_card(repo)))
+            family="cogvideox", dtype=dtype,
+            source=_src(name, repo, CARD, f"CogVideoXPipeline {dtype}, num_inference_steps=50, "
+                        "num_frames=49, guidance_scale=6, export_to_video fps=8; 720x480 only; "
+                        "2B Apache 2.0, 5B CogVideoX LICENSE")))
     return specs
 
 

@@ -156,3 +156,51 @@ def test_presence_follows_the_hf_cache_and_eval_names_what_is_missing(cli, tiny,
     assert code == 2 and "Traceback" not in err
     line = err.strip()
     assert "\n" not in line and "dmd2_sdxl_4step_unet_fp16.bin" in line and "hf download tianweiy/DMD2" in line
+
+
+def test_every_preset_says_how_its_recipe_was_checked():
+    """Provenance: each preset's source names its card and how the recipe was verified; a partly
+    verified preset names what is unverified (README "Preset provenance")."""
+    from benchkit.presets import CARD, CARD_COPY, PARTIAL, PROVENANCE
+
+    assert set(PROVENANCE) == set(PRESETS) - {"toy-digits"}
+    for name, (status, note) in PROVENANCE.items():
+        assert status in (CARD, CARD_COPY, PARTIAL), name
+        assert PRESETS[name].source.endswith(f"({status}: {note})"), name
+        if status == PARTIAL:
+            assert any(w in note for w in ("unverified", "inferred", "not the card", "not found", "no diffusers snippet")), name
+
+
+# Presets whose card just calls pipe(prompt) (or passes the defaults): diffusers' own __call__
+# defaults are the independent reference for steps and guidance.
+PIPE_DEFAULT_PRESETS = {
+    "StableDiffusionPipeline": ("sd15", "bk-sdm-tiny", "tiny-sd", "small-sd"),
+    "StableDiffusionXLPipeline": ("sdxl-base", "ssd-1b", "segmind-vega"),
+    "StableDiffusion3Pipeline": ("sd3-medium",),
+}
+
+
+@pytest.mark.parametrize("pipeline, names", PIPE_DEFAULT_PRESETS.items())
+def test_pipe_default_cards_match_the_diffusers_call_defaults(pipeline, names):
+    import inspect
+
+    import diffusers
+
+    params = inspect.signature(getattr(diffusers, pipeline).__call__).parameters
+    for name in names:
+        recipe = PRESETS[name].recipe
+        assert recipe.scheduler == "model-default", name
+        assert (recipe.steps, recipe.guidance_scale) == (params["num_inference_steps"].default,
+                                                         params["guidance_scale"].default), name
+
+
+def test_values_corrected_against_the_cards():
+    assert PRESETS["sdxl-base-25step"].recipe.steps == 25  # the issue's budget, kept as its own preset
+    for name in ("lcm-lora-sd15", "lcm-lora-sdxl"):  # the LCM-LoRA cards pass guidance_scale=0
+        assert PRESETS[name].recipe.guidance_scale == 0.0 and PRESETS[name].recipe.scheduler_class == "LCMScheduler"
+    assert PRESETS["sdxs-512-0.9"].dtype == "float32"  # its TAESD decoder is poor in fp16 (card)
+    assert all(PRESETS[f"hyper-sd3-{n}step-cfg-lora"].dtype == "float16" for n in (4, 8, 16))
+    # the FID-8.35 row of DMD2's experiments/sdv1.5/README.md; inference needs only pytorch_model.bin
+    assert PRESETS["dmd2-sd15-1step"].weights.endswith(
+        "/model/sdv1.5/laion6.25_sd_baseline_8node_guidance1.75_lr5e-7_seed10_dfake10_diffusion1000_gan1e-3_resume_"
+        "fid8.35_checkpoint_model_041000/pytorch_model.bin")
