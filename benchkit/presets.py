@@ -137,8 +137,9 @@ def _presets() -> list[ModelSpec]:
         ModelSpec("tcd-lora-sd15", SD15, _no_cfg("tcd", 4, 512, eta=0.3),
                   "TCD-LoRA on SD1.5: TCDScheduler, 4 steps, eta (gamma) 0.3, no CFG", "MIT", family="sd15",
                   lora="hf://h1t/TCD-SD15-LoRA/pytorch_lora_weights.safetensors",
-                  source=_src("tcd-lora-sd15", "h1t/TCD-SD15-LoRA", PARTIAL, "card not found; recipe of the "
-                              "TCD-SDXL card (diffusers TCD guide lists TCD-SD15 for SD1.5); MIT unverified")),
+                  source=_src("tcd-lora-sd15", "h1t/TCD-SD15-LoRA", PARTIAL, "card not found; TCD-SDXL card's "
+                              "recipe; diffusers' TCD-LoRA guide pairs TCD-SD15 with stable-diffusion-v1-5 and "
+                              "recommends 4-50 steps, eta 0.3, guidance_scale=0; MIT unverified")),
         ModelSpec("tcd-lora-sdxl", SDXL, _no_cfg("tcd", 4, 1024, eta=0.3),
                   "TCD-LoRA on SDXL: TCDScheduler, 4 steps, eta (gamma) 0.3, no CFG", "MIT", family="sdxl",
                   lora="hf://h1t/TCD-SDXL-LoRA/pytorch_lora_weights.safetensors",
@@ -168,7 +169,8 @@ def _presets() -> list[ModelSpec]:
                   lora="hf://segmind/Segmind-VegaRT/pytorch_lora_weights.safetensors",
                   source=_src("segmind-vegart", "segmind/Segmind-VegaRT", PARTIAL, "card not found; copies of its "
                               "snippet: Segmind-Vega + LCMScheduler + load_lora_weights/fuse_lora, "
-                              "guidance_scale=0, 4 steps (card text: 2-8); license and file name unverified")),
+                              "guidance_scale=0, 4 steps (card text: 2-8); Segmind's API page: 4 steps default, 1024x1024; "
+                              "license and file name unverified")),
         # The SDXS-0.9 card loads in float32: its TAESD decoder "may produce low-quality images" in fp16.
         ModelSpec("sdxs-512-0.9", "IDKiro/sdxs-512-0.9", _no_cfg(MODEL_DEFAULT_SCHEDULER, 1, 512),
                   "SDXS-512 0.9 (one-step student of SD-Turbo, tiny VAE): 1 step, no CFG, float32", OPENRAIL_PP,
