@@ -1,0 +1,23 @@
+"""The shipped toy students load through their spec folders and beat the teacher's own 1-step sample."""
+
+from __future__ import annotations
+
+from benchkit.demo import run_demo, shipped_students
+
+METHODS = ("adm", "dmd2", "hyper-sd", "lightning")
+
+
+def test_every_method_ships_a_1_and_a_4_step_student():
+    names = {p.parent.name for p in shipped_students()}
+    assert names == {f"{m}-{n}step" for m in METHODS for n in (1, 4)}
+
+
+def test_demo_compares_students_with_the_teacher(tmp_path):
+    summary = run_demo(tmp_path / "demo", device="cpu", show_progress=False, steps=(1,), seeds="0-4")
+    rows = summary["rows"]
+    teacher_1 = next(r for r in rows if r["scheduler"] == "ddim" and r["steps"] == 1)
+    students = {(r["scheduler"], r["steps"]): r for r in rows if r["scheduler"].endswith("student")}
+    assert len(students) == 8
+    for (label, steps), row in students.items():
+        assert row["nfe"] == steps  # guidance-free recipes: one UNet call per step
+        assert row["toy-fid"] * 2.5 < teacher_1["toy-fid"], (label, steps, row["toy-fid"], teacher_1["toy-fid"])
