@@ -47,7 +47,7 @@ def _as_map(output) -> torch.Tensor:
     """A module output as a (B, C, H, W) map: UNet down blocks return (hidden, skips), SD3 blocks
     return (text tokens, image tokens) with image tokens (B, N, C) on a square grid."""
     if isinstance(output, tuple):
-        output = output[0] if output[0].ndim == 4 else output[-1]
+        output = output[0] if output[0] is not None and output[0].ndim == 4 else output[-1]  # SD3's last block: (None, image)
     if output.ndim == 2:  # an MLP's hidden vector, as a 1x1 map
         return output[:, :, None, None]
     if output.ndim == 3:

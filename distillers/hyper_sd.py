@@ -167,7 +167,6 @@ class HyperSD(Distiller):
         return loss, parts
 
     def train_step(self, step: int, gen: torch.Generator) -> dict[str, float]:
-        cfg: HyperSDConfig = self.cfg
         logs: dict[str, float] = {}
         if step < self.tscd_steps():
             k = self.stage_at(step)

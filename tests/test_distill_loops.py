@@ -8,7 +8,7 @@ import hashlib
 import pytest
 import torch
 
-from distillers.adapter import Conditioning, NoiseSchedule, Denoiser, sdxl_time_ids
+from distillers.adapter import Conditioning, Denoiser, NoiseSchedule, sdxl_time_ids
 from distillers.data import DistillData, Pairs
 from distillers.run import method_class
 from distillers.training import Trainer
@@ -116,3 +116,36 @@ def test_lora_student_trains_only_adapters_and_exports_merged(tmp_path):
         a = d.student(x, 999.0, cond).x0
         b = d.student.with_model(merged)(x, 999.0, cond).x0
     assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_sd3_flow_transformer_runs_dmd2_with_a_head_on_its_blocks(tmp_path):
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(0)
+    dit = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, num_layers=2, attention_head_dim=8,
+                                num_attention_heads=2, joint_attention_dim=16, caption_projection_dim=16,
+                                pooled_projection_dim=16, out_channels=4, pos_embed_max_size=16)
+    flow = Denoiser(dit.eval().requires_grad_(False), NoiseSchedule.flow(shift=3.0), "flow")
+    cls = method_class("dmd2")
+    d = cls(flow, make_data(sdxl=True), cls.Config(steps=2, batch_size=2, lr=1e-3, ttur=1, student_steps=1))
+    before = {k: v.clone() for k, v in d.student.model.state_dict().items()}
+    logs = Trainer(d, tmp_path, checkpoint_every=0, show_progress=False).run()["logs"]
+    assert {"loss_dm", "loss_g_gan", "loss_fake", "loss_d_cls"} <= set(logs)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert any(not torch.equal(before[k], v) for k, v in d.student.model.state_dict().items())
+
+
+def test_hyper_sd_reward_feedback_with_the_toy_classifier(tmp_path):
+    from benchkit.loading import load_model
+    from benchkit.presets import resolve_spec
+    from distillers.adapter import teacher_from_parts
+    from distillers.data import toy_data
+
+    model = load_model(resolve_spec("toy-digits"), torch.device("cpu"), torch.float32)
+    cls = method_class("hyper-sd")
+    cfg = cls.Config(steps=1, batch_size=2, lr=1e-4, student_steps=4, stages=(4,), reward="toy-alignment",
+                     reward_weight=1.0, reward_margin=10.0)
+    d = cls(teacher_from_parts(model.unet, model.scheduler_config), toy_data(model.tokenizer, model.text_encoder,
+                                                                             torch.device("cpu")), cfg)
+    logs = Trainer(d, tmp_path, checkpoint_every=0, show_progress=False).run()["logs"]
+    assert logs["loss_feedback"] > 0 and torch.isfinite(torch.tensor(logs["loss_feedback"]))
