@@ -11,13 +11,14 @@ REGISTRY: dict[str, type[Metric]] = {cls.name: cls for cls in (ToyFID, ToyAlignm
 
 
 def _register_paper_metrics() -> None:
-    """FID/KID protocols, CLIP score, PickScore, HPSv2 and LPIPS diversity (models load lazily)."""
+    """FID/KID protocols, CLIP score, PickScore, HPSv2, MPS and LPIPS diversity (models load lazily)."""
     from metrics.clip_score import ClipScore, ClipScoreL14
     from metrics.diversity import LPIPSDiversity, LPIPSDiversityVGG
     from metrics.fid import FID_METRICS
+    from metrics.mps import MPS
     from metrics.preference import HPSv20, HPSv21, PickScore
 
-    for cls in (*FID_METRICS, ClipScore, ClipScoreL14, PickScore, HPSv21, HPSv20, LPIPSDiversity, LPIPSDiversityVGG):
+    for cls in (*FID_METRICS, ClipScore, ClipScoreL14, PickScore, HPSv21, HPSv20, MPS, LPIPSDiversity, LPIPSDiversityVGG):
         REGISTRY[cls.name] = cls
 
 

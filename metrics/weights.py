@@ -99,6 +99,13 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
         "https://huggingface.co/xswu/HPSv2", "Apache-2.0 (HF repo tag)", ("HPS_v2.1_compressed.pt",),
         hf_repo="xswu/HPSv2", fetch="hf download xswu/HPSv2 HPS_v2.1_compressed.pt --local-dir $BENCHKIT_WEIGHTS"),
     WeightSpec(
+        "mps", "MPS overall checkpoint (Kwai-Kolors; a whole pickled model, read by a restricted loader)",
+        "https://drive.google.com/file/d/17qrK_aJkVNM75ZEvMEePpLj6L867MLkN (Google Drive link in the "
+        "github.com/Kwai-Kolors/MPS README)", "code MIT (Kwai-Kolors/MPS); the checkpoint's license is not stated, check before use",
+        ("MPS_overall_checkpoint.pth",),
+        fetch="pip install gdown && mkdir -p $BENCHKIT_WEIGHTS && gdown 17qrK_aJkVNM75ZEvMEePpLj6L867MLkN -O "
+              "$BENCHKIT_WEIGHTS/MPS_overall_checkpoint.pth"),
+    WeightSpec(
         "lpips-alexnet", "torchvision AlexNet ImageNet weights (the LPIPS 'alex' backbone; linear heads ship in lpips)",
         "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "BSD-3-Clause (torchvision)",
         ("alexnet-owt-7be5be79.pth",), sha256_prefix="7be5be79", torch_hub=True,

@@ -139,3 +139,205 @@ def save_torchvision_backbone(folder: Path, net: str, seed: int = 0, published_n
     path = folder / (name if published_name else f"random-{net}.pth")
     torch.save(state, path)
     return path
+
+
+# --- MPS: the Kwai-Kolors/MPS model classes as its repo defines them (trainer/models/clip_model.py and
+# cross_modeling.py), transcribed for the tests: module paths, attribute names and the forward math follow
+# the reference so a tiny model pickles with torch.save(model) exactly as MPS_overall_checkpoint.pth was.
+# benchkit never imports these: metrics/mps.py reads the pickle with stubs and rebuilds its own networks.
+
+
+def _mps_reference_classes():
+    import types
+
+    from torch import einsum
+    from transformers import CLIPModel as HFCLIPModel
+
+    class LayerNorm(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(dim))
+            self.register_buffer("bias", torch.zeros(dim))
+
+        def forward(self, x):
+            return F.layer_norm(x, x.shape[-1:], self.weight, self.bias)
+
+    class Residual(nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, x, *args, **kwargs):
+            return self.fn(x, *args, **kwargs) + x
+
+    class RotaryEmbedding(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, dim, 2).float() / dim)))
+
+        def forward(self, max_seq_len, *, device):
+            seq = torch.arange(max_seq_len, device=device, dtype=self.inv_freq.dtype)
+            freqs = einsum("i , j -> i j", seq, self.inv_freq)
+            return torch.cat((freqs, freqs), dim=-1)
+
+    def rotate_half(x):
+        x = x.reshape(*x.shape[:-1], 2, x.shape[-1] // 2)  # "... (j d) -> ... j d", j=2
+        x1, x2 = x.unbind(dim=-2)
+        return torch.cat((-x2, x1), dim=-1)
+
+    def apply_rotary_pos_emb(pos, t):
+        return (t * pos.cos()) + (rotate_half(t) * pos.sin())
+
+    class SwiGLU(nn.Module):
+        def forward(self, x):
+            x, gate = x.chunk(2, dim=-1)
+            return F.silu(gate) * x
+
+    class ParallelTransformerBlock(nn.Module):
+        def __init__(self, dim, dim_head=64, heads=8, ff_mult=4):
+            super().__init__()
+            self.norm = LayerNorm(dim)
+            attn_inner_dim, ff_inner_dim = dim_head * heads, dim * ff_mult
+            self.fused_dims = (attn_inner_dim, dim_head, dim_head, (ff_inner_dim * 2))
+            self.heads = heads
+            self.scale = dim_head ** -0.5
+            self.rotary_emb = RotaryEmbedding(dim_head)
+            self.fused_attn_ff_proj = nn.Linear(dim, sum(self.fused_dims), bias=False)
+            self.attn_out = nn.Linear(attn_inner_dim, dim, bias=False)
+            self.ff_out = nn.Sequential(SwiGLU(), nn.Linear(ff_inner_dim, dim, bias=False))
+            self.register_buffer("pos_emb", None, persistent=False)
+
+        def forward(self, x, attn_mask=None):
+            n, h = x.shape[1], self.heads
+            x = self.norm(x)
+            q, k, v, ff = self.fused_attn_ff_proj(x).split(self.fused_dims, dim=-1)
+            b = q.shape[0]
+            q = q.reshape(b, n, h, -1).permute(0, 2, 1, 3)  # "b n (h d) -> b h n d"
+            positions = self.rotary_emb(n, device=x.device)
+            q, k = map(lambda t: apply_rotary_pos_emb(positions, t), (q, k))
+            q = q * self.scale
+            sim = einsum("b h i d, b j d -> b h i j", q, k)
+            sim = sim - sim.amax(dim=-1, keepdim=True).detach()
+            attn = sim.softmax(dim=-1)
+            out = einsum("b h i j, b j d -> b h i d", attn, v)
+            out = out.permute(0, 2, 1, 3).reshape(b, n, -1)  # "b h n d -> b n (h d)"
+            return self.attn_out(out) + self.ff_out(ff)
+
+    class CrossAttention(nn.Module):
+        def __init__(self, dim, *, context_dim=None, dim_head=64, heads=12, parallel_ff=False, ff_mult=4,
+                     norm_context=False):
+            super().__init__()
+            self.heads = heads
+            self.scale = dim_head ** -0.5
+            inner_dim = heads * dim_head
+            context_dim = context_dim or dim
+            self.norm = LayerNorm(dim)
+            self.context_norm = LayerNorm(context_dim) if norm_context else nn.Identity()
+            self.to_q = nn.Linear(dim, inner_dim, bias=False)
+            self.to_kv = nn.Linear(context_dim, dim_head * 2, bias=False)
+            self.to_out = nn.Linear(inner_dim, dim, bias=False)
+            ff_inner_dim = ff_mult * dim
+            self.ff = nn.Sequential(nn.Linear(dim, ff_inner_dim * 2, bias=False), SwiGLU(),
+                                    nn.Linear(ff_inner_dim, dim, bias=False)) if parallel_ff else None
+
+        def forward(self, x, context, mask):
+            x = self.norm(x)
+            context = self.context_norm(context)
+            q = self.to_q(x)
+            b, n = q.shape[:2]
+            q = q.reshape(b, n, self.heads, -1).permute(0, 2, 1, 3)
+            q = q * self.scale
+            k, v = self.to_kv(context).chunk(2, dim=-1)
+            sim = einsum("b h i d, b j d -> b h i j", q, k)
+            mask = mask.unsqueeze(1).repeat(1, self.heads, 1, 1)
+            sim = sim + mask
+            sim = sim - sim.amax(dim=-1, keepdim=True)
+            attn = sim.softmax(dim=-1)
+            out = einsum("b h i j, b j d -> b h i d", attn, v)
+            out = out.permute(0, 2, 1, 3).reshape(b, n, -1)
+            out = self.to_out(out)
+            if self.ff is not None:
+                out = out + self.ff(x)
+            return out
+
+    class Cross_model(nn.Module):  # noqa: N801 (the reference's name: the pickle names it)
+        def __init__(self, dim=512, layer_num=4, dim_head=64, heads=8, ff_mult=4):
+            super().__init__()
+            self.layers = nn.ModuleList([])
+            for _ in range(layer_num):
+                self.layers.append(nn.ModuleList([
+                    Residual(CrossAttention(dim=dim, dim_head=dim_head, heads=heads, parallel_ff=True, ff_mult=ff_mult)),
+                    Residual(ParallelTransformerBlock(dim=dim, dim_head=dim_head, heads=heads, ff_mult=ff_mult)),
+                ]))
+
+        def forward(self, query_tokens, context_tokens, mask):
+            for cross_attn, self_attn_ff in self.layers:
+                query_tokens = cross_attn(query_tokens, context_tokens, mask)
+                query_tokens = self_attn_ff(query_tokens)
+            return query_tokens
+
+    class XCLIPModel(HFCLIPModel):
+        def get_text_features(self, input_ids=None, attention_mask=None, position_ids=None):
+            text_outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+            return self.text_projection(text_outputs[0]), self.text_projection(text_outputs[1])
+
+        def get_image_features(self, pixel_values=None):
+            return self.visual_projection(self.vision_model(pixel_values=pixel_values)[0])
+
+    class CLIPModel(nn.Module):
+        def __init__(self, clip, cross):  # the reference builds these from a Hub name; tests pass tiny ones
+            super().__init__()
+            self.model = clip
+            self.cross_model = cross
+
+        @property
+        def logit_scale(self):
+            return self.model.logit_scale
+
+    cross_modeling = types.ModuleType("trainer.models.cross_modeling")
+    clip_model = types.ModuleType("trainer.models.clip_model")
+    for mod, classes in ((cross_modeling, (LayerNorm, Residual, RotaryEmbedding, SwiGLU, ParallelTransformerBlock,
+                                           CrossAttention, Cross_model)), (clip_model, (XCLIPModel, CLIPModel))):
+        for cls in classes:
+            cls.__module__, cls.__qualname__ = mod.__name__, cls.__name__
+            setattr(mod, cls.__name__, cls)
+    return {"trainer": types.ModuleType("trainer"), "trainer.models": types.ModuleType("trainer.models"),
+            "trainer.models.cross_modeling": cross_modeling, "trainer.models.clip_model": clip_model}
+
+
+def save_tiny_mps(path: Path, seed: int = 0, half: bool = True):
+    """A tiny MPS model (CLIP as save_tiny_hf_clip's, Cross_model 2 layers) pickled whole with torch.save(model),
+    as MPS_overall_checkpoint.pth is (fp16, like the GPU checkpoint). Returns the float32 model for reference use."""
+    import sys
+
+    from transformers import CLIPConfig
+
+    modules = _mps_reference_classes()
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config={"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 77, "eos_token_id": 49407,
+                     "bos_token_id": 49406, "pad_token_id": 49407, "hidden_act": "gelu"},
+        vision_config={"hidden_size": 48, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 224, "patch_size": 32, "hidden_act": "gelu"},
+        projection_dim=32, logit_scale_init_value=2.0,
+    )
+    clip = modules["trainer.models.clip_model"].XCLIPModel(config)
+    cross = modules["trainer.models.cross_modeling"].Cross_model(dim=32, layer_num=2, dim_head=8, heads=4, ff_mult=2)
+    for p in cross.parameters():  # random init small enough that the stack stays well conditioned
+        nn.init.normal_(p, std=0.2) if p.dim() > 1 else nn.init.normal_(p, mean=1.0, std=0.1)
+    model = modules["trainer.models.clip_model"].CLIPModel(clip, cross).eval()
+    if half:
+        model = model.half()
+    saved = dict(sys.modules)
+    sys.modules.update(modules)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model, path)
+    finally:  # the classes stay unimportable, as on a machine without the MPS repo
+        for name in modules:
+            if name in saved:
+                sys.modules[name] = saved[name]
+            else:
+                sys.modules.pop(name, None)
+    return model.float()
