@@ -45,7 +45,7 @@ def world(tmp_path_factory):
 @pytest.fixture()
 def ctx(world, monkeypatch):
     root, _ = world
-    monkeypatch.delenv("BENCHKIT_WEIGHT_PATHS", raising=False)
+    monkeypatch.setenv("BENCHKIT_WEIGHT_PATHS", "{}")  # set, not deleted: teardown then removes what --weights adds
     monkeypatch.setenv("BENCHKIT_WEIGHTS", str(root / "weights"))
     monkeypatch.setenv("BENCHKIT_CACHE", str(root / "cache"))
     return MetricContext(cache_dir=root / "cache")
@@ -155,7 +155,7 @@ def test_loader_rejects_a_plain_state_dict(tmp_path):
 
 def test_score_cli_with_mps_weights(world, tmp_path, monkeypatch, cli):
     root, _ = world
-    monkeypatch.delenv("BENCHKIT_WEIGHT_PATHS", raising=False)
+    monkeypatch.setenv("BENCHKIT_WEIGHT_PATHS", "{}")  # set, not deleted: teardown then removes what --weights adds
     monkeypatch.setenv("BENCHKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("BENCHKIT_WEIGHTS", str(tmp_path / "empty"))
     images = tmp_path / "images"
