@@ -8,7 +8,8 @@ scripts behind the paper's benchmark numbers, and they score one image at a time
 1. Image: the CLIP-ViT-H-14 ``CLIPImageProcessor`` (shortest side 224, bicubic, centre crop,
    CLIP mean/std). Prompt and condition: that repo's tokenizer, ``padding="max_length"`` to 77,
    truncated, no attention mask.
-2. ``text_f = text_projection(text last_hidden_state)`` (B, 77, d). ``eos = text_projection(pooled)``,
+2. Features as ``XCLIPModel`` in the repo's ``trainer/models/clip_model.py`` computes them:
+   ``text_f = text_projection(text last_hidden_state)`` (B, 77, d). ``eos = text_projection(pooled)``,
    pooled at ``argmax(input_ids)``; that is transformers 4.27's rule, which the eval scripts pin
    with ``text_model.eos_token_id = 2``. ``image_f = visual_projection(vision last_hidden_state)``,
    taken before post_layernorm (B, 257, d). ``cond_f`` is ``text_f`` of ``CONDITION``.
@@ -16,7 +17,8 @@ scripts behind the paper's benchmark numbers, and they score one image at a time
    ``mask = 0 where sim > 0.3 else -inf``: image tokens attend only to prompt tokens that are
    close to some condition word.
 4. ``feat = Cross_model(image_f, text_f, mask)[:, 0]`` and
-   ``score = logit_scale.exp() * cos(eos, feat)``, a logit-scale number (roughly 0-15 on real images).
+   ``score = logit_scale.exp() * cos(eos, feat)``, a logit-scale number (about 0-15 on real images,
+   as the research notes report; not measured here, the real weights cannot be fetched offline).
 
 Differences from the reference code:
 - Step 3 divides by each sample's own maximum. The reference calls ``.max()`` over the whole
