@@ -61,18 +61,19 @@ class DistillData:
 
     ``encode`` maps a list of prompts to a Conditioning; it is called once per distinct prompt.
     ``real`` is (x0, prompt_index) in the model's space (pixels for the toy, latents for SD).
+    ``negative`` is the one-row unconditional for CFG where it is not encode("") (SDXL's zeros).
     """
 
     def __init__(self, prompts: Sequence[str], encode: Callable[[list[str]], Conditioning], shape: Sequence[int],
                  real: tuple[torch.Tensor, torch.Tensor] | None = None, real_prompts: Sequence[str] | None = None,
-                 pairs: Pairs | None = None):
+                 pairs: Pairs | None = None, negative: Conditioning | None = None):
         if not prompts:
             raise BenchkitError("distillation needs at least one training prompt")
         self.prompts = list(prompts)
         self.shape = tuple(shape)
         self._encode = encode
         self.cond = self.encode(self.prompts)
-        self.uncond_one = self.encode([""])
+        self.uncond_one = negative if negative is not None else self.encode([""])
         self.real = real
         self.real_cond = self.encode(list(real_prompts)) if real is not None else None
         self.pairs = pairs

@@ -1,0 +1,149 @@
+"""Prompt conditioning for a teacher spec, built the way the family's diffusers pipeline builds it.
+
+A distiller's teacher must see at training time exactly what it sees at sampling time, so
+each family follows its pipeline's ``encode_prompt``:
+
+- SD1.5 (and the toy): the CLIP encoder's last hidden state; unconditional = encode("").
+- SDXL: both CLIP encoders' penultimate hidden states concatenated on the channel axis, the
+  pooled (projected) output of the encoder with a projection (encoder 2) as ``text_embeds``,
+  and ``add_time_ids`` = (original size, crop top-left (0, 0), target size) at the model's
+  default resolution. Unconditional: all zeros when the pipeline sets
+  ``force_zeros_for_empty_prompt`` (SDXL base does), else encode("").
+- SD3: both CLIP encoders' penultimate hidden states concatenated, zero-padded to T5's width,
+  then T5's last hidden state (zeros when the model ships no T5) appended on the sequence axis;
+  pooled = both CLIP projections concatenated. Unconditional: encode("").
+
+Hand-written rather than calling ``pipeline.encode_prompt``: the distillers need the pieces
+separately (per-prompt rows cached on the CPU, the unconditional row once, time ids per row),
+and this lets the tests hold it against the pipelines' own ``encode_prompt`` as an independent
+reference. Cached rows are float32 on the CPU; ``Denoiser`` casts them to the model's dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from benchkit.errors import BenchkitError
+from distillers.adapter import Conditioning
+
+T5_MAX_SEQUENCE_LENGTH = 256  # StableDiffusion3Pipeline's default max_sequence_length
+
+
+@dataclass
+class TeacherText:
+    """How a teacher is conditioned: ``encode(prompts)``, the one-row unconditional (None: encode
+    the empty prompt) and the denoiser's sample shape (channels, height, width)."""
+
+    encode: Callable[[list[str]], Conditioning]
+    negative: Conditioning | None
+    shape: tuple[int, int, int]
+    family: str
+    details: dict[str, Any]
+
+
+def _max_length(tokenizer, default: int = 77) -> int:
+    n = getattr(tokenizer, "model_max_length", default)
+    return n if n and n < 100_000 else default
+
+
+def _tokens(tokenizer, prompts: list[str], max_length: int, device) -> torch.Tensor:
+    return tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True,
+                     return_tensors="pt").input_ids.to(device)
+
+
+def _clip_penultimate(tokenizer, encoder, prompts: list[str], max_length: int, device):
+    """(penultimate hidden state, output[0]) of a CLIP text encoder: output[0] is the projected
+    pooled embedding for CLIPTextModelWithProjection and the last hidden state otherwise."""
+    out = encoder(_tokens(tokenizer, prompts, max_length, device), output_hidden_states=True)
+    return out.hidden_states[-2], out[0]
+
+
+def sdxl_encoder(parts: dict[str, Any], device, time_ids: list[float]) -> Callable[[list[str]], Conditioning]:
+    pairs = [(parts.get(t), parts.get(e)) for t, e in (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2"))]
+    pairs = [(t, e) for t, e in pairs if e is not None]  # SDXL refiner-style models ship only encoder 2
+    ids = torch.tensor([time_ids], dtype=torch.float32)
+
+    def encode(prompts: list[str]) -> Conditioning:
+        hidden, pooled = [], None
+        for tokenizer, encoder in pairs:
+            h, first = _clip_penultimate(tokenizer, encoder, prompts, _max_length(tokenizer), device)
+            hidden.append(h)
+            if pooled is None and first.ndim == 2:  # the pipeline takes the first 2-D output[0] (encoder 2's)
+                pooled = first
+        if pooled is None:
+            raise BenchkitError("SDXL teacher: no text encoder with a projection (CLIPTextModelWithProjection) gives "
+                                "the pooled text_embeds; check text_encoder_2 in model_index.json")
+        return Conditioning(torch.cat(hidden, dim=-1).float().cpu(), pooled.float().cpu(), ids.expand(len(prompts), 6).clone())
+
+    return encode
+
+
+def sd3_encoder(parts: dict[str, Any], device, joint_attention_dim: int) -> Callable[[list[str]], Conditioning]:
+    clips = [(parts.get("tokenizer"), parts.get("text_encoder")), (parts.get("tokenizer_2"), parts.get("text_encoder_2"))]
+    if any(e is None or t is None for t, e in clips):
+        raise BenchkitError("SD3 teacher: both CLIP text encoders (text_encoder, text_encoder_2) and their tokenizers are required")
+    clip_len = _max_length(clips[0][0])  # the pipeline pads both CLIPs to tokenizer 1's length
+    t5_tok, t5 = parts.get("tokenizer_3"), parts.get("text_encoder_3")
+
+    def encode(prompts: list[str]) -> Conditioning:
+        hidden, pooled = [], []
+        for tokenizer, encoder in clips:
+            h, p = _clip_penultimate(tokenizer, encoder, prompts, clip_len, device)
+            hidden.append(h.float())
+            pooled.append(p.float())
+        if t5 is None:  # SD3 without T5: the pipeline appends zeros in T5's place
+            t5_hidden = torch.zeros(len(prompts), T5_MAX_SEQUENCE_LENGTH, joint_attention_dim, device=hidden[0].device)
+        else:
+            t5_hidden = t5(_tokens(t5_tok, prompts, T5_MAX_SEQUENCE_LENGTH, device))[0].float()
+        clip = torch.cat(hidden, dim=-1)
+        clip = torch.nn.functional.pad(clip, (0, t5_hidden.shape[-1] - clip.shape[-1]))
+        return Conditioning(torch.cat([clip, t5_hidden], dim=-2).cpu(), torch.cat(pooled, dim=-1).cpu())
+
+    return encode
+
+
+def teacher_text(model, device: torch.device) -> TeacherText:
+    """The conditioning of a loaded teacher (``benchkit.loading.LoadedModel``), by family."""
+    from distillers.data import text_encoder_fn
+
+    denoiser = model.unet
+    cfg = denoiser.config
+    sample = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+    shape = (cfg.in_channels, sample, sample)
+    family = model.family
+    parts = model.components or {"tokenizer": model.tokenizer, "text_encoder": model.text_encoder}
+    if family in ("toy", "sd15"):
+        if getattr(cfg, "addition_embed_type", None) == "text_time":
+            raise BenchkitError(f"{model.spec.name}: its UNet takes SDXL's added conditions but the model loaded as {family}; "
+                                "set family = \"sdxl\" in the spec")
+        return TeacherText(text_encoder_fn(model.tokenizer, model.text_encoder, device), None, shape, family,
+                           {"text": "CLIP last hidden state", "negative": "encode('')"})
+    if family == "sdxl":
+        pipe = model.pipeline
+        scale = pipe.vae_scale_factor if pipe is not None else 8
+        height = width = sample * scale
+        time_ids = [height, width, 0, 0, height, width]  # original size, crop (0, 0), target size
+        proj = getattr(parts.get("text_encoder_2"), "config", None)
+        expected = getattr(cfg, "projection_class_embeddings_input_dim", None)
+        passed = (cfg.addition_time_embed_dim or 0) * 6 + (getattr(proj, "projection_dim", 0) or 0)
+        if expected is not None and expected != passed:
+            raise BenchkitError(f"{model.spec.name}: the UNet's added-embedding width is {expected} but 6 time ids and "
+                                f"text_encoder_2's projection give {passed}; the text encoders do not match this UNet")
+        zeros = bool(getattr(getattr(pipe, "config", None), "force_zeros_for_empty_prompt", True))
+        encode = sdxl_encoder(parts, device, time_ids)
+        negative = None
+        if zeros:
+            one = encode([""])
+            negative = Conditioning(torch.zeros_like(one.hidden), torch.zeros_like(one.pooled), one.time_ids, texts=("",))
+        return TeacherText(encode, negative, shape, family,
+                           {"text": "CLIP x2 penultimate hidden states + pooled text_embeds", "time_ids": time_ids,
+                            "negative": "zeros (force_zeros_for_empty_prompt)" if zeros else "encode('')"})
+    if family == "sd3":
+        encode = sd3_encoder(parts, device, cfg.joint_attention_dim)
+        return TeacherText(encode, None, shape, family,
+                           {"text": "CLIP x2 penultimate + T5" if parts.get("text_encoder_3") is not None else
+                            "CLIP x2 penultimate + zeros for the absent T5", "negative": "encode('')"})
+    raise BenchkitError(f"{model.spec.name}: distillation supports sd15, sdxl and sd3 teachers (and the toy), not {family}")

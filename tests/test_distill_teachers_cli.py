@@ -1,0 +1,97 @@
+"""`benchkit pairs` and `benchkit distill` on SDXL- and SD3-like teachers (tiny, random, saved in
+the diffusers layout): the teacher's conditioning equals what its diffusers pipeline feeds the
+denoiser, pairs equal the pipeline's own DDIM samples, and the student folder is a spec that
+`benchkit eval` runs through the family's pipeline with the method's recipe."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+import torch
+
+from tiny_pipelines import build_sd3, build_sdxl
+
+PROMPTS = ["the digit one", "a seven", "four"]
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("teachers")
+    (root / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
+    out = {"root": root, "prompts": root / "prompts.txt"}
+    for family, build in (("sdxl", build_sdxl), ("sd3", build_sd3)):
+        folder = build(root / family)
+        spec = root / f"{family}.toml"
+        spec.write_text(f'name = "tiny-{family}"\nbase = "{folder}"\n')
+        out[family], out[f"{family}_spec"] = folder, spec
+    return out
+
+
+def denoiser_inputs(pipe, prompts, guidance, **call):
+    """What the pipeline's denoiser is called with on its first step (CFG rows: negative, then positive)."""
+    seen = {}
+    denoiser = pipe.unet if hasattr(pipe, "unet") else pipe.transformer
+
+    def hook(_module, args, kwargs):
+        if not seen:
+            seen.update(kwargs)
+            seen["args"] = args
+
+    handle = denoiser.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            pipe(prompts, num_inference_steps=1, guidance_scale=guidance, output_type="latent", **call)
+    finally:
+        handle.remove()
+    return seen
+
+
+def loaded_text(spec_file):
+    from benchkit.loading import load_model
+    from benchkit.presets import resolve_spec
+    from distillers.prompt_encoding import teacher_text
+
+    model = load_model(resolve_spec(str(spec_file)), torch.device("cpu"), torch.float32)
+    return model, teacher_text(model, torch.device("cpu"))
+
+
+def test_sdxl_conditioning_equals_what_the_pipeline_feeds_its_unet(teachers):
+    from diffusers import StableDiffusionXLPipeline
+
+    model, text = loaded_text(teachers["sdxl_spec"])
+    cond = text.encode(PROMPTS)
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(teachers["sdxl"]))  # an independent load from disk
+    assert pipe.config.force_zeros_for_empty_prompt
+    pe, npe, pooled, npooled = pipe.encode_prompt(PROMPTS, device="cpu", do_classifier_free_guidance=True)
+    assert cond.hidden.shape == pe.shape == (3, 16, 64) and cond.pooled.shape == pooled.shape == (3, 32)
+    assert torch.allclose(cond.hidden, pe, atol=1e-6) and torch.allclose(cond.pooled, pooled, atol=1e-6)
+    # the unconditional row is SDXL's zeroed negative, not the (non-zero) encoding of ""
+    assert text.negative is not None and text.encode([""]).hidden.abs().max() > 0.1
+    assert torch.equal(text.negative.hidden[0], npe[0]) and torch.equal(text.negative.pooled[0], npooled[0])
+    # time ids and the whole CFG batch as the UNet sees it inside the pipeline's own call
+    seen = denoiser_inputs(pipe, PROMPTS, guidance=5.0)
+    added = seen["added_cond_kwargs"]
+    ours = text.negative.repeat(3).cat(cond)
+    assert torch.allclose(seen["encoder_hidden_states"], ours.hidden, atol=1e-6)
+    assert torch.allclose(added["text_embeds"], ours.pooled, atol=1e-6)
+    assert torch.equal(added["time_ids"], ours.time_ids)
+    assert ours.time_ids[0].tolist() == [16, 16, 0, 0, 16, 16]
+
+
+def test_sd3_conditioning_equals_what_the_pipeline_feeds_its_transformer(teachers):
+    from diffusers import StableDiffusion3Pipeline
+
+    model, text = loaded_text(teachers["sd3_spec"])
+    cond = text.encode(PROMPTS)
+    pipe = StableDiffusion3Pipeline.from_pretrained(str(teachers["sd3"]), text_encoder_3=None, tokenizer_3=None)
+    pe, npe, pooled, npooled = pipe.encode_prompt(PROMPTS, None, None, device="cpu", do_classifier_free_guidance=True)
+    assert cond.hidden.shape == pe.shape == (3, 16 + 256, 64) and cond.pooled.shape == pooled.shape == (3, 64)
+    assert torch.allclose(cond.hidden, pe, atol=1e-6) and torch.allclose(cond.pooled, pooled, atol=1e-6)
+    assert text.negative is None  # SD3 encodes "" as its negative
+    empty = text.encode([""])
+    assert torch.allclose(empty.hidden[0], npe[0], atol=1e-6) and torch.allclose(empty.pooled[0], npooled[0], atol=1e-6)
+    seen = denoiser_inputs(pipe, PROMPTS, guidance=3.0)
+    assert torch.allclose(seen["encoder_hidden_states"], empty.repeat(3).cat(cond).hidden, atol=1e-6)
+    assert torch.allclose(seen["pooled_projections"], empty.repeat(3).cat(cond).pooled, atol=1e-6)
