@@ -21,7 +21,7 @@ import torch
 
 from benchkit.errors import BenchkitError
 from distillers.adapter import Denoiser, teacher_from_parts
-from distillers.data import DistillData, Pairs, pairs_as_real, text_encoder_fn, toy_data
+from distillers.data import DistillData, Pairs, pairs_as_real, toy_data
 
 METHODS = {
     "dmd2": ("distillers.dmd2", "DMD2"),
@@ -70,22 +70,22 @@ def load_teacher(spec_name: str, device: torch.device, pairs_path: Path | None =
 
     spec = resolve_spec(spec_name)
     model = load_model(spec, device, torch.float32)
-    unet_cfg = model.unet.config
-    if getattr(unet_cfg, "addition_embed_type", None) == "text_time":
-        raise BenchkitError(f"{spec_name}: SDXL teachers need both text encoders, which benchkit's loader does not load yet; "
-                            "use the Python API (distillers.run.distill with your own DistillData)")
     teacher = teacher_from_parts(model.unet, model.scheduler_config)
     pairs = Pairs.load(pairs_path) if pairs_path else None
     if spec.base == "builtin:toy-digits":
         data = toy_data(model.tokenizer, model.text_encoder, device, pairs=pairs)
     else:
+        from distillers.prompt_encoding import teacher_text
+
+        text = teacher_text(model, device)  # SD1.5 / SDXL / SD3 conditioning, as the family's pipeline builds it
         if pairs is None:
             raise BenchkitError(f"{spec_name}: give --pairs FILE (from `benchkit pairs --teacher {spec_name}`): its prompts are the training prompts and its samples the real data")
-        channels = unet_cfg.in_channels
-        size = unet_cfg.sample_size if isinstance(unet_cfg.sample_size, int) else unet_cfg.sample_size[0]
+        if tuple(pairs.x0.shape[1:]) != text.shape:
+            raise BenchkitError(f"--pairs {pairs_path}: its samples are {tuple(pairs.x0.shape[1:])} but {spec_name} denoises "
+                                f"{text.shape}; make pairs with `benchkit pairs --teacher {spec_name}`")
         real, real_prompts = pairs_as_real(pairs)
-        data = DistillData(pairs.prompts, text_encoder_fn(model.tokenizer, model.text_encoder, device), (channels, size, size),
-                           real=real, real_prompts=real_prompts, pairs=pairs)
+        data = DistillData(pairs.prompts, text.encode, text.shape, real=real, real_prompts=real_prompts, pairs=pairs,
+                           negative=text.negative)
     return spec, model, teacher, data
 
 
@@ -227,20 +227,18 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
         data = toy_data(model.tokenizer, model.text_encoder, dev)
     elif prompts is None:
         raise BenchkitError(f"{teacher_spec}: give --prompts (a prompt set or file): the pairs' prompts are the training prompts")
-    elif getattr(model.unet.config, "addition_embed_type", None) == "text_time":
-        raise BenchkitError(f"{teacher_spec}: SDXL teachers need both text encoders, which benchkit's loader does not load yet")
     else:
+        from distillers.prompt_encoding import teacher_text
         from prompts import load_prompt_set
 
-        cfg = model.unet.config
-        size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+        text = teacher_text(model, dev)  # SD1.5 / SDXL / SD3 conditioning, as the family's pipeline builds it
         texts = [r.prompt for r in load_prompt_set(prompts).records]
-        data = DistillData(texts, text_encoder_fn(model.tokenizer, model.text_encoder, dev), (cfg.in_channels, size, size))
+        data = DistillData(texts, text.encode, text.shape, negative=text.negative)
     if count < 1 or steps < 1:
         raise BenchkitError("--count and --steps must be at least 1")
     with progress_bar(show_progress) as bar:
         task = bar.add_task("teacher ODE pairs", total=count, info=f"{steps} DDIM steps, CFG {guidance:g}")
         pairs = make_pairs(teacher, data, count, steps, guidance, seed, progress=lambda n: bar.advance(task, n))
-    pairs.meta.update({"teacher": spec.name, "teacher_weights_sha256": model.weights_sha256})
+    pairs.meta.update({"teacher": spec.name, "teacher_weights_sha256": model.weights_sha256, "family": model.family})
     pairs.save(out)
     return pairs

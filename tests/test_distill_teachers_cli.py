@@ -95,3 +95,64 @@ def test_sd3_conditioning_equals_what_the_pipeline_feeds_its_transformer(teacher
     seen = denoiser_inputs(pipe, PROMPTS, guidance=3.0)
     assert torch.allclose(seen["encoder_hidden_states"], empty.repeat(3).cat(cond).hidden, atol=1e-6)
     assert torch.allclose(seen["pooled_projections"], empty.repeat(3).cat(cond).pooled, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def sdxl_pairs(teachers, tmp_path_factory):
+    """`benchkit pairs` on the SDXL-like teacher: 2 trailing DDIM steps with CFG 3."""
+    from benchkit.cli import main
+
+    path = tmp_path_factory.mktemp("sdxl-pairs") / "pairs.safetensors"
+    with pytest.raises(SystemExit) as exc:  # as the `cli` fixture runs it (a module fixture cannot use capsys)
+        main(["pairs", "--teacher", str(teachers["sdxl_spec"]), "--prompts", str(teachers["prompts"]), "--count", "4",
+              "--steps", "2", "--guidance", "3", "--device", "cpu", "-q", "--out", str(path)])
+        raise SystemExit(0)
+    assert exc.value.code == 0
+    return path
+
+
+def test_sdxl_pairs_are_the_pipelines_own_ddim_samples(teachers, sdxl_pairs):
+    """Each pair's x0 equals StableDiffusionXLPipeline with DDIM (trailing, 2 steps, eta 0, CFG 3) from
+    the pair's noise: the zeroed negative, pooled embeds and time ids all enter the teacher there."""
+    from diffusers import DDIMScheduler, StableDiffusionXLPipeline
+
+    from distillers.data import Pairs
+
+    pairs = Pairs.load(sdxl_pairs)
+    assert pairs.x0.shape == (4, 4, 8, 8) and pairs.prompts == PROMPTS and pairs.meta["family"] == "sdxl"
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(teachers["sdxl"]))
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing", clip_sample=False,
+                                               set_alpha_to_one=True)
+    pipe.set_progress_bar_config(disable=True)
+    prompts = [PROMPTS[i] for i in pairs.prompt_index.tolist()]
+    with torch.no_grad():
+        theirs = pipe(prompts, num_inference_steps=2, guidance_scale=3.0, latents=pairs.noise, output_type="latent").images
+    assert torch.isfinite(pairs.x0).all() and pairs.x0.abs().max() > 0.1
+    assert torch.allclose(pairs.x0, theirs, atol=1e-4), (pairs.x0 - theirs).abs().max()
+
+
+def test_sdxl_distill_exports_a_spec_that_eval_runs_through_the_sdxl_pipeline(cli, teachers, sdxl_pairs, tmp_path):
+    out = tmp_path / "student"
+    code, stdout, err = cli("distill", "--method", "dmd2", "--teacher", str(teachers["sdxl_spec"]), "--pairs", str(sdxl_pairs),
+                            "--steps", "2", "--student-steps", "2", "--batch-size", "2", "--set", "ttur=1",
+                            "--set", "guidance=8", "--device", "cpu", "-q", "--out", str(out))
+    assert code == 0, err
+    record = json.loads((out / "distill.json").read_text())
+    assert record["method"] == "dmd2" and record["teacher"]["name"] == "tiny-sdxl"
+    losses = record["last_losses"]
+    assert losses and all(isinstance(v, float) and v == v and abs(v) != float("inf") for v in losses.values()), losses
+    spec = tomllib.loads((out / "spec.toml").read_text())
+    assert spec["base"] == "model"
+    assert spec["recipe"] == {"scheduler": "LCMScheduler", "timesteps": [999, 499], "guidance_scale": 1.0}
+    index = json.loads((out / "model" / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLPipeline" and "text_encoder_2" in index
+    code, stdout, err = cli("eval", "-m", str(out / "spec.toml"), "--prompts", str(teachers["prompts"]), "--seeds", "0",
+                            "--limit", "2", "--metrics", "latency", "--warmup", "0", "--device", "cpu", "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    model = manifest["model"]
+    assert model["family"] == "sdxl" and model["scheduler"]["class"] == "LCMScheduler"
+    records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    assert records[0]["stages"]["timesteps"] == pytest.approx([999.0, 499.0])
+    assert records[0]["stages"]["denoiser_rows_per_item"] == 2  # guidance 1: one row per step, two steps
