@@ -18,6 +18,8 @@ import torch
 from benchkit.errors import BenchkitError
 from distillers.adapter import Conditioning
 
+ENCODE_CHUNK = 64  # prompts per text-encoder batch when caching encodings
+
 
 @dataclass
 class Pairs:
@@ -80,8 +82,12 @@ class DistillData:
         self.pair_cond = self.encode(pairs.prompts) if pairs is not None else None
 
     def encode(self, prompts: list[str]) -> Conditioning:
+        """Encodings of ``prompts``, in chunks so a large prompt set does not run as one text-encoder batch."""
+        prompts = list(prompts)
         with torch.no_grad():
-            cond = self._encode(list(prompts))
+            chunks = [self._encode(prompts[i:i + ENCODE_CHUNK]) for i in range(0, len(prompts), ENCODE_CHUNK)]
+        fields = zip(*(c._tensors() for c in chunks))
+        cond = Conditioning(*(None if f[0] is None else torch.cat(f) for f in fields))
         cond.texts = tuple(prompts)
         return cond
 

@@ -18,7 +18,8 @@ from distillers.training import trailing_timesteps
 @torch.no_grad()
 def ode_sample(teacher: Denoiser, noise: torch.Tensor, cond: Conditioning, steps: int, guidance: float,
                uncond: Conditioning | None) -> torch.Tensor:
-    """DDIM (trailing spacing, first step from pure noise at T-1) with classifier-free guidance."""
+    """DDIM (trailing spacing, first step from pure noise at T-1) with classifier-free guidance; on a
+    rectified-flow schedule the same (x0, eps) step is the Euler step of SD3's FlowMatch sampler."""
     grid = trailing_timesteps(steps, teacher.schedule.T)
     x = noise
     for i, t in enumerate(grid):
@@ -44,5 +45,6 @@ def make_pairs(teacher: Denoiser, data: DistillData, count: int, steps: int = 8,
         idxs.append(pidx)
         if progress is not None:
             progress(len(ids))
-    meta = {"steps": steps, "guidance": guidance, "seed": seed, "sampler": "DDIM trailing", "count": count}
+    sampler = "flow Euler trailing" if teacher.schedule.kind == "flow" else "DDIM trailing"
+    meta = {"steps": steps, "guidance": guidance, "seed": seed, "sampler": sampler, "count": count}
     return Pairs(torch.cat(noises), torch.cat(x0s), torch.cat(idxs), list(data.prompts), meta)

@@ -109,10 +109,9 @@ def teacher_text(model, device: torch.device) -> TeacherText:
     """The conditioning of a loaded teacher (``benchkit.loading.LoadedModel``), by family."""
     from distillers.data import text_encoder_fn
 
-    denoiser = model.unet
-    cfg = denoiser.config
-    sample = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
-    shape = (cfg.in_channels, sample, sample)
+    cfg = model.unet.config
+    height, width = (cfg.sample_size, cfg.sample_size) if isinstance(cfg.sample_size, int) else tuple(cfg.sample_size)
+    shape = (cfg.in_channels, height, width)
     family = model.family
     parts = model.components or {"tokenizer": model.tokenizer, "text_encoder": model.text_encoder}
     if family in ("toy", "sd15"):
@@ -124,8 +123,8 @@ def teacher_text(model, device: torch.device) -> TeacherText:
     if family == "sdxl":
         pipe = model.pipeline
         scale = pipe.vae_scale_factor if pipe is not None else 8
-        height = width = sample * scale
-        time_ids = [height, width, 0, 0, height, width]  # original size, crop (0, 0), target size
+        size = [height * scale, width * scale]  # the pipeline's default resolution, which eval also uses
+        time_ids = [*size, 0, 0, *size]  # original size, crop top-left (0, 0), target size
         proj = getattr(parts.get("text_encoder_2"), "config", None)
         expected = getattr(cfg, "projection_class_embeddings_input_dim", None)
         passed = (cfg.addition_time_embed_dim or 0) * 6 + (getattr(proj, "projection_dim", 0) or 0)

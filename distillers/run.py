@@ -226,6 +226,7 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
     dev = resolve_device(device)
     model = load_model(spec, dev, torch.float32)
     teacher = teacher_from_parts(model.unet, model.scheduler_config)
+    conditioning = None
     if prompts is None and spec.base == "builtin:toy-digits":
         data = toy_data(model.tokenizer, model.text_encoder, dev)
     elif prompts is None:
@@ -237,11 +238,13 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
         text = teacher_text(model, dev)  # SD1.5 / SDXL / SD3 conditioning, as the family's pipeline builds it
         texts = [r.prompt for r in load_prompt_set(prompts).records]
         data = DistillData(texts, text.encode, text.shape, negative=text.negative)
+        conditioning = text.details
     if count < 1 or steps < 1:
         raise BenchkitError("--count and --steps must be at least 1")
     with progress_bar(show_progress) as bar:
         task = bar.add_task("teacher ODE pairs", total=count, info=f"{steps} DDIM steps, CFG {guidance:g}")
         pairs = make_pairs(teacher, data, count, steps, guidance, seed, progress=lambda n: bar.advance(task, n))
-    pairs.meta.update({"teacher": spec.name, "teacher_weights_sha256": model.weights_sha256, "family": model.family})
+    pairs.meta.update({"teacher": spec.name, "teacher_weights_sha256": model.weights_sha256, "family": model.family,
+                       "conditioning": conditioning})
     pairs.save(out)
     return pairs

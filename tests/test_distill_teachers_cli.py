@@ -57,8 +57,11 @@ def loaded_text(spec_file):
     return model, teacher_text(model, torch.device("cpu"))
 
 
-def test_sdxl_conditioning_equals_what_the_pipeline_feeds_its_unet(teachers):
+def test_sdxl_conditioning_equals_what_the_pipeline_feeds_its_unet(teachers, monkeypatch):
     from diffusers import StableDiffusionXLPipeline
+
+    import distillers.data
+    from distillers.prompt_encoding import teacher_text
 
     model, text = loaded_text(teachers["sdxl_spec"])
     cond = text.encode(PROMPTS)
@@ -78,6 +81,19 @@ def test_sdxl_conditioning_equals_what_the_pipeline_feeds_its_unet(teachers):
     assert torch.allclose(added["text_embeds"], ours.pooled, atol=1e-6)
     assert torch.equal(added["time_ids"], ours.time_ids)
     assert ours.time_ids[0].tolist() == [16, 16, 0, 0, 16, 16]
+    # cached in chunks, the training prompts' encodings are the same rows
+    monkeypatch.setattr(distillers.data, "ENCODE_CHUNK", 2)
+    data = distillers.data.DistillData(PROMPTS, text.encode, text.shape, negative=text.negative)
+    assert torch.equal(data.cond.hidden, cond.hidden) and torch.equal(data.cond.time_ids, cond.time_ids)
+    assert torch.equal(data.uncond(2).pooled, torch.zeros(2, 32))
+    # a pipeline saved with force_zeros_for_empty_prompt = false: the negative is the encoded ""
+    model.pipeline.register_to_config(force_zeros_for_empty_prompt=False)
+    pipe.register_to_config(force_zeros_for_empty_prompt=False)
+    plain = teacher_text(model, torch.device("cpu"))
+    _, npe, _, npooled = pipe.encode_prompt(PROMPTS[:1], device="cpu", do_classifier_free_guidance=True)
+    empty = plain.encode([""])
+    assert plain.negative is None and npe.abs().max() > 0.1
+    assert torch.allclose(empty.hidden, npe, atol=1e-6) and torch.allclose(empty.pooled, npooled, atol=1e-6)
 
 
 def test_sd3_conditioning_equals_what_the_pipeline_feeds_its_transformer(teachers):
