@@ -202,3 +202,14 @@ def test_sd3_distill_says_in_one_line_that_export_is_not_there_yet(cli, teachers
                        "-q", "--out", str(tmp_path / "x"))
     assert code == 2 and "cannot export SD3 students yet" in err and "Traceback" not in err
     assert not (tmp_path / "x" / "spec.toml").exists()
+
+
+def test_pairs_of_another_shape_are_refused_in_one_line(cli, teachers, tmp_path):
+    from distillers.data import Pairs
+
+    path = tmp_path / "toy-pairs.safetensors"  # the toy's pixel-space shape, not the SDXL teacher's latents
+    Pairs(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long), ["one"], {}).save(path)
+    code, _, err = cli("distill", "--method", "dmd2", "--teacher", str(teachers["sdxl_spec"]), "--pairs", str(path),
+                       "--steps", "1", "--device", "cpu", "-q", "--out", str(tmp_path / "x"))
+    assert code == 2 and "(1, 8, 8)" in err and "(4, 8, 8)" in err and "benchkit pairs --teacher" in err
+    assert "Traceback" not in err
