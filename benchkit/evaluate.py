@@ -120,7 +120,10 @@ def run_eval(
     manifest["runtime"] = runtime_settings(dev, dt_)  # what ran: dtype, TF32, sync and memory APIs
     session: dict[str, Any] = {"started": now(), "pid": os.getpid(), "load_seconds": model.load_seconds,
                                "first_load_in_process": model.first_load_in_process, "generated": 0,
-                               "batch_size": batch_size}
+                               "batch_size": batch_size,
+                               # CPU kernels round differently with another thread count: a resume on a
+                               # different count is visible here
+                               "threads": torch.get_num_threads()}
     if world.distributed:
         session.update(world.describe())
     if world.is_main:  # one process creates, repairs and folds the run; the others wait for it

@@ -5,10 +5,22 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+
+@pytest.fixture(autouse=True)
+def restore_process_state():
+    """Each test starts from the same process: the CLI's --weights writes an environment variable and
+    some tests pin torch's thread count (which changes CPU rounding, hence image hashes)."""
+    environ, threads = dict(os.environ), torch.get_num_threads()
+    yield
+    os.environ.clear()
+    os.environ.update(environ)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture()
