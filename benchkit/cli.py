@@ -291,12 +291,14 @@ def pairs_cmd(
     prompts: Optional[str] = typer.Option(None, "--prompts", "-p", help="Prompt set or file (default for the toy: its training captions)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pairs per teacher batch (default 100 for the toy, 8 otherwise); the pairs do not depend on it."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Teacher ODE pairs (noise, sample) for ADP pre-training and consistency stages."""
     from distillers.run import pairs_command
 
-    pairs = pairs_command(teacher, out_file, count, steps, guidance, seed, device=device, show_progress=not quiet, prompts=prompts)
+    pairs = pairs_command(teacher, out_file, count, steps, guidance, seed, device=device, show_progress=not quiet, prompts=prompts,
+                          batch_size=batch_size)
     out.print(f"{len(pairs.x0)} pairs ({steps} DDIM steps, CFG {guidance:g}) written to [bold]{out_file}[/bold]")
 
 

@@ -215,7 +215,9 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
 
 
 def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance: float, seed: int, device: str = "auto",
-                  show_progress: bool = True, prompts: str | None = None) -> Pairs:
+                  show_progress: bool = True, prompts: str | None = None, batch_size: int | None = None) -> Pairs:
+    """Teacher ODE pairs for ``count`` noises; ``batch_size`` (default: 100 for the toy, 8 for latent
+    models, whose CFG batch is twice that) changes memory, not the pairs: each noise is seeded by its index."""
     from benchkit.hardware import resolve_device
     from benchkit.loading import load_model
     from benchkit.presets import resolve_spec
@@ -243,7 +245,8 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
         raise BenchkitError("--count and --steps must be at least 1")
     with progress_bar(show_progress) as bar:
         task = bar.add_task("teacher ODE pairs", total=count, info=f"{steps} DDIM steps, CFG {guidance:g}")
-        pairs = make_pairs(teacher, data, count, steps, guidance, seed, progress=lambda n: bar.advance(task, n))
+        batch = batch_size or (100 if model.family == "toy" else 8)
+        pairs = make_pairs(teacher, data, count, steps, guidance, seed, batch_size=batch, progress=lambda n: bar.advance(task, n))
     pairs.meta.update({"teacher": spec.name, "teacher_weights_sha256": model.weights_sha256, "family": model.family,
                        "conditioning": conditioning})
     pairs.save(out)

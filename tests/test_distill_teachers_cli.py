@@ -187,6 +187,12 @@ def test_sd3_pairs_are_the_pipelines_own_flow_euler_samples(cli, teachers, tmp_p
     assert code == 0, err
     pairs = Pairs.load(path)
     assert pairs.x0.shape == (2, 4, 8, 8) and pairs.meta["family"] == "sd3"
+    # one pair per teacher batch gives the same pairs: each noise is seeded by its index
+    code, _, err = cli("pairs", "--teacher", str(teachers["sd3_spec"]), "--prompts", str(teachers["prompts"]), "--count", "2",
+                       "--steps", "2", "--guidance", "3", "--device", "cpu", "-q", "--batch-size", "1", "--out", str(tmp_path / "b1"))
+    assert code == 0, err
+    single = Pairs.load(tmp_path / "b1")
+    assert torch.equal(single.noise, pairs.noise) and torch.allclose(single.x0, pairs.x0, atol=1e-5)
     pipe = StableDiffusion3Pipeline.from_pretrained(str(teachers["sd3"]), text_encoder_3=None, tokenizer_3=None)
     pipe.set_progress_bar_config(disable=True)
     prompts = [PROMPTS[i] for i in pairs.prompt_index.tolist()]
