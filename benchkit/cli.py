@@ -251,8 +251,14 @@ def distill_cmd(
     device: str = typer.Option("auto", "--device"),
     from_release: bool = typer.Option(False, "--from-release", help="Load the method's released student instead of training."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Recompute activations of the trainable networks in the backward pass (less memory, more compute)."),
+    teacher_dtype: str = typer.Option("fp32", "--teacher-dtype", help="Precision of the frozen teacher: fp32, bf16 or fp16 (halves its memory on GPUs)."),
+    stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Train only N more steps, checkpoint and stop; rerun to go on."),
 ):
-    """Distill a few-step student from a teacher; the output folder is a model spec for `benchkit eval`."""
+    """Distill a few-step student from a teacher; the output folder is a model spec for `benchkit eval`.
+
+    Under `torchrun --nproc-per-node N` or `accelerate launch`, N processes share --batch-size (the
+    global batch) and average gradients every step; rank 0 writes the outputs."""
     from distillers.run import distill, released_spec
 
     if from_release:
@@ -268,6 +274,10 @@ def distill_cmd(
         key, value = item.split("=", 1)
         overrides[key.strip()] = value.strip()
     overrides.update({"lora": lora, "mixed_precision": mixed_precision, "grad_accum": grad_accum, "seed": seed})
+    if gradient_checkpointing:
+        overrides["gradient_checkpointing"] = True
+    if teacher_dtype != "fp32":
+        overrides["teacher_dtype"] = teacher_dtype
     if student_steps is not None:
         overrides["student_steps"] = student_steps
     if batch_size is not None:
@@ -275,7 +285,14 @@ def distill_cmd(
     target = out_dir or Path("distill") / method
     result = distill(method, teacher, steps, target, overrides, pairs_path=pairs, device=device,
                      checkpoint_every=checkpoint_every, eval_every=eval_every, show_progress=not quiet, half=half, name=name,
-                     init=init)
+                     init=init, stop_after=stop_after)
+    from benchkit.distributed import launched_rank
+
+    if launched_rank() != 0:  # every rank trained; one prints
+        return
+    if not result["finished"]:
+        out.print(f"stopped at step {result['step']} of {steps}; rerun the same command to resume")
+        return
     for row in result["history"][-3:]:
         out.print("eval " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     out.print(f"student spec: [bold]{result['spec']}[/bold] (benchkit eval -m {result['spec']})")

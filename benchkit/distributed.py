@@ -74,6 +74,56 @@ class World:
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
 
+    def average_(self, tensors: Sequence[torch.Tensor], bucket_numel: int = 1 << 25) -> None:
+        """Replace each tensor, in place, by its mean over the ranks (data-parallel gradients).
+
+        Tensors are flattened into buckets of one dtype (at most ``bucket_numel`` elements, as
+        DDP buckets them) so a step costs a few collectives, not one per parameter. Every rank
+        must pass tensors of the same shapes in the same order."""
+        if not self.distributed or not tensors:
+            return
+        buckets: list[list[torch.Tensor]] = []
+        for t in tensors:
+            last = buckets[-1] if buckets else None
+            if last and last[0].dtype == t.dtype and last[0].device == t.device and \
+                    sum(x.numel() for x in last) + t.numel() <= bucket_numel:
+                last.append(t)
+            else:
+                buckets.append([t])
+        for bucket in buckets:
+            flat = torch.cat([t.reshape(-1) for t in bucket])
+            torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
+            flat /= self.size
+            offset = 0
+            for t in bucket:
+                t.copy_(flat[offset : offset + t.numel()].view_as(t))
+                offset += t.numel()
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """The mean of each value over the ranks (every rank must pass the same keys)."""
+        if not self.distributed or not values:
+            return dict(values)
+        keys = sorted(values)
+        box = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self._collective_device())
+        torch.distributed.all_reduce(box, op=torch.distributed.ReduceOp.SUM)
+        means = (box / self.size).tolist()
+        return {k: means[keys.index(k)] for k in values}
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any rank (keeps data-dependent branches in step)."""
+        if not self.distributed:
+            return bool(flag)
+        box = torch.tensor([1.0 if flag else 0.0], device=self._collective_device())
+        torch.distributed.all_reduce(box, op=torch.distributed.ReduceOp.MAX)
+        return bool(box.item() > 0)
+
+    @staticmethod
+    def _collective_device() -> torch.device:
+        """Where small collective tensors live: nccl only reduces CUDA tensors, gloo CPU ones."""
+        if torch.distributed.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
     def device(self, device: torch.device) -> torch.device:
         """One GPU per rank: a bare 'cuda' becomes this rank's local GPU."""
         if self.distributed and device.type == "cuda" and device.index is None:

@@ -41,9 +41,10 @@ class ADMConfig(CommonConfig):
     dm_weight: float = 0.0  # optional DMD loss next to the adversarial one (the paper uses none)
 
 
-def cubic_timesteps(n: int, T: int, gen: torch.Generator) -> torch.Tensor:
-    """t = T * (1 - u^3), u ~ U[0, 1): most mass near t = T (ADP's high-noise bias)."""
-    u = torch.rand(n, generator=gen, dtype=torch.float64)
+def cubic_timesteps(n: int, T: int, gen: torch.Generator, rand=None) -> torch.Tensor:
+    """t = T * (1 - u^3), u ~ U[0, 1): most mass near t = T (ADP's high-noise bias).
+    ``rand``: the distiller's draw (``Distiller.rand``), which shards the draw over ranks."""
+    u = rand(n, gen) if rand is not None else torch.rand(n, generator=gen, dtype=torch.float64)
     return (T * (1 - u ** 3)).floor().clamp(0, T - 1)
 
 
@@ -92,7 +93,7 @@ class ADM(Distiller):
         def generator_loss(_micro):
             noise, x0, cond = self.data.sample_pairs(cfg.batch_size, gen)
             noise, x0 = noise.to(self.device), x0.to(self.device)
-            t = cubic_timesteps(len(x0), self.T, gen)
+            t = cubic_timesteps(len(x0), self.T, gen, rand=self.rand)
             x_t = self.student.conv.noised(x0, noise, t)
             x0_hat = self.student(x_t, t, cond).x0
             t2 = self.randint(0, self.T, len(x0), gen).double()

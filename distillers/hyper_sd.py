@@ -140,7 +140,7 @@ class HyperSD(Distiller):
         # segment ends: the k-step trailing grid (T-1, T-1-seg, ...) and 0; t_b is the nearest one below t_n
         ends = torch.tensor(trailing_timesteps(k, self.T) + [0], dtype=torch.float64, device=self.device)
         t_b = torch.where(ends[None] < t_n[:, None], ends[None], torch.full_like(ends[None], -1.0)).amax(1).clamp(min=0)
-        u = torch.rand(n, generator=gen, dtype=torch.float64).to(self.device)
+        u = self.rand(n, gen)
         t_end = torch.where(t_prev >= t_b, (t_b + u * (t_prev - t_b + 1)).floor().clamp(max=t_prev), t_b)
         x_tn = self.student.conv.noised(x0, self.randn(x0.shape, gen), t_n)
         with torch.no_grad():

@@ -157,7 +157,7 @@ class Lightning(Distiller):
             def convert_loss(_micro):
                 x0, cond = self.real_batch(n, gen)
                 t = torch.tensor([250.0, 500.0, 750.0, float(self.T - 1)], dtype=torch.float64)[
-                    torch.randint(0, 4, (n,), generator=gen)].to(self.device)
+                    self.randint(0, 4, n, gen).cpu()].to(self.device)
                 x_t = self.student.conv.noised(x0, self.randn(x0.shape, gen), t)
                 with torch.no_grad():
                     target = self.frozen_eps(x_t, t, cond).x0
@@ -175,7 +175,7 @@ class Lightning(Distiller):
 
         def generator_loss(_micro):
             x0, cond = self.real_batch(n, gen)
-            i = torch.randint(0, k, (n,), generator=gen)
+            i = self.randint(0, k, n, gen).cpu()
             t = torch.tensor(grid, dtype=torch.float64)[i].to(self.device)
             t_next = torch.tensor(grid[1:] + [-1], dtype=torch.float64)[i].to(self.device)
             x_t = self.student.conv.noised(x0, self.randn(x0.shape, gen), t)
@@ -185,9 +185,9 @@ class Lightning(Distiller):
             fake = torch.where((t_next < 0).view(-1, 1, 1, 1), pred.x0, moved)
             t_d = t_next.clamp(min=0)
             renoise = (t_next < 0) | torch.tensor(k <= 2, device=self.device)
-            if renoise.any():  # both sides to t* with the same noise before the discriminator
+            if self.any_rank(bool(renoise.any())):  # both sides to t* with the same noise before the discriminator
                 star = torch.tensor(cfg.renoise_timesteps, dtype=torch.float64)[
-                    torch.randint(0, len(cfg.renoise_timesteps), (n,), generator=gen)].to(self.device)
+                    self.randint(0, len(cfg.renoise_timesteps), n, gen).cpu()].to(self.device)
                 noise = self.randn(fake.shape, gen)
                 t_star = torch.maximum(star, t_d)
                 fake = torch.where(renoise.view(-1, 1, 1, 1), self.student.conv.add_noise(fake, noise, t_star), fake)

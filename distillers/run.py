@@ -168,15 +168,19 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
             pairs_path: Path | None = None, device: str = "auto", checkpoint_every: int = 100, eval_every: int = 0,
             cache_dir: Path | None = None, show_progress: bool = True, half: bool = False, name: str | None = None,
             stop_after: int | None = None, init: str | None = None) -> dict[str, Any]:
+    from benchkit.distributed import current_world
     from benchkit.hardware import resolve_device
 
     cls = method_class(method)
     config = cls.Config.from_overrides({**(overrides or {}), "steps": steps})
     dev = resolve_device(device)
+    world = current_world(dev)  # a world of one unless launched by torchrun / accelerate launch
+    dev = world.device(dev)
     spec, model, teacher, data = load_teacher(teacher_spec, dev, pairs_path)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    distiller = cls(teacher, data, config)
+    if world.is_main:  # rank 0 writes everything: log, checkpoints, student, distill.json
+        out_dir.mkdir(parents=True, exist_ok=True)
+    distiller = cls(teacher, data, config, world=world)
     if init:
         distiller.init_student(init_weights(init, model.unet))
     evaluator = None
@@ -191,7 +195,11 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
     start = time.time()
     result = trainer.run(stop_after=stop_after)
     if result["step"] < config.steps:
+        world.barrier()  # the checkpoint rank 0 writes is on disk before any rank returns
         return {"finished": False, **result}
+    if not world.is_main:
+        world.barrier()
+        return {"finished": True, "spec": out_dir / "spec.toml", **result}
     student_name = name or f"{spec.name}-{method}-{config.student_steps}step"
     description = f"{method} student of {spec.name}, {config.student_steps}-step, {config.steps} training steps"
     spec_path = write_student(out_dir, model.path, distiller.export_denoiser(), distiller.recipe(), student_name,
@@ -208,9 +216,16 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
         "last_losses": result["logs"],
         "seconds_this_session": round(time.time() - start, 1),
         "torch": torch.__version__,
+        # this (last) session's processes; the update is the same for any world size with this global batch
+        "parallel": {"world_size": world.size, "per_rank_batch": distiller.cfg.batch_size,
+                     "global_batch": config.batch_size, "backend": world.describe()["backend"],
+                     "gradient_sync": "all-reduce mean of each optimizer's gradients before its step" if world.distributed else None,
+                     "fsdp": False},
+        "memory": {"gradient_checkpointing": config.gradient_checkpointing, "teacher_dtype": config.teacher_dtype},
     }
     (out_dir / "distill.json").write_text(json.dumps(provenance, indent=2) + "\n")
     trainer.log(f"exported {spec_path}")
+    world.barrier()
     return {"finished": True, "spec": spec_path, **result}
 
 

@@ -8,6 +8,13 @@
   (seed, k), so a run resumed from a checkpoint takes exactly the step it would have taken;
   checkpoints are written atomically; a mini-evaluation (toy FID/alignment through benchkit's
   metrics) runs every ``eval_every`` steps; progress is a rich bar and a log file.
+
+Data parallel (``torchrun`` / ``accelerate launch``): ``cfg.batch_size`` is the *global* batch.
+Every rank makes each of step k's draws for the whole global batch from the same seeded
+generator, exactly as one process would, and keeps the rows ``[rank::size]`` (``Distiller.randn``
+/ ``randint`` / ``rand`` and ``RankData``); gradients are averaged over the ranks before every
+optimizer step, so an update equals the one-process update on the same global batch up to
+float summation order. Only rank 0 writes checkpoints, logs and outputs.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from benchkit.distributed import World
 from benchkit.errors import BenchkitError
 from distillers.adapter import Conditioning, Denoiser, trainable_copy
 from distillers.data import DistillData
@@ -58,6 +66,10 @@ class CommonConfig:
     # DMD2's SDXL one-step recipe (train_sd_ode.py, LPIPS there; MSE here). 0 disables it.
     ode_pretrain_steps: int = 0
     ode_lr: float = 1e-4
+    # Memory options, neither changes what is trained: recompute activations of the trainable
+    # diffusers networks in the backward pass; keep the frozen teacher in bf16/fp16.
+    gradient_checkpointing: bool = False
+    teacher_dtype: str = "fp32"  # fp32 | bf16 | fp16
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any], source: str = "--set"):
@@ -96,6 +108,11 @@ def _coerce(raw: Any, default: Any, where: str) -> Any:
     except ValueError:
         raise BenchkitError(f"{where}: cannot read {raw!r} as {type(default).__name__}") from None
     return raw
+
+
+# Config fields that say how to run, not what is trained: a resume may change them.
+RUN_ONLY_FIELDS = ("steps", "gradient_checkpointing", "teacher_dtype")
+TEACHER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def trailing_timesteps(n: int, T: int = 1000, first: int | None = None) -> list[int]:
@@ -158,12 +175,22 @@ class Distiller:
     name = ""
     Config = CommonConfig
 
-    def __init__(self, teacher: Denoiser, data: DistillData, config: CommonConfig, accelerator=None):
+    def __init__(self, teacher: Denoiser, data: DistillData, config: CommonConfig, accelerator=None,
+                 world: World | None = None):
         from accelerate import Accelerator
 
+        self.world = world or World()
+        if config.teacher_dtype not in TEACHER_DTYPES:
+            raise BenchkitError(f"--teacher-dtype {config.teacher_dtype}: choose one of {', '.join(TEACHER_DTYPES)}")
+        if config.batch_size % self.world.size:
+            raise BenchkitError(f"--batch-size {config.batch_size} is the global batch and must split evenly over "
+                                f"{self.world.size} processes; pass a multiple of {self.world.size}")
         self.teacher = teacher
-        self.data = data
-        self.cfg = config
+        # ``global_cfg`` is what was asked for (checkpoints, provenance); inside the methods
+        # ``cfg.batch_size`` is this rank's share, and every draw is made for the global batch.
+        self.global_cfg = config
+        self.cfg = dataclasses.replace(config, batch_size=config.batch_size // self.world.size)
+        self.data = RankData(data, self.world) if self.world.distributed else data
         self.acc = accelerator or Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
         self.device = self.acc.device
         self.T = teacher.schedule.T
@@ -171,7 +198,9 @@ class Distiller:
         student = trainable_copy(teacher.model)
         if config.lora:
             student.requires_grad_(False)
-            add_lora(student, config.lora_rank, config.lora_alpha)
+            with torch.random.fork_rng(devices=[]):  # the LoRA's gaussian init: the same on every rank
+                torch.manual_seed(config.seed)
+                add_lora(student, config.lora_rank, config.lora_alpha)
         self.student = teacher.with_model(student.to(self.device))
         self.nets: dict[str, nn.Module] = {"student": self.student.model}
         self.opts: dict[str, torch.optim.Optimizer] = {}
@@ -181,6 +210,22 @@ class Distiller:
         with torch.random.fork_rng(devices=[]):  # new heads are initialised from the seed alone
             torch.manual_seed(config.seed)
             self.setup()
+        # After setup(): the trainable copies (student, fake score) were taken in float32 first.
+        self.teacher.model.to(TEACHER_DTYPES[config.teacher_dtype])
+        if config.gradient_checkpointing:
+            self.enable_gradient_checkpointing()
+
+    def enable_gradient_checkpointing(self) -> list[str]:
+        """diffusers' activation recomputation on every trainable network that supports it."""
+        done = []
+        for key, net in self.nets.items():
+            base = getattr(net, "module", net)
+            if getattr(base, "_supports_gradient_checkpointing", False):
+                base.enable_gradient_checkpointing()
+                done.append(key)
+        if not done:
+            raise BenchkitError(f"--gradient-checkpointing: none of {', '.join(self.nets)} supports it (diffusers models do)")
+        return done
 
     def init_student(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Start from another student's weights (e.g. an ODE-regression student, as DMD2's one-step
@@ -251,25 +296,66 @@ class Distiller:
         self._params = getattr(self, "_params", {})
         self._params[name] = params
 
+    # Every per-sample draw goes through these three: ``shape[0]`` / ``n`` is this rank's share,
+    # and under several processes the draw is made for the global batch and this rank's rows kept.
     def randn(self, shape, gen: torch.Generator) -> torch.Tensor:
-        return torch.randn(tuple(shape), generator=gen).to(self.device)
+        if not self.world.distributed:
+            return torch.randn(tuple(shape), generator=gen).to(self.device)
+        full = torch.randn((shape[0] * self.world.size, *shape[1:]), generator=gen)
+        return self.world_rows(full).to(self.device)
 
     def randint(self, low: int, high: int, n: int, gen: torch.Generator) -> torch.Tensor:
         """Integers in [low, high)."""
-        return torch.randint(low, high, (n,), generator=gen).to(self.device)
+        if not self.world.distributed:
+            return torch.randint(low, high, (n,), generator=gen).to(self.device)
+        return self.world_rows(torch.randint(low, high, (n * self.world.size,), generator=gen)).to(self.device)
+
+    def rand(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """Uniform float64 in [0, 1)."""
+        if not self.world.distributed:
+            return torch.rand(n, generator=gen, dtype=torch.float64).to(self.device)
+        return self.world_rows(torch.rand(n * self.world.size, generator=gen, dtype=torch.float64)).to(self.device)
+
+    def world_rows(self, full: torch.Tensor) -> torch.Tensor:
+        return full[self.world.rank :: self.world.size].contiguous()
+
+    def any_rank(self, flag: bool) -> bool:
+        """A data-dependent branch taken when any rank's rows need it, as the one process would
+        (its draws must then happen on every rank, or the ranks' generators drift apart)."""
+        return self.world.any(flag)
 
     def optimize(self, name: str, loss_fn: Callable[[int], tuple[torch.Tensor, dict[str, float]]]) -> dict[str, float]:
         """Gradient accumulation over ``grad_accum`` micro-batches, clip, step, zero every optimizer
-        (a generator loss also reaches critic parameters, as in DMD2's loop)."""
+        (a generator loss also reaches critic parameters, as in DMD2's loop).
+
+        Several processes: the gradients of the stepped optimizer are averaged over the ranks
+        here, by hand, rather than by wrapping networks in DDP (``Accelerator.prepare``): one
+        network is run several times per backward (DMD2's fake score gives the DM term, the GAN
+        features and its own loss), which DDP's reducer does not allow without ``static_graph``;
+        which parameters get gradients changes turn by turn (``frozen()`` toggles
+        ``requires_grad``, which DDP fixes when it wraps); the feature heads stop the forward
+        early with an exception (heads.py), leaving parameters DDP would wait for; and the
+        Denoiser wrappers and hooks hold the bare modules. The average of every rank's local
+        mean gradient is DDP's result, with one bucketed all-reduce per optimizer step."""
         logs: dict[str, float] = {}
+        bad: float | None = None
         for micro in range(self.cfg.grad_accum):
             with self.acc.autocast():
                 loss, parts = loss_fn(micro)
             if not torch.isfinite(loss):
-                raise BenchkitError(f"{self.name}: {name} loss became {loss.item()} at this step; lower --lr or use --mixed-precision no")
+                if not self.world.distributed:
+                    raise BenchkitError(f"{self.name}: {name} loss became {loss.item()} at this step; lower --lr or use --mixed-precision no")
+                bad = loss.item()  # raised after the all-reduce below, on every rank, so none waits forever
             self.acc.backward(loss / self.cfg.grad_accum)
             for k, v in parts.items():
                 logs[k] = logs.get(k, 0.0) + float(v) / self.cfg.grad_accum
+        if self.world.distributed:
+            grads = [p.grad for p in self._params[name] if p.grad is not None]
+            flag = torch.tensor([0.0 if bad is None else 1.0], device=grads[0].device if grads else self.device)
+            self.world.average_(grads + [flag])
+            if flag.item() > 0:
+                raise BenchkitError(f"{self.name}: {name} loss became {bad if bad is not None else 'non-finite on another rank'} "
+                                    "at this step; lower --lr or use --mixed-precision no")
         if self.cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self._params[name], self.cfg.max_grad_norm)
         self.opts[name].step()
@@ -339,6 +425,33 @@ class Distiller:
         """Rebuild stage-dependent networks/optimizers from ``stage_state`` before loading weights."""
 
 
+class RankData:
+    """A DistillData seen by one rank: each ``sample_*`` draws the global batch (``n`` times the
+    world size) from the step's generator, exactly as one process does, and keeps this rank's
+    rows ``[rank::size]``; everything else is the wrapped data's."""
+
+    def __init__(self, data: DistillData, world: World):
+        self.inner = data
+        self.world = world
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def _rows(self, value):
+        if isinstance(value, Conditioning):
+            return value.select(slice(self.world.rank, None, self.world.size))
+        return value[self.world.rank :: self.world.size].contiguous()
+
+    def sample_cond(self, n: int, gen: torch.Generator) -> Conditioning:
+        return self._rows(self.inner.sample_cond(n * self.world.size, gen))
+
+    def sample_real(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, Conditioning]:
+        return tuple(self._rows(v) for v in self.inner.sample_real(n * self.world.size, gen))
+
+    def sample_pairs(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, Conditioning]:
+        return tuple(self._rows(v) for v in self.inner.sample_pairs(n * self.world.size, gen))
+
+
 class _Frozen:
     """Temporarily stop gradients into some modules (the critic during the generator's turn)."""
 
@@ -366,13 +479,15 @@ class Trainer:
     def __init__(self, distiller: Distiller, out_dir: Path, checkpoint_every: int = 200, eval_every: int = 0,
                  evaluator: Callable[[Distiller], dict[str, float]] | None = None, show_progress: bool = True):
         self.d = distiller
+        self.world = distiller.world
         self.out = Path(out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.checkpoint_every = checkpoint_every
         self.eval_every = eval_every
-        self.evaluator = evaluator
-        self.show_progress = show_progress
+        self.evaluator = evaluator if self.world.is_main else None  # rank 0 evaluates; the others go on
+        self.show_progress = show_progress and self.world.is_main
         self.log_path = self.out / "train.log"
+        self.losses_path = self.out / "losses.jsonl"  # every step's losses (the ranks' mean): the loss curve
         self.history: list[dict[str, Any]] = []
 
     def latest_checkpoint(self) -> Path | None:
@@ -380,9 +495,12 @@ class Trainer:
         return path if path.exists() else None
 
     def save_checkpoint(self, step: int) -> Path:
+        """Rank 0 writes; every rank holds the same state (same updates), so one file serves all."""
+        if not self.world.is_main:
+            return self.ckpt_dir / "latest.pt"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        state = {"step": step, "method": self.d.name, "config": dataclasses.asdict(self.d.cfg),
-                 "distiller": self.d.state_dict(), "history": self.history}
+        state = {"step": step, "method": self.d.name, "config": dataclasses.asdict(self.d.global_cfg),
+                 "distiller": self.d.state_dict(), "history": self.history, "world_size": self.world.size}
         tmp = self.ckpt_dir / f"latest.{os.getpid()}.tmp"
         torch.save(state, tmp)
         with open(tmp, "rb") as f:
@@ -394,32 +512,72 @@ class Trainer:
         path = self.latest_checkpoint()
         if path is None:
             return 0
-        state = torch.load(path, map_location=self.d.device, weights_only=False)
-        if state["method"] != self.d.name or _comparable(state["config"]) != _comparable(dataclasses.asdict(self.d.cfg)):
+        # accelerate names a CPU rank's device "cpu:<rank>", which torch.load cannot map to
+        where = "cpu" if self.d.device.type == "cpu" else self.d.device
+        state = torch.load(path, map_location=where, weights_only=False)
+        if state["method"] != self.d.name or _comparable(state["config"]) != _comparable(dataclasses.asdict(self.d.global_cfg)):
             raise BenchkitError(f"{path} was written by a different method or config; use a new --out or delete {self.ckpt_dir}")
         self.d.load_state_dict(state["distiller"])
         self.history = state.get("history", [])
         return int(state["step"])
 
     def log(self, line: str) -> None:
+        if not self.world.is_main:
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + line + "\n")
+
+    def _start_losses(self, start: int) -> None:
+        """Keep the curve up to the checkpoint resumed from: steps a killed run took after it are redone."""
+        if not self.world.is_main:
+            return
+        rows = self.losses_path.read_text().splitlines() if self.losses_path.exists() else []
+        kept = [r for r in rows if r.strip() and json.loads(r)["step"] <= start]
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.losses_path.write_text("".join(r + "\n" for r in kept))
+
+    def _record_losses(self, step: int, logs: dict[str, float]) -> None:
+        if self.world.is_main:
+            with open(self.losses_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": step, **logs}) + "\n")
+
+    def check_ranks_agree(self) -> None:
+        """Every rank must start from the same weights (the same checkpoint or the same seeded init);
+        a cheap fingerprint per network, compared across ranks, says so before any step."""
+        if not self.world.distributed:
+            return
+        prints = {}
+        with torch.no_grad():
+            for key, net in self.d.nets.items():
+                params = [p.detach().double() for p in net.parameters()]
+                prints[key] = [float(sum(p.sum() for p in params)), float(sum(p.abs().sum() for p in params))]
+        gathered = self.world.gather(prints)
+        if any(g != gathered[0] for g in gathered):
+            raise BenchkitError(f"the {self.world.size} processes built different networks "
+                                f"({', '.join(k for k in prints if any(g[k] != gathered[0][k] for g in gathered))}); "
+                                "check that every rank sees the same teacher, --init and checkpoint")
 
     def run(self, stop_after: int | None = None) -> dict[str, Any]:
         """Train to ``config.steps`` (or only ``stop_after`` more steps, for tests); returns the last logs."""
         from benchkit.progress import progress_bar
 
         start = self.resume()
+        self.check_ranks_agree()
+        self._start_losses(start)
         total = self.d.cfg.steps
         end = total if stop_after is None else min(total, start + stop_after)
-        self.log(f"{'resume at' if start else 'start'} step {start} of {total}: {self.d.name} {json.dumps(dataclasses.asdict(self.d.cfg))}")
+        world = (f" on {self.world.size} processes, {self.d.cfg.batch_size} of the global batch "
+                 f"{self.d.global_cfg.batch_size} each" if self.world.distributed else "")
+        self.log(f"{'resume at' if start else 'start'} step {start} of {total}{world}: {self.d.name} "
+                 f"{json.dumps(dataclasses.asdict(self.d.global_cfg))}")
         logs: dict[str, float] = {}
         smooth: dict[str, float] = {}
         with progress_bar(self.show_progress) as bar:
             task = bar.add_task(f"distill {self.d.name}", total=total, completed=start, info="")
             for step in range(start, end):
-                logs = self.d.step(step, step_generator(self.d.cfg.seed, step))
+                logs = self.world.mean(self.d.step(step, step_generator(self.d.cfg.seed, step)))
+                self._record_losses(step + 1, logs)
                 for k, v in logs.items():
                     smooth[k] = v if k not in smooth else 0.95 * smooth[k] + 0.05 * v
                 bar.update(task, completed=step + 1, info=" ".join(f"{k} {v:.3g}" for k, v in list(smooth.items())[:3]))
@@ -435,7 +593,7 @@ class Trainer:
 
 
 def _comparable(config: dict) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k != "steps"}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k not in RUN_ONLY_FIELDS}
 
 
 def hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
