@@ -4,16 +4,25 @@ Why a separate 2-D loop: the distiller classes are image-shaped (UNet features, 
 checkpoints); here the teacher is the closed-form posterior mean of 8 Gaussians on a circle, so
 the only error left is the method's own. The loss code is shared with the image distillers:
 ``dm_loss`` (DMD's normalised distribution-matching gradient), ``hinge_d`` (ADM's discriminator)
-and the softplus (non-saturating) GAN of DMD2 via ``nonsat_d``. The update orders follow
-``distillers/dmd2.py`` (generator, then fake score + classifier every step, TTUR) and
-``distillers/adm.py`` (discriminator on one PF-ODE step t -> t - dt of real and fake scores).
+and the softplus (non-saturating) GAN of DMD2 via ``nonsat_d``.
 
-The student starts as a one-step generator that covers only some modes (the usual failure
-case of reverse-KL / mode-seeking objectives). What we measured (README, Distillation): with
-the exact teacher, a fake score that tracks the generator and DM noise levels spread over
-[0.02, 0.98], plain DMD (no regulariser) does NOT stay on the covered modes in 2-D: like DMD2
-and ADM it spreads to all 8, because at high noise the real score sees every mode. The
-"DMD drops modes" behaviour reported for image models was not reproduced here.
+Set-up as the papers describe it (research notes, distillers.md): the generator and the fake
+score both start as the teacher (``start="teacher"``: the generator is the teacher's one-step
+denoiser fed pure noise at the highest noise level, which in 2-D is a small blob at the data
+mean; the fake score is the teacher plus a zero-initialised residual), DM noise levels
+t ~ U[0.02, 0.98], equal learning rates for generator and critics (DMD2: lr_g = lr_d) and Adam
+betas (0.9, 0.999) as in DMD2's AdamW. Per method: ``dmd`` = DM loss only, fake score updated once
+per generator step (DMD without its regression loss, no TTUR); ``dmd2`` = DM + diffusion-GAN on
+real samples, 5 critic updates per generator update (TTUR 5:1); ``adm`` = hinge discriminator on
+one PF-ODE step t -> t - dt of teacher vs fake score from the same x_t, TTUR 1 (the ADM paper:
+TTUR 1 suffices). All follow DMD2's loop order (generator, then critics). Not modelled: DMD's
+regression loss, ADM's ADP pre-training (which the ADM paper needs for one-step students), and
+the image-scale learning rates (a 64-wide MLP is trained at 1e-3). ``start="modes"`` keeps the
+earlier set-up, a generator that already covers ``init_modes`` only.
+
+What we measured (5 seeds, ``benchmarks/mog_modes.py``; README, Distillation): ``dmd`` at 1:1
+does not settle on the mixture (1-5 of 8 modes after 4,000 steps), ``dmd`` at 5:1 and ``dmd2``
+hit 8/8 after 1,000 steps, ``adm`` at 1:1 does not reach the modes and at 5:1 hits 5-8.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ RADIUS = 2.0
 STD = 0.1
 MODES = torch.tensor([[math.cos(2 * math.pi * k / N_MODES), math.sin(2 * math.pi * k / N_MODES)]
                       for k in range(N_MODES)], dtype=torch.float64) * RADIUS
+METHODS = ("dmd", "dmd2", "adm")
+PAPER_TTUR = {"dmd": 1, "dmd2": 5, "adm": 1}  # critic updates per generator update
 
 
 def data_samples(n: int, gen: torch.Generator, modes: list[int] | None = None) -> torch.Tensor:
@@ -66,11 +77,15 @@ def ddim_move(x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, s: torch.Ten
     return a_s * x0 + s_s * eps
 
 
-def mlp(inp: int, out: int, width: int, depth: int = 3) -> nn.Sequential:
+def mlp(inp: int, out: int, width: int, depth: int = 3, zero_last: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(depth):
         layers += [nn.Linear(inp if i == 0 else width, width), nn.SiLU()]
-    return nn.Sequential(*layers, nn.Linear(width, out))
+    last = nn.Linear(width, out)
+    if zero_last:  # the residual starts at exactly zero: the module starts as its base (the teacher)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    return nn.Sequential(*layers, last)
 
 
 def time_features(t: torch.Tensor) -> torch.Tensor:
@@ -80,15 +95,36 @@ def time_features(t: torch.Tensor) -> torch.Tensor:
 
 
 class ScoreNet(nn.Module):
-    """x0-predictor of the generator's noised samples (the 'fake score'): alpha*x_t skip + MLP."""
+    """x0-predictor of the generator's noised samples (the 'fake score'). ``from_teacher``: the
+    teacher's x0 plus a zero-initialised residual, i.e. a copy of the teacher as DMD/DMD2/ADM
+    initialise it (the 2-D teacher is closed-form, so a residual stands in for copied weights);
+    otherwise alpha*x_t skip + a randomly initialised MLP."""
 
-    def __init__(self, width: int = 128):
+    def __init__(self, width: int = 128, from_teacher: bool = True):
         super().__init__()
-        self.net = mlp(2 + 9, 2, width)
+        self.from_teacher = from_teacher
+        self.net = mlp(2 + 9, 2, width, zero_last=from_teacher)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a, s = alpha_sigma(t)
-        return a * x_t + s * self.net(torch.cat([x_t, time_features(t)], 1))
+        base = teacher_x0(x_t, t) if self.from_teacher else a * x_t
+        return base + s * self.net(torch.cat([x_t, time_features(t)], 1))
+
+
+class Generator(nn.Module):
+    """One-step generator z -> x. ``t_gen``: starts as the teacher's one-step denoiser fed pure
+    noise at noise level t_gen (plus a zero-initialised residual), as DMD/DMD2 start the generator
+    from the teacher; None: a plain MLP (fitted to ``init_modes`` by ``init_generator``)."""
+
+    def __init__(self, width: int, t_gen: float | None):
+        super().__init__()
+        self.t_gen = t_gen
+        self.net = mlp(2, 2, width, zero_last=t_gen is not None)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.t_gen is None:
+            return self.net(z)
+        return teacher_x0(z, torch.full((len(z),), self.t_gen, dtype=z.dtype)) + self.net(z)
 
 
 class Discriminator(nn.Module):
@@ -108,23 +144,35 @@ class Toy2DConfig:
     steps: int = 400  # generator updates
     batch: int = 256
     lr_g: float = 1e-3
-    lr_critic: float = 2e-3
-    ttur: int = 5  # fake-score / discriminator updates per generator update (same for all methods)
+    lr_critic: float | None = None  # fake score / discriminator; None: = lr_g (DMD2 uses lr_g = lr_d)
+    betas: tuple[float, float] = (0.9, 0.999)  # DMD2's AdamW betas
+    ttur: int | None = None  # critic updates per generator update; None: PAPER_TTUR[method]
     min_t: float = 0.02
     max_t: float = 0.98
-    gan_weight: float = 0.3  # DMD2: weight of the generator's GAN loss next to the DM loss
-    adm_dt: float = 0.25  # ADM: PF-ODE step of the discriminated samples (in t units)
-    init_modes: tuple[int, ...] = (0,)  # modes the generator covers before distillation
+    gan_weight: float = 0.3  # DMD2: weight of the generator's GAN loss next to the DM loss (not the
+    # images' 5e-3, which sits next to a DM loss averaged over a whole latent; kept from the earlier set-up)
+    adm_dt: float = 0.25  # ADM: PF-ODE step of the discriminated samples, in t units (the paper's
+    # T/64 = 0.016 was also tried: at TTUR 1 it fails the same way, seed 0, 4,000 steps)
+    start: str = "teacher"  # teacher: generator = teacher's one-step denoiser; modes: covers init_modes
+    t_gen: float = 0.98  # start="teacher": the noise level of the generator's one-step denoiser
+    fake_from_teacher: bool = True  # fake score starts as the teacher (False: random MLP)
+    init_modes: tuple[int, ...] = (0,)  # start="modes": modes the generator covers before distillation
     init_steps: int = 400
     seed: int = 0
     width: int = 64
 
 
 def init_generator(cfg: Toy2DConfig) -> nn.Module:
-    """A one-step generator z -> x that already maps onto ``init_modes`` only (regression on a
-    fixed transport: z1's quantile picks the mode, z2 and z1 within the bin set the offset)."""
+    """The generator before distillation. start="teacher": the teacher's one-step denoiser (exact,
+    a blob at the data mean). start="modes": a one-step generator that already maps onto
+    ``init_modes`` only (regression on a fixed transport: z1's quantile picks the mode, z2 and z1
+    within the bin set the offset)."""
     torch.manual_seed(cfg.seed)
-    g = mlp(2, 2, cfg.width)
+    if cfg.start == "teacher":
+        return Generator(cfg.width, cfg.t_gen)
+    if cfg.start != "modes":
+        raise BenchkitError(f"toy2d: unknown start {cfg.start!r}; use teacher or modes")
+    g = Generator(cfg.width, None)
     opt = torch.optim.Adam(g.parameters(), lr=2e-3)
     modes = MODES[list(cfg.init_modes)].float()
     k = len(cfg.init_modes)
@@ -142,18 +190,21 @@ def init_generator(cfg: Toy2DConfig) -> nn.Module:
     return g
 
 
-def distill(cfg: Toy2DConfig) -> nn.Module:
-    """Train the one-step generator with the chosen method; returns the generator."""
-    if cfg.method not in ("dmd", "dmd2", "adm"):
+def distill(cfg: Toy2DConfig, monitor=None) -> nn.Module:
+    """Train the one-step generator with the chosen method; returns the generator.
+    ``monitor(step, generator)``, if given, is called after every generator update."""
+    if cfg.method not in METHODS:
         raise BenchkitError(f"toy2d: unknown method {cfg.method!r}; use dmd, dmd2 or adm")
     g = init_generator(cfg)
     torch.manual_seed(cfg.seed + 2)
-    fake = ScoreNet(cfg.width)
+    fake = ScoreNet(cfg.width, cfg.fake_from_teacher)
     disc = Discriminator(cfg.width)
     gen = torch.Generator().manual_seed(cfg.seed + 3)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(0.0, 0.99))
-    opt_f = torch.optim.Adam(fake.parameters(), lr=cfg.lr_critic, betas=(0.0, 0.99))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_critic, betas=(0.0, 0.99))
+    lr_c = cfg.lr_g if cfg.lr_critic is None else cfg.lr_critic
+    ttur = PAPER_TTUR[cfg.method] if cfg.ttur is None else cfg.ttur
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_f = torch.optim.Adam(fake.parameters(), lr=lr_c, betas=cfg.betas)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr_c, betas=cfg.betas)
     B = cfg.batch
 
     def t_range(n, lo=cfg.min_t, hi=cfg.max_t):
@@ -162,16 +213,6 @@ def distill(cfg: Toy2DConfig) -> nn.Module:
     def noised(x0, t):
         a, s = alpha_sigma(t)
         return a * x0 + s * torch.randn(x0.shape, generator=gen)
-
-    def fake_score_step():
-        with torch.no_grad():
-            x0 = g(torch.randn(B, 2, generator=gen))
-        t = torch.rand(B, generator=gen) * 0.999 + 0.0005
-        loss = nn.functional.mse_loss(fake(noised(x0, t), t), x0)
-        opt_f.zero_grad()
-        loss.backward()
-        opt_f.step()
-        return x0
 
     def adm_pair(x0_hat, grad_fake: bool):
         t = t_range(len(x0_hat), cfg.min_t + cfg.adm_dt)
@@ -182,28 +223,14 @@ def distill(cfg: Toy2DConfig) -> nn.Module:
             x_fake = ddim_move(x_t, fake(x_t, t), t, t - cfg.adm_dt)
         return x_real, x_fake, t - cfg.adm_dt
 
-    for _ in range(cfg.steps):
-        # critic turn(s): the fake score tracks the generator; the discriminator learns
-        for _ in range(cfg.ttur):
-            x0 = fake_score_step()
-            if cfg.method == "dmd2":  # DMD2: diffusion-GAN classifier, real vs generated, both noised
-                real = data_samples(B, gen)
-                t_g = torch.rand(B, generator=gen)
-                loss_d = nonsat_d(disc(noised(real, t_g), t_g), disc(noised(x0, t_g), t_g))
-            elif cfg.method == "adm":  # ADM: hinge D on teacher vs fake-score ODE steps from the same x_t
-                x_real, x_fake, t_d = adm_pair(x0, grad_fake=False)
-                loss_d = hinge_d(disc(x_real, t_d), disc(x_fake, t_d))
-            else:
-                continue
-            opt_d.zero_grad()
-            loss_d.backward()
-            opt_d.step()
-        # generator turn (critics frozen: only opt_g steps, their grads are cleared before use)
+    def generator_step():
         x0_hat = g(torch.randn(B, 2, generator=gen))
         if cfg.method in ("dmd", "dmd2"):
             t = t_range(B)
             x_t = noised(x0_hat.detach(), t)
-            loss = dm_loss(x0_hat, teacher_x0(x_t, t), fake(x_t, t).detach())
+            with torch.no_grad():
+                p_fake = fake(x_t, t)
+            loss = dm_loss(x0_hat, teacher_x0(x_t, t), p_fake)
             if cfg.method == "dmd2":
                 t_g = torch.rand(B, generator=gen)
                 loss = loss + cfg.gan_weight * nn.functional.softplus(-disc(noised(x0_hat, t_g), t_g)).mean()
@@ -212,7 +239,37 @@ def distill(cfg: Toy2DConfig) -> nn.Module:
             loss = -disc(x_fake, t_d).mean()
         opt_g.zero_grad()
         loss.backward()
-        opt_g.step()
+        opt_g.step()  # only the generator steps; critic grads from this loss are cleared before use
+
+    def critic_step():
+        with torch.no_grad():
+            x0 = g(torch.randn(B, 2, generator=gen))
+        t = torch.rand(B, generator=gen) * 0.999 + 0.0005
+        loss_f = nn.functional.mse_loss(fake(noised(x0, t), t), x0)
+        opt_f.zero_grad()
+        loss_f.backward()
+        opt_f.step()
+        if cfg.method == "dmd2":  # diffusion-GAN classifier, real vs generated, both noised
+            real = data_samples(B, gen)
+            t_g = torch.rand(B, generator=gen)
+            loss_d = nonsat_d(disc(noised(real, t_g), t_g), disc(noised(x0, t_g), t_g))
+        elif cfg.method == "adm":  # hinge D on teacher vs fake-score ODE steps from the same x_t
+            x_real, x_fake, t_d = adm_pair(x0, grad_fake=False)
+            loss_d = hinge_d(disc(x_real, t_d), disc(x_fake, t_d))
+        else:
+            return
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+
+    for step in range(cfg.steps * ttur):
+        # DMD2's loop: the generator steps on every ttur-th iteration, before the critics,
+        # which step on every iteration
+        if step % ttur == 0:
+            generator_step()
+            if monitor is not None:
+                monitor(step // ttur + 1, g)
+        critic_step()
     return g
 
 

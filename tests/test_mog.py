@@ -1,19 +1,24 @@
-"""2-D mixture of Gaussians (8 modes on a circle, closed-form teacher): mode coverage of
-one-step DMD (DM loss only), DMD2 (DM + GAN on real data, TTUR) and ADM students.
+"""2-D mixture of Gaussians (8 modes on a circle, closed-form teacher): mode coverage of one-step
+DMD, DMD2 and ADM students set up as the papers do (distillers/toy2d.py): generator and fake score
+start as the teacher, equal learning rates, DM noise t ~ U[0.02, 0.98].
 
-Issue 6 asks for "DMD without regulariser drops modes; DMD2 and ADM cover all modes". That
-was NOT reproduced: in 2-D, with the exact teacher, a tracking fake score and DM noise levels
-spread over [0.02, 0.98], plain DMD also spreads from one mode to all 8 (the high-noise DM
-gradient sees every mode). This test pins what we measured: all three students leave the
-one-mode start and cover the mixture, so a sign or scaling error in the shared loss code
-(dm_loss, hinge_d, nonsat_d) or the ODE step fails it.
+What we measured over 5 seeds (benchmarks/mog_modes.py, README "2-D mixture of Gaussians"): plain
+DMD at the original 1:1 fake-score:generator ratio does not settle on the mixture (it hits 0-4
+modes after 1,000 generator steps and 1-5 after 4,000, energy distance 0.1-0.3); the same DM loss
+with DMD2's 5:1 TTUR, and DMD2 (TTUR + GAN), cover all 8 modes. So the issue's "DMD without
+regulariser drops modes" is reproduced here as DMD2 explains it (a fake score that does not track
+the generator), not as a stable collapse onto a subset of modes. One-step ADM from the teacher at
+its paper's TTUR 1 does not reach the modes (the paper pre-trains one-step ADM with ADP first);
+with 5:1 it hits 5-8 of 8. These tests pin seed 0 of that sweep; a sign or scaling error in the
+shared loss code (dm_loss, nonsat_d) fails them.
 """
 
 from __future__ import annotations
 
 import torch
 
-from distillers.toy2d import Toy2DConfig, coverage, distill, init_generator, sample, teacher_x0, alpha_sigma, MODES, STD
+from distillers.toy2d import (MODES, STD, ScoreNet, Toy2DConfig, alpha_sigma, coverage, distill, init_generator,
+                              sample, teacher_x0)
 
 
 def test_teacher_posterior_mean_matches_tweedie_on_autograd_log_density():
@@ -30,20 +35,37 @@ def test_teacher_posterior_mean_matches_tweedie_on_autograd_log_density():
     torch.testing.assert_close(teacher_x0(x.detach(), t), tweedie.detach(), rtol=1e-8, atol=1e-8)
 
 
-def test_one_step_students_leave_a_one_mode_start_and_cover_all_modes():
+def test_students_start_as_the_teacher():
+    """The generator starts as the teacher's one-step denoiser at t=0.98: a blob at the data mean
+    that hits no mode; the fake score starts equal to the teacher, so the first DM gradient is 0."""
+    start = sample(init_generator(Toy2DConfig()))
+    hits, dist = coverage(start)
+    assert hits == 0 and dist > 0.9
+    assert start.norm(dim=1).max() < 0.5  # the modes sit at radius 2
+    gen = torch.Generator().manual_seed(1)
+    x, t = 2 * torch.randn(128, 2, generator=gen), torch.rand(128, generator=gen) * 0.96 + 0.02
+    torch.testing.assert_close(ScoreNet(64, from_teacher=True)(x, t), teacher_x0(x, t))
+
+
+def test_dmd_without_ttur_does_not_cover_the_mixture_where_ttur_and_dmd2_do():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         start = coverage(sample(init_generator(Toy2DConfig())))
-        results = {m: coverage(sample(distill(Toy2DConfig(method=m)))) for m in ("dmd", "dmd2", "adm")}
-        again = coverage(sample(distill(Toy2DConfig(method="dmd", steps=50))))
-        assert again == coverage(sample(distill(Toy2DConfig(method="dmd", steps=50))))  # deterministic
+        dmd = coverage(sample(distill(Toy2DConfig(method="dmd", steps=1000))))  # original DMD: 1:1
+        dmd_ttur = coverage(sample(distill(Toy2DConfig(method="dmd", ttur=5, steps=1000))))
+        dmd2 = coverage(sample(distill(Toy2DConfig(method="dmd2", steps=400))))  # TTUR 5:1 + GAN
+        adm = coverage(sample(distill(Toy2DConfig(method="adm", steps=400))))  # the ADM paper's TTUR 1
+        short = [sample(distill(Toy2DConfig(method="dmd2", steps=20))) for _ in range(2)]
     finally:
         torch.set_num_threads(threads)
-    print(f"\nstart: {start[0]}/8 modes, energy distance {start[1]:.4f}")
+    torch.testing.assert_close(short[0], short[1], rtol=0, atol=0)  # deterministic
+    results = {"start": start, "dmd 1:1": dmd, "dmd 5:1": dmd_ttur, "dmd2 5:1": dmd2, "adm 1:1": adm}
     for name, (hits, dist) in results.items():
-        print(f"{name}: {hits}/8 modes, energy distance {dist:.4f}")
-    assert start[0] == 1 and start[1] > 0.5  # the coverage metric sees a collapsed generator
-    for name, (hits, dist) in results.items():
-        assert hits == 8, name
-        assert dist < 0.1 * start[1], name
+        print(f"\n{name}: {hits}/8 modes, energy distance {dist:.4f}", end="")
+    assert dmd_ttur[0] == 8 and dmd_ttur[1] < 0.05
+    assert dmd2[0] == 8 and dmd2[1] < 0.05
+    assert dmd[0] < 8 and dmd[1] > 5 * max(dmd_ttur[1], dmd2[1])
+    # one-step ADM from the teacher at TTUR 1 (no ADP pre-training, which the ADM paper needs for
+    # one step) gets no closer to the data than its start in 400 steps (5 of 5 seeds)
+    assert adm[0] <= 1 and adm[1] > start[1]
