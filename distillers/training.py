@@ -435,6 +435,8 @@ class RankData:
         self.world = world
 
     def __getattr__(self, name: str):
+        if name == "inner":  # not set yet (copy/unpickle): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def _rows(self, value):

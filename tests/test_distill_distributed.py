@@ -1,7 +1,7 @@
 """`benchkit distill` on two CPU processes (torchrun, gloo) against one process with the same
 global batch: the same loss curve, one set of outputs, a student that loads, and a run stopped
-part-way on two ranks resumes. Plus, in-process: each rank's rows of the global draws, and the
-memory options (gradient checkpointing, a bf16 teacher)."""
+part-way on two ranks resumes. Plus, in-process: each rank's rows of the global draws, every
+method on two ranks run as two threads, and the memory options (gradient checkpointing, a bf16 teacher)."""
 
 from __future__ import annotations
 
@@ -189,3 +189,89 @@ def test_gradient_checkpointing_keeps_the_losses_and_a_bf16_teacher_runs(tmp_pat
     assert low[0]["loss_fake"] == pytest.approx(plain[0]["loss_fake"], rel=1e-6)
     with pytest.raises(BenchkitError, match="--teacher-dtype fp8"):
         _curve(tmp_path / "bad", teacher_dtype="fp8")
+
+
+class ThreadWorld(World):
+    """Two ranks as two threads of this process, with the collectives the trainer uses done
+    through shared slots: every method's data-parallel step checked without launching processes."""
+
+    def __init__(self, rank: int, shared: dict):
+        super().__init__(rank=rank, size=2)
+        self.shared = shared
+
+    def _exchange(self, value):
+        self.shared["slots"][self.rank] = value
+        self.shared["barrier"].wait()
+        both = list(self.shared["slots"])
+        self.shared["barrier"].wait()  # nobody writes the next value before both have read this one
+        return both
+
+    def average_(self, tensors, bucket_numel=0):
+        both = self._exchange([t.detach().clone() for t in tensors])
+        for t, a, b in zip(tensors, *both):
+            t.copy_((a + b) / 2)
+
+    def mean(self, values):
+        both = self._exchange(dict(values))
+        return {k: (both[0][k] + both[1][k]) / 2 for k in values}
+
+    def any(self, flag):
+        return any(self._exchange(bool(flag)))
+
+    def gather(self, obj):
+        return self._exchange(obj)
+
+    def barrier(self):
+        self._exchange(None)
+
+
+# Each method across the phases its loop test crosses, at a small lr (Adam's first steps are
+# sign-like, so at a large lr float noise in near-zero gradients shows up in later losses).
+# Tolerance: one process on 2 threads instead of 1 already moves ADM's small losses (loss_dm
+# ~3e-5, loss_g_adv ~1e-2) by up to 3.5e-4 relative; a missing gradient sync moved DMD2's by 4e-2.
+METHOD_RTOL = 1e-3
+PHASES = [
+    ("dmd2", {"student_steps": 4, "ttur": 2, "ode_pretrain_steps": 1}, 3),
+    ("hyper-sd", {"student_steps": 1, "stages": (2, 1), "grid_points": 10, "score_distill_fraction": 0.5}, 4),
+    ("adm", {"student_steps": 1, "adp_steps": 1, "dm_weight": 1.0}, 3),
+    ("lightning", {"student_steps": 1, "stages": (2, 1), "teacher_substeps": 2}, 5),
+]
+
+
+@pytest.mark.parametrize("method,overrides,steps", PHASES, ids=[p[0] for p in PHASES])
+def test_every_method_takes_the_one_process_steps_on_two_ranks(tmp_path, monkeypatch, method, overrides, steps):
+    import threading
+
+    cls = method_class(method)
+    if hasattr(cls, "enter_phase"):  # threads share torch's global RNG (processes do not): a phase change's
+        lock, enter = threading.Lock(), cls.enter_phase  # seeded head init must not interleave with the other rank's
+
+        def locked(self, phase):
+            with lock:
+                return enter(self, phase)
+        monkeypatch.setattr(cls, "enter_phase", locked)
+    cfg = cls.Config(**{"steps": steps, "batch_size": 4, "lr": 1e-5, "seed": 3, **overrides})
+    Trainer(cls(teacher(False), make_data(False), cfg), tmp_path / "one", checkpoint_every=0, show_progress=False).run()
+    shared = {"slots": [None, None], "barrier": threading.Barrier(2, timeout=120)}
+    ranks = [cls(teacher(False), make_data(False), cfg, world=ThreadWorld(r, shared)) for r in (0, 1)]
+    errors = []
+
+    def run(d):
+        try:
+            Trainer(d, tmp_path / "two", checkpoint_every=0, show_progress=False).run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below in the test's thread
+            errors.append(exc)
+            shared["barrier"].abort()
+
+    threads = [threading.Thread(target=run, args=(d,)) for d in ranks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    got, want = losses(tmp_path / "two"), losses(tmp_path / "one")
+    assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(1, steps + 1))
+    for g, w in zip(got, want):
+        assert g == pytest.approx(w, rel=METHOD_RTOL, abs=ATOL), g["step"]
+    a, b = ranks[0].student.model.state_dict(), ranks[1].student.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "the ranks' students drifted apart"
