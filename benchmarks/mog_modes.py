@@ -32,12 +32,13 @@ def main() -> None:
     ap.add_argument("--start", default="teacher", choices=("teacher", "modes"),
                     help="teacher: generator = the teacher's one-step denoiser; modes: covers --init-modes")
     ap.add_argument("--init-modes", default="0", help="start=modes: modes covered at the start, e.g. 0,1,2")
+    ap.add_argument("--lr", type=float, default=Toy2DConfig.lr_g, help="learning rate of generator and critics")
     ap.add_argument("--adm-dt", type=float, default=Toy2DConfig.adm_dt)
     ap.add_argument("--max-t", type=float, default=Toy2DConfig.max_t, help="highest noise level of the DM / ADM terms")
     args = ap.parse_args()
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
-    base = dict(steps=args.steps, ttur=args.ttur, start=args.start, adm_dt=args.adm_dt, max_t=args.max_t,
+    base = dict(steps=args.steps, lr_g=args.lr, ttur=args.ttur, start=args.start, adm_dt=args.adm_dt, max_t=args.max_t,
                 init_modes=tuple(int(m) for m in args.init_modes.split(",")))
     methods = ("start", *args.methods.split(","))
     with progress_bar() as bar:
