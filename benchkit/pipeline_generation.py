@@ -39,6 +39,27 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
     return out.movedim(1, -1).numpy()
 
 
+def _with_item_generators(scheduler, gens: list[torch.Generator]):
+    """Give the scheduler's ``step`` the per-item generators when the pipeline passes none.
+
+    SD3's pipeline calls ``scheduler.step(noise_pred, t, latents)`` without a generator, so a
+    stochastic flow sampler (FlowMatchEulerDiscreteScheduler with ``stochastic_sampling``, DMD2's
+    re-noising) would draw from the global RNG: images would depend on the batch and on whatever
+    ran before. Pipelines that pass their ``generator`` (SD1.5, SDXL) are left as they are.
+    """
+    step = scheduler.step
+    if "generator" not in inspect.signature(step).parameters:
+        return scheduler
+
+    def step_with_generators(*args, **kwargs):
+        if kwargs.get("generator") is None:
+            kwargs["generator"] = gens
+        return step(*args, **kwargs)
+
+    scheduler.step = step_with_generators
+    return scheduler
+
+
 class PipelineGenerator:
     """A loaded diffusers-family model plus a recipe; ``generate(items)`` returns uint8 images.
 
@@ -89,9 +110,17 @@ class PipelineGenerator:
         r = self.recipe
         if r.timesteps is not None:
             if "timesteps" not in self.call_params:
-                raise BenchkitError(f"recipe.timesteps: {type(self.pipe).__name__} takes no explicit timesteps; give recipe.steps")
+                alternative = "recipe.sigmas (flow models)" if "sigmas" in self.call_params else "recipe.steps"
+                raise BenchkitError(f"recipe.timesteps: {type(self.pipe).__name__} takes no explicit timesteps; give {alternative}")
             if "timesteps" not in inspect.signature(scheduler.set_timesteps).parameters:
                 raise BenchkitError(f"recipe.timesteps: {type(scheduler).__name__} does not accept explicit timesteps; use LCMScheduler, TCDScheduler or EulerDiscreteScheduler")
+        if r.sigmas is not None:
+            if "sigmas" not in self.call_params:
+                raise BenchkitError(f"recipe.sigmas: {type(self.pipe).__name__} takes no explicit sigmas; give recipe.timesteps or recipe.steps")
+            if "sigmas" not in inspect.signature(scheduler.set_timesteps).parameters:
+                raise BenchkitError(f"recipe.sigmas: {type(scheduler).__name__} does not accept explicit sigmas; use FlowMatchEulerDiscreteScheduler for flow models")
+            if "FlowMatch" in type(scheduler).__name__ and max(r.sigmas) > 1.0:
+                raise BenchkitError(f"recipe.sigmas: flow-matching sigmas lie in (0, 1], got {list(r.sigmas)}")
         step_params = inspect.signature(scheduler.step).parameters
         if r.eta is not None and ("eta" not in step_params or "eta" not in self.call_params):
             raise BenchkitError(f"recipe.eta: {type(scheduler).__name__} with {type(self.pipe).__name__} takes no eta; remove it from the recipe")
@@ -123,8 +152,8 @@ class PipelineGenerator:
     def generate(self, items: Sequence[Item]) -> list[np.ndarray]:
         m, r, pipe = self.model, self.recipe, self.pipe
         scheduler = make_scheduler(r, m.scheduler_config)
-        pipe.scheduler = scheduler
         noise, gens = self.initial_noise(items)
+        pipe.scheduler = _with_item_generators(scheduler, gens)
         kwargs: dict[str, Any] = {
             "prompt": [it.prompt for it in items],
             "height": self.height,
@@ -136,6 +165,8 @@ class PipelineGenerator:
         }
         if r.timesteps is not None:
             kwargs["timesteps"] = list(r.timesteps)
+        elif r.sigmas is not None:
+            kwargs["sigmas"] = list(r.sigmas)
         else:
             kwargs["num_inference_steps"] = r.steps
         eta = self._eta(scheduler)
@@ -159,6 +190,7 @@ class PipelineGenerator:
             "scheduler": type(pipe.scheduler).__name__,
             "scheduler_config": dict(pipe.scheduler.config),
             "scheduler_timesteps": [float(t) for t in pipe.scheduler.timesteps],
+            "scheduler_sigmas": [float(s) for s in pipe.scheduler.sigmas] if hasattr(pipe.scheduler, "sigmas") else None,
             "denoiser_timesteps": list(self.timer.timesteps),
             "guidance_scale": float(pipe.guidance_scale),
             # measured: the denoiser saw a conditional and an unconditional row per item

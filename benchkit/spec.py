@@ -43,12 +43,19 @@ FAMILIES = ("sd15", "sdxl", "sd3", "cogvideox")
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to sample: scheduler and its kwargs, steps or explicit timesteps, guidance, size."""
+    """How to sample: scheduler and its kwargs, steps or explicit timesteps/sigmas, guidance, size.
+
+    ``sigmas`` is the pipeline's ``sigmas`` argument, for flow-matching models: explicit
+    ``timesteps`` would reach an SD3 transformer as given, unshifted, while the scheduler steps on
+    shifted sigmas. FlowMatchEulerDiscreteScheduler still shifts the sigmas it is given, so a recipe
+    that means these exact sigmas sets ``scheduler_kwargs.shift = 1.0`` (as distilled students do).
+    """
 
     scheduler: str = "DDIMScheduler"
     scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
     steps: int = 50
     timesteps: tuple[int, ...] | None = None
+    sigmas: tuple[float, ...] | None = None  # flow models: the sigmas to step on (first is where sampling starts)
     guidance_scale: float = 1.0
     eta: float | None = None
     height: int | None = None
@@ -73,6 +80,10 @@ class Recipe:
             parts.append(f"predicts {self.scheduler_kwargs['prediction_type']}")
         if self.timesteps:
             parts.append("t=" + ",".join(map(str, self.timesteps)))
+        if self.sigmas:
+            parts.append("sigma=" + ",".join(f"{s:.4g}" for s in self.sigmas))
+        if self.scheduler_kwargs.get("stochastic_sampling"):
+            parts.append("stochastic")
         if self.uses_cfg:
             parts.append(f"cfg {self.guidance_scale:g}")
         if self.eta is not None:
@@ -107,8 +118,9 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["recipe"]["scheduler"] = self.recipe.scheduler_class
-        if d["recipe"]["timesteps"] is not None:
-            d["recipe"]["timesteps"] = list(d["recipe"]["timesteps"])
+        for key in ("timesteps", "sigmas"):
+            if d["recipe"][key] is not None:
+                d["recipe"][key] = list(d["recipe"][key])
         return d
 
     def identity(self) -> dict[str, Any]:
@@ -123,7 +135,7 @@ class ModelSpec:
         for k, default in _LATER_SPEC_DEFAULTS.items():
             if d.get(k) == default:
                 d.pop(k)
-        for k in ("num_frames", "fps"):
+        for k in ("num_frames", "fps", "sigmas"):
             if d["recipe"].get(k) is None:
                 d["recipe"].pop(k)
         return d
@@ -159,6 +171,7 @@ _RECIPE_TYPES: dict[str, tuple[type, ...]] = {
     "scheduler_kwargs": (dict,),
     "steps": (int,),
     "timesteps": (list, tuple, type(None)),
+    "sigmas": (list, tuple, type(None)),
     "guidance_scale": (int, float),
     "eta": (int, float, type(None)),
     "height": (int, type(None)),
@@ -185,6 +198,16 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
         if not timesteps or not all(isinstance(t, int) and not isinstance(t, bool) for t in timesteps):
             raise BenchkitError(f"{source}: field 'recipe.timesteps' must be a non-empty list of integers")
         raw = {**raw, "timesteps": tuple(timesteps), "steps": len(timesteps)}
+    sigmas = raw.get("sigmas")
+    if sigmas is not None:
+        numbers = [s for s in sigmas if isinstance(s, (int, float)) and not isinstance(s, bool)]
+        if not sigmas or len(numbers) != len(sigmas) or not all(s > 0 for s in numbers):
+            raise BenchkitError(f"{source}: field 'recipe.sigmas' must be a non-empty list of positive numbers, got {sigmas!r}")
+        if any(b >= a for a, b in zip(numbers, numbers[1:])):
+            raise BenchkitError(f"{source}: field 'recipe.sigmas' must decrease (sampling goes from noise to data), got {sigmas!r}")
+        if timesteps is not None:
+            raise BenchkitError(f"{source}: give recipe.timesteps or recipe.sigmas, not both (flow models take sigmas)")
+        raw = {**raw, "sigmas": tuple(float(s) for s in numbers), "steps": len(numbers)}
     if "guidance_scale" in raw:
         raw = {**raw, "guidance_scale": float(raw["guidance_scale"])}
     return Recipe(**raw)

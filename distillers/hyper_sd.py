@@ -22,6 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from distillers.flow_recipe import flow_recipe, is_flow
 from distillers.heads import FeatureDiscriminator, feature_modules
 from distillers.training import EMA, CommonConfig, Distiller, dm_loss, finite_logs, hinge_d, trailing_timesteps, trainable_copy
 
@@ -116,6 +117,8 @@ class HyperSD(Distiller):
         return trailing_timesteps(self.cfg.student_steps, self.T, first=first)
 
     def recipe(self) -> dict[str, Any]:
+        if is_flow(self.teacher.schedule):  # TSCD's deterministic segments: flow Euler on the student's sigmas
+            return flow_recipe(self.teacher.schedule, self.sampler_timesteps(), stochastic=False)
         if self.cfg.student_steps == 1:
             return {"scheduler": "LCMScheduler", "timesteps": self.sampler_timesteps(), "guidance_scale": 1.0}
         return {"scheduler": "DDIMScheduler", "scheduler_kwargs": {"timestep_spacing": "trailing"},

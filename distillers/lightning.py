@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchkit.errors import BenchkitError
 from distillers.adapter import trainable_copy
+from distillers.flow_recipe import flow_recipe, is_flow
 from distillers.heads import FeatureDiscriminator, feature_modules
 from distillers.training import CommonConfig, Distiller, finite_logs, nonsat_d, trailing_timesteps
 
@@ -114,6 +116,12 @@ class Lightning(Distiller):
         return self.phase[0] if self.phase else self.cfg.student_steps
 
     def recipe(self) -> dict[str, Any]:
+        if is_flow(self.teacher.schedule):
+            if self.cfg.student_steps == 1 and self.cfg.x0_conversion_fraction > 0:
+                raise BenchkitError("lightning: a 1-step student of a flow teacher converted to x0 prediction cannot be "
+                                    "sampled by FlowMatchEulerDiscreteScheduler (it reads velocity); pass "
+                                    "--set x0_conversion_fraction=0 (x0 = x - sigma * v needs no conversion)")
+            return flow_recipe(self.teacher.schedule, trailing_timesteps(self.cfg.student_steps, self.T), stochastic=False)
         kwargs: dict[str, Any] = {"timestep_spacing": "trailing"}
         if self.student.prediction_type == "sample":  # the converted one-step model
             kwargs["prediction_type"] = "sample"

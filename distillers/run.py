@@ -78,9 +78,6 @@ def load_teacher(spec_name: str, device: torch.device, pairs_path: Path | None =
         from distillers.prompt_encoding import teacher_text
 
         text = teacher_text(model, device)  # SD1.5 / SDXL / SD3 conditioning, as the family's pipeline builds it
-        if model.family == "sd3":  # training works (tests/test_distill_loops.py); the export below does not yet
-            raise BenchkitError(f"{spec_name}: `benchkit distill` cannot export SD3 students yet (write_student saves a UNet and "
-                                "the methods' recipes are DDPM schedulers); `benchkit pairs` works for SD3 teachers")
         if pairs is None:
             raise BenchkitError(f"{spec_name}: give --pairs FILE (from `benchkit pairs --teacher {spec_name}`): its prompts are the training prompts and its samples the real data")
         if tuple(pairs.x0.shape[1:]) != text.shape:
@@ -112,7 +109,12 @@ def init_weights(spec_name: str, teacher_unet) -> dict[str, torch.Tensor]:
 
 def write_student(out_dir: Path, teacher_path: Path, denoiser: Denoiser, recipe: dict[str, Any], name: str,
                   description: str, half: bool = False) -> Path:
-    """Write ``model/`` (teacher components + student UNet) and ``spec.toml``; returns spec.toml."""
+    """Write ``model/`` (teacher components + student denoiser) and ``spec.toml``; returns spec.toml.
+
+    The student replaces the teacher's denoiser folder, ``unet/`` or SD3's ``transformer/`` (as
+    model_index.json names it), so the folder loads with the teacher's pipeline class and runs the
+    student; the teacher's denoiser is not copied.
+    """
     from distillers.training import merged_copy
 
     out_dir = Path(out_dir)
@@ -122,8 +124,11 @@ def write_student(out_dir: Path, teacher_path: Path, denoiser: Denoiser, recipe:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     index = json.loads((teacher_path / "model_index.json").read_text())
+    denoiser_folder = "unet" if "unet" in index else "transformer"
+    if denoiser_folder not in index:
+        raise BenchkitError(f"{teacher_path}/model_index.json names neither a unet nor a transformer; cannot place the student")
     for entry in sorted(teacher_path.iterdir()):
-        if entry.name == "unet" or entry.name == "training.json":
+        if entry.name == denoiser_folder or entry.name == "training.json":
             continue
         if entry.is_dir():
             shutil.copytree(entry, tmp / entry.name)
@@ -132,8 +137,8 @@ def write_student(out_dir: Path, teacher_path: Path, denoiser: Denoiser, recipe:
     student = merged_copy(denoiser.model)
     if half:  # halves the shipped size; loading casts back to the requested dtype
         student = student.to(torch.float16)
-    student.save_pretrained(tmp / "unet", safe_serialization=True)
-    if denoiser.prediction_type == "sample":
+    student.save_pretrained(tmp / denoiser_folder, safe_serialization=True)
+    if denoiser.prediction_type == "sample" and denoiser.schedule.kind != "flow":  # flow schedulers read velocity only
         sched_file = tmp / "scheduler" / "scheduler_config.json"
         sched = json.loads(sched_file.read_text())
         sched["prediction_type"] = "sample"
@@ -181,6 +186,7 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
     if world.is_main:  # rank 0 writes everything: log, checkpoints, student, distill.json
         out_dir.mkdir(parents=True, exist_ok=True)
     distiller = cls(teacher, data, config, world=world)
+    distiller.recipe()  # a student the recipe could not sample (e.g. x0 prediction on a flow teacher) fails before training
     if init:
         distiller.init_student(init_weights(init, model.unet))
     evaluator = None

@@ -203,11 +203,77 @@ def test_sd3_pairs_are_the_pipelines_own_flow_euler_samples(cli, teachers, tmp_p
     assert torch.allclose(pairs.x0, theirs, atol=1e-4), (pairs.x0 - theirs).abs().max()
 
 
-def test_sd3_distill_says_in_one_line_that_export_is_not_there_yet(cli, teachers, tmp_path):
-    code, _, err = cli("distill", "--method", "dmd2", "--teacher", str(teachers["sd3_spec"]), "--steps", "1", "--device", "cpu",
-                       "-q", "--out", str(tmp_path / "x"))
-    assert code == 2 and "cannot export SD3 students yet" in err and "Traceback" not in err
-    assert not (tmp_path / "x" / "spec.toml").exists()
+@pytest.fixture(scope="module")
+def sd3_pairs(teachers, tmp_path_factory):
+    """`benchkit pairs` on the SD3-like teacher: 2 flow Euler steps with CFG 3."""
+    from benchkit.cli import main
+
+    path = tmp_path_factory.mktemp("sd3-pairs") / "pairs.safetensors"
+    with pytest.raises(SystemExit) as exc:
+        main(["pairs", "--teacher", str(teachers["sd3_spec"]), "--prompts", str(teachers["prompts"]), "--count", "4",
+              "--steps", "2", "--guidance", "3", "--device", "cpu", "-q", "--out", str(path)])
+        raise SystemExit(0)
+    assert exc.value.code == 0
+    return path
+
+
+def test_sd3_distill_exports_a_transformer_student_that_eval_runs_on_its_sigmas(cli, teachers, sd3_pairs, tmp_path):
+    """DMD2 (2 steps) on the SD3-like teacher: the student lands in ``transformer/`` (float16 with
+    --half) beside the teacher's other components, its recipe is flow Euler with re-noising on the
+    student's training sigmas, and `benchkit eval` runs that transformer (not the teacher's) on them."""
+    import hashlib
+
+    from safetensors import safe_open
+
+    out = tmp_path / "student"
+    code, _, err = cli("distill", "--method", "dmd2", "--teacher", str(teachers["sd3_spec"]), "--pairs", str(sd3_pairs),
+                       "--steps", "2", "--student-steps", "2", "--batch-size", "2", "--set", "ttur=1", "--set", "guidance=3",
+                       "--set", "lr=1e-3", "--half", "--device", "cpu", "-q", "--out", str(out))
+    assert code == 0, err
+    record = json.loads((out / "distill.json").read_text())
+    assert record["method"] == "dmd2" and record["teacher"]["name"] == "tiny-sd3"
+    losses = record["last_losses"]
+    assert {"loss_dm", "loss_fake"} <= set(losses)
+    assert all(isinstance(v, float) and v == v and abs(v) != float("inf") for v in losses.values()), losses
+    spec = tomllib.loads((out / "spec.toml").read_text())
+    # trailing grid t = 999, 499 -> s = 1.0, 0.5 -> the teacher's shift-3 sigmas 1.0, 0.75, pinned with shift = 1
+    assert spec["recipe"] == {"scheduler": "FlowMatchEulerDiscreteScheduler", "guidance_scale": 1.0, "sigmas": [1.0, 0.75],
+                              "scheduler_kwargs": {"shift": 1.0, "stochastic_sampling": True}}
+    model_dir = out / "model"
+    index = json.loads((model_dir / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusion3Pipeline" and "transformer" in index and "unet" not in index
+    assert not (model_dir / "unet").exists()
+    student_file = model_dir / "transformer" / "diffusion_pytorch_model.safetensors"
+    teacher_file = teachers["sd3"] / "transformer" / "diffusion_pytorch_model.safetensors"
+    with safe_open(str(student_file), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+
+    code, _, err = cli("eval", "-m", str(out / "spec.toml"), "--prompts", str(teachers["prompts"]), "--seeds", "0",
+                       "--limit", "2", "--metrics", "latency", "--warmup", "0", "--device", "cpu", "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    model = manifest["model"]
+    assert model["family"] == "sd3" and model["scheduler"]["class"] == "FlowMatchEulerDiscreteScheduler"
+    assert model["scheduler"]["config"]["shift"] == 1.0
+    assert manifest["spec"]["recipe"]["sigmas"] == [1.0, 0.75]
+    # the eval hashed (and so loaded) the student's transformer file; the text encoders are the teacher's
+    files = model["files"]
+    assert files["transformer/diffusion_pytorch_model.safetensors"] == sha(student_file) != sha(teacher_file)
+    assert files["text_encoder/model.safetensors"] == sha(teachers["sd3"] / "text_encoder" / "model.safetensors")
+    assert model["weights_sha256"] != record["teacher_weights_sha256"]
+    assert model["unet_calls_per_image"] == 2  # two student steps, guidance 1
+    records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    assert records[0]["stages"]["timesteps"] == pytest.approx([1000.0, 750.0], abs=1e-3)  # sigma * 1000, as in training
+    assert records[0]["stages"]["denoiser_rows_per_item"] == 2
+
+
+def test_lightning_one_step_x0_student_of_sd3_is_refused_before_training(cli, teachers, sd3_pairs, tmp_path):
+    code, _, err = cli("distill", "--method", "lightning", "--teacher", str(teachers["sd3_spec"]), "--pairs", str(sd3_pairs),
+                       "--steps", "2", "--student-steps", "1", "--device", "cpu", "-q", "--out", str(tmp_path / "x"))
+    assert code == 2 and "x0_conversion_fraction=0" in err and "Traceback" not in err
+    assert not (tmp_path / "x" / "checkpoints").exists() and not (tmp_path / "x" / "spec.toml").exists()
 
 
 def test_pairs_of_another_shape_are_refused_in_one_line(cli, teachers, tmp_path):

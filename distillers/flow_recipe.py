@@ -1,0 +1,42 @@
+"""The sampling recipe of a student distilled from a flow-matching (SD3-like) teacher.
+
+A student is trained at grid timesteps t of the internal [0, T) time, which a flow teacher
+reads as the shifted sigma(t) (``distillers.adapter.NoiseSchedule.flow``). Its recipe must put
+the sampler on exactly those sigmas: explicit ``timesteps`` would reach the transformer as given
+while the scheduler steps on other sigmas, and FlowMatchEulerDiscreteScheduler shifts any
+``sigmas`` it is given by its config's ``shift``. So the recipe lists sigma(t) themselves and
+pins ``shift = 1.0``; the scheduler then calls the transformer at sigma * 1000, as in training.
+
+Deterministic students (Hyper-SD's TSCD segments, Lightning) step with flow Euler, x' = x +
+(sigma' - sigma) * v, which is the DDIM move the distillers train with. Students sampled by
+re-noising (DMD2 and ADM backward simulation) use ``stochastic_sampling = True``: diffusers 0.42
+then steps x0 = x - sigma * v, x' = (1 - sigma') * x0 + sigma' * fresh noise, the flow form of
+LCMScheduler's step that their SDXL recipes use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distillers.adapter import NoiseSchedule
+
+FLOW_SCHEDULER = "FlowMatchEulerDiscreteScheduler"
+
+
+def is_flow(schedule: NoiseSchedule) -> bool:
+    return schedule.kind == "flow"
+
+
+def student_sigmas(schedule: NoiseSchedule, timesteps: list[int]) -> list[float]:
+    """sigma(t) at each grid timestep, as the student saw them in training (float64)."""
+    return [float(schedule.sigma(float(t))) for t in timesteps]
+
+
+def flow_recipe(schedule: NoiseSchedule, timesteps: list[int], stochastic: bool) -> dict[str, Any]:
+    """FlowMatchEulerDiscreteScheduler on the student's exact sigmas; ``stochastic``: re-noise between
+    steps (only meaningful with more than one step, so a 1-step recipe stays deterministic)."""
+    kwargs: dict[str, Any] = {"shift": 1.0}
+    if stochastic and len(timesteps) > 1:
+        kwargs["stochastic_sampling"] = True
+    return {"scheduler": FLOW_SCHEDULER, "scheduler_kwargs": kwargs, "sigmas": student_sigmas(schedule, timesteps),
+            "guidance_scale": 1.0}
