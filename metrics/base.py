@@ -75,9 +75,10 @@ class Metric:
         """The running state that crosses processes (sums, moments, per-item values).
 
         Models, extractors and the context stay behind: a rank rebuilds a metric from its own
-        copy and loads another rank's state into it before ``merge``.
+        copy and loads another rank's state into it before ``merge``. A snapshot (deep copy):
+        a later ``update`` or ``merge`` must not change a state already taken.
         """
-        return {k: v for k, v in vars(self).items() if isinstance(v, _STATE_TYPES)}
+        return copy.deepcopy({k: v for k, v in vars(self).items() if isinstance(v, _STATE_TYPES)})
 
     def with_state(self, state: dict[str, Any]) -> "Metric":
         """A shallow copy of this metric (same models) holding ``state``, ready to be merged."""
