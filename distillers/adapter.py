@@ -217,6 +217,8 @@ class Prediction:
 
 def model_family(model) -> str:
     name = type(model).__name__
+    if name.startswith("FSDP"):  # FSDP2's fully_shard subclasses the module's class as FSDP<name>
+        name = next((c.__name__ for c in type(model).__mro__ if c.__name__ == name[4:]), name)
     if name == "UNet2DConditionModel":
         return "unet"
     if name in ("SD3Transformer2DModel",):

@@ -15,6 +15,13 @@ generator, exactly as one process would, and keeps the rows ``[rank::size]`` (``
 / ``randint`` / ``rand`` and ``RankData``); gradients are averaged over the ranks before every
 optimizer step, so an update equals the one-process update on the same global batch up to
 float summation order. Only rank 0 writes checkpoints, logs and outputs.
+
+``fsdp=True`` (``--fsdp``, two or more processes) also shards the networks that are copies of the
+teacher and trained (student, fake score, discriminator backbone) with FSDP2 ``fully_shard``, one
+unit per UNet block plus the root; every copy (EMA, fake score init) is taken before sharding, the
+EMA is sharded the same way and updated shard by shard, FSDP reduce-scatters the sharded gradients
+(the small heads stay replicated and are all-reduced as before), and checkpoints hold full,
+unsharded state, so a checkpoint is the same file with or without FSDP.
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ class CommonConfig:
     # diffusers networks in the backward pass; keep the frozen teacher in bf16/fp16.
     gradient_checkpointing: bool = False
     teacher_dtype: str = "fp32"  # fp32 | bf16 | fp16
+    # Shard the trained teacher copies over the processes (FSDP2) instead of replicating them.
+    fsdp: bool = False
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any], source: str = "--set"):
@@ -111,7 +120,10 @@ def _coerce(raw: Any, default: Any, where: str) -> Any:
 
 
 # Config fields that say how to run, not what is trained: a resume may change them.
-RUN_ONLY_FIELDS = ("steps", "gradient_checkpointing", "teacher_dtype")
+RUN_ONLY_FIELDS = ("steps", "gradient_checkpointing", "teacher_dtype", "fsdp")
+# Methods whose networks are all built at construction (so every copy is taken before sharding).
+# Lightning copies the student at a phase change, after sharding; Hyper-SD is untested under FSDP.
+FSDP_METHODS = ("dmd2", "adm")
 TEACHER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -134,8 +146,13 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        from torch.distributed.tensor import DTensor
+
         for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach().to(e.dtype), 1 - self.decay)
+            if isinstance(e, DTensor):  # sharded like the student: each rank averages its own shard
+                e.to_local().lerp_(p.detach().to_local().to(e.dtype), 1 - self.decay)
+            else:
+                e.lerp_(p.detach().to(e.dtype), 1 - self.decay)
 
     def state_dict(self):
         return self.model.state_dict()
@@ -214,6 +231,108 @@ class Distiller:
         self.teacher.model.to(TEACHER_DTYPES[config.teacher_dtype])
         if config.gradient_checkpointing:
             self.enable_gradient_checkpointing()
+        self.sharding: dict[str, list[str]] = {}  # network -> its FSDP units; empty without --fsdp
+        self._export_model: nn.Module | None = None
+        if config.fsdp:
+            self.shard_networks()
+
+    # ----- FSDP
+    def shard_networks(self) -> None:
+        """FSDP2 on every trained copy of the teacher (and the EMA), after all copies were taken;
+        the optimizers are rebuilt on the sharded parameters (same order, so the same state layout)."""
+        from torch.distributed.device_mesh import init_device_mesh
+
+        if not self.world.distributed:
+            raise BenchkitError("--fsdp shards networks over processes: launch with torchrun --nproc-per-node N (N >= 2), or drop --fsdp")
+        if self.global_cfg.lora:
+            raise BenchkitError("--fsdp with --lora is not supported (the LoRA is small: train it data-parallel without --fsdp)")
+        if self.name not in FSDP_METHODS:
+            raise BenchkitError(f"--fsdp is supported for {', '.join(FSDP_METHODS)}, not {self.name} (it copies networks after "
+                                "sharding); run it data-parallel without --fsdp")
+        self.check_networks_agree()  # sharding keeps each rank's slice of its own copy: they must be equal first
+        mesh = init_device_mesh(self.device.type, (self.world.size,))
+        teacher_type = type(self.teacher.model)
+        for key, net in self.nets.items():
+            if isinstance(net, teacher_type) and any(p.requires_grad for p in net.parameters()):
+                self.sharding[key] = shard_network(net, mesh)
+        if self.ema is not None:
+            self.sharding["ema"] = shard_network(self.ema.model, mesh)
+        for name, (modules, lr, betas, weight_decay) in list(self._opt_args.items()):
+            self.add_optimizer(name, modules, lr, betas, weight_decay)
+
+    def check_networks_agree(self, skip: tuple[str, ...] = ()) -> None:
+        """Every rank must start from the same weights (the same checkpoint or the same seeded init);
+        a cheap fingerprint per network, compared across ranks, says so."""
+        if not self.world.distributed:
+            return
+        prints = {}
+        with torch.no_grad():
+            for key, net in self.nets.items():
+                if key not in skip:
+                    params = [p.detach().double() for p in net.parameters()]
+                    prints[key] = [float(sum(p.sum() for p in params)), float(sum(p.abs().sum() for p in params))]
+        gathered = self.world.gather(prints)
+        if any(g != gathered[0] for g in gathered):
+            raise BenchkitError(f"the {self.world.size} processes built different networks "
+                                f"({', '.join(k for k in prints if any(g[k] != gathered[0][k] for g in gathered))}); "
+                                "check that every rank sees the same teacher, --init and checkpoint")
+
+    def fsdp_record(self) -> dict[str, Any]:
+        """What distill.json records about sharding."""
+        if not self.sharding:
+            return {"fsdp": False}
+        return {"fsdp": True,
+                "gradient_sync": "FSDP reduce-scatter (mean) for the sharded networks, all-reduce mean for the rest",
+                "sharding": {"api": "torch.distributed.fsdp.fully_shard (FSDP2)", "mesh": [self.world.size],
+                             "units": self.sharding}}
+
+    def _full_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """A sharded model's full state on rank 0 (collective: every rank calls it; the others get {})."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def _load_full_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """Rank 0's full state, broadcast and sharded into ``model`` (collective)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(model, state if self.world.is_main else {},
+                             options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+
+    def _optimizer_state(self, opt) -> dict[str, Any]:
+        """The optimizer's state_dict with every sharded tensor gathered whole (collective), so the
+        file has the layout a one-process run writes; torch.distributed.checkpoint's
+        get_optimizer_state_dict keys by parameter name instead, which a plain optimizer cannot load."""
+        from torch.distributed.tensor import DTensor
+
+        state = opt.state_dict()
+        full = {}
+        for idx in sorted(state["state"]):
+            full[idx] = {k: (v.full_tensor().cpu() if isinstance(v, DTensor) else v) for k, v in state["state"][idx].items()}
+        return {"state": full, "param_groups": state["param_groups"]}
+
+    def _shard_optimizer_state(self, opt, state: dict[str, Any]) -> dict[str, Any]:
+        """The inverse: full tensors of a saved optimizer state cut into this rank's shards (collective)."""
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
+        params = [p for group in opt.param_groups for p in group["params"]]
+        sharded = {}
+        for idx in sorted(state["state"]):
+            p = params[idx]
+            sharded[idx] = {k: (distribute_tensor(v.to(p.device), p.device_mesh, p.placements)
+                                if isinstance(p, DTensor) and torch.is_tensor(v) and v.shape == p.shape else v)
+                            for k, v in state["state"][idx].items()}
+        return {"state": sharded, "param_groups": state["param_groups"]}
+
+    def gather_export(self) -> None:
+        """Collective: the exported network (EMA or student) gathered whole into a plain module on rank 0."""
+        if not self.sharding:
+            return
+        full = self._full_state(self.ema.model if self.ema is not None else self.student.model)
+        if self.world.is_main:
+            plain = copy.deepcopy(self.teacher.model).to(torch.float32)  # the unsharded architecture
+            plain.load_state_dict(full)
+            self._export_model = plain.to(self.device).eval().requires_grad_(False)
 
     def enable_gradient_checkpointing(self) -> list[str]:
         """diffusers' activation recomputation on every trainable network that supports it."""
@@ -233,10 +352,11 @@ class Distiller:
         base = getattr(self.student.model, "module", self.student.model)
         if getattr(base, "peft_config", None):
             raise BenchkitError("--init cannot be combined with --lora; merge first or train the full student")
-        base.load_state_dict(state_dict)
+        load = self._load_full_state if self.sharding else (lambda m, s: m.load_state_dict(s))
+        load(base, state_dict)
         for copy_ in (self.ema, getattr(self, "target", None)):
             if copy_ is not None:
-                copy_.model.load_state_dict(state_dict)
+                load(copy_.model, state_dict)
         self.on_init_student(state_dict)
 
     def on_init_student(self, state_dict: dict[str, torch.Tensor]) -> None:
@@ -281,6 +401,10 @@ class Distiller:
 
     def export_denoiser(self) -> Denoiser:
         model = self.ema.model if self.ema is not None else self.student.model
+        if self.sharding:
+            if self._export_model is None:
+                raise BenchkitError("--fsdp: the student is sharded; Trainer.run gathers it on rank 0 for export")
+            model = self._export_model
         return self.student.with_model(model)
 
     # ----- shared helpers
@@ -295,6 +419,8 @@ class Distiller:
         self.lr_scheds[name] = get_constant_schedule_with_warmup(opt, self.cfg.warmup_steps)
         self._params = getattr(self, "_params", {})
         self._params[name] = params
+        self._opt_args = getattr(self, "_opt_args", {})
+        self._opt_args[name] = (modules, lr, betas, weight_decay)  # rebuilt on sharded parameters under --fsdp
 
     # Every per-sample draw goes through these three: ``shape[0]`` / ``n`` is this rank's share,
     # and under several processes the draw is made for the global batch and this rank's rows kept.
@@ -350,14 +476,15 @@ class Distiller:
             for k, v in parts.items():
                 logs[k] = logs.get(k, 0.0) + float(v) / self.cfg.grad_accum
         if self.world.distributed:
-            grads = [p.grad for p in self._params[name] if p.grad is not None]
+            # sharded gradients (DTensors) were already reduce-scattered (mean) by FSDP in backward
+            grads = [p.grad for p in self._params[name] if p.grad is not None and not _is_dtensor(p.grad)]
             flag = torch.tensor([0.0 if bad is None else 1.0], device=grads[0].device if grads else self.device)
             self.world.average_(grads + [flag])
             if flag.item() > 0:
                 raise BenchkitError(f"{self.name}: {name} loss became {bad if bad is not None else 'non-finite on another rank'} "
                                     "at this step; lower --lr or use --mixed-precision no")
         if self.cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self._params[name], self.cfg.max_grad_norm)
+            clip_grad_norm(self._params[name], self.cfg.max_grad_norm)
         self.opts[name].step()
         self.lr_scheds[name].step()
         for opt in self.opts.values():
@@ -401,11 +528,15 @@ class Distiller:
 
     # ----- checkpoint state
     def state_dict(self) -> dict[str, Any]:
+        """Full, unsharded state; under --fsdp a collective (every rank calls it, rank 0 gets it all)."""
+        def net(k, m):
+            return self._full_state(m) if k in self.sharding else getattr(m, "module", m).state_dict()
+
         return {
-            "nets": {k: getattr(m, "module", m).state_dict() for k, m in self.nets.items()},
-            "opts": {k: o.state_dict() for k, o in self.opts.items()},
+            "nets": {k: net(k, m) for k, m in self.nets.items()},
+            "opts": {k: self._optimizer_state(o) if self.sharding else o.state_dict() for k, o in self.opts.items()},
             "lr_scheds": {k: s.state_dict() for k, s in self.lr_scheds.items()},
-            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema": None if self.ema is None else self._full_state(self.ema.model) if self.sharding else self.ema.state_dict(),
             "stage_state": self.stage_state,
         }
 
@@ -413,16 +544,63 @@ class Distiller:
         self.stage_state = state.get("stage_state", {})
         self.on_restore()
         for k, m in self.nets.items():
-            getattr(m, "module", m).load_state_dict(state["nets"][k])
+            if k in self.sharding:
+                self._load_full_state(m, state["nets"][k])
+            else:
+                getattr(m, "module", m).load_state_dict(state["nets"][k])
         for k, o in self.opts.items():
-            o.load_state_dict(state["opts"][k])
+            o.load_state_dict(self._shard_optimizer_state(o, state["opts"][k]) if self.sharding else state["opts"][k])
         for k, s in self.lr_scheds.items():
             s.load_state_dict(state["lr_scheds"][k])
         if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
+            if self.sharding:
+                self._load_full_state(self.ema.model, state["ema"])
+            else:
+                self.ema.load_state_dict(state["ema"])
 
     def on_restore(self) -> None:
         """Rebuild stage-dependent networks/optimizers from ``stage_state`` before loading weights."""
+
+
+def shard_network(net: nn.Module, mesh) -> list[str]:
+    """FSDP2 units: each UNet down/mid/up block (or transformer block), then the root for the rest."""
+    from torch.distributed.fsdp import fully_shard
+
+    units = []
+    for group in ("down_blocks", "up_blocks", "transformer_blocks"):
+        for i, block in enumerate(getattr(net, group, None) or []):
+            fully_shard(block, mesh=mesh)
+            units.append(f"{group}.{i}")
+    if getattr(net, "mid_block", None) is not None:
+        fully_shard(net.mid_block, mesh=mesh)
+        units.append("mid_block")
+    fully_shard(net, mesh=mesh)
+    return units + ["(root)"]
+
+
+def _is_dtensor(t) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """torch's clip_grad_norm_, also for a mix of sharded (DTensor) and replicated gradients, which
+    torch's refuses to combine: the total norm is that of both groups' norms."""
+    grads = [p.grad for p in params if p.grad is not None]
+    sharded = [g for g in grads if _is_dtensor(g)]
+    if not sharded:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    plain = [g for g in grads if not _is_dtensor(g)]
+    norms = [torch.nn.utils.get_total_norm(sharded).full_tensor()]
+    if plain:
+        norms.append(torch.nn.utils.get_total_norm(plain))
+    total = torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
+    coef = float(torch.clamp(max_norm / (total + 1e-6), max=1.0))
+    with torch.no_grad():
+        for g in grads:
+            g.mul_(coef)
+    return total
 
 
 class RankData:
@@ -482,6 +660,9 @@ class Trainer:
                  evaluator: Callable[[Distiller], dict[str, float]] | None = None, show_progress: bool = True):
         self.d = distiller
         self.world = distiller.world
+        if distiller.sharding and evaluator is not None and eval_every:
+            raise BenchkitError("--eval-every with --fsdp: the mini-evaluation runs the student on rank 0 alone, which a "
+                                "sharded student cannot do; drop --eval-every (evaluate the exported student with benchkit eval)")
         self.out = Path(out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.checkpoint_every = checkpoint_every
@@ -497,12 +678,14 @@ class Trainer:
         return path if path.exists() else None
 
     def save_checkpoint(self, step: int) -> Path:
-        """Rank 0 writes; every rank holds the same state (same updates), so one file serves all."""
+        """Rank 0 writes; every rank holds the same state (same updates), so one file serves all.
+        Under --fsdp every rank takes part in gathering the full state first."""
+        distiller_state = self.d.state_dict() if self.d.sharding else None
         if not self.world.is_main:
             return self.ckpt_dir / "latest.pt"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         state = {"step": step, "method": self.d.name, "config": dataclasses.asdict(self.d.global_cfg),
-                 "distiller": self.d.state_dict(), "history": self.history, "world_size": self.world.size}
+                 "distiller": distiller_state or self.d.state_dict(), "history": self.history, "world_size": self.world.size}
         tmp = self.ckpt_dir / f"latest.{os.getpid()}.tmp"
         torch.save(state, tmp)
         with open(tmp, "rb") as f:
@@ -545,20 +728,9 @@ class Trainer:
                 f.write(json.dumps({"step": step, **logs}) + "\n")
 
     def check_ranks_agree(self) -> None:
-        """Every rank must start from the same weights (the same checkpoint or the same seeded init);
-        a cheap fingerprint per network, compared across ranks, says so before any step."""
-        if not self.world.distributed:
-            return
-        prints = {}
-        with torch.no_grad():
-            for key, net in self.d.nets.items():
-                params = [p.detach().double() for p in net.parameters()]
-                prints[key] = [float(sum(p.sum() for p in params)), float(sum(p.abs().sum() for p in params))]
-        gathered = self.world.gather(prints)
-        if any(g != gathered[0] for g in gathered):
-            raise BenchkitError(f"the {self.world.size} processes built different networks "
-                                f"({', '.join(k for k in prints if any(g[k] != gathered[0][k] for g in gathered))}); "
-                                "check that every rank sees the same teacher, --init and checkpoint")
+        """Every rank must start from the same weights, checked before any step (sharded networks
+        were checked before sharding, and a resume broadcasts rank 0's)."""
+        self.d.check_networks_agree(skip=tuple(self.d.sharding))
 
     def run(self, stop_after: int | None = None) -> dict[str, Any]:
         """Train to ``config.steps`` (or only ``stop_after`` more steps, for tests); returns the last logs."""
@@ -591,6 +763,8 @@ class Trainer:
                     self.log(f"eval step {step + 1} " + " ".join(f"{k}={v:.4g}" for k, v in scores.items()))
                 if self.checkpoint_every and ((step + 1) % self.checkpoint_every == 0 or step + 1 == end):
                     self.save_checkpoint(step + 1)
+        if end == total:
+            self.d.gather_export()  # under --fsdp: every rank helps rank 0 assemble the student it exports
         return {"step": end, "logs": logs, "history": self.history}
 
 
