@@ -254,6 +254,7 @@ def distill_cmd(
     gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Recompute activations of the trainable networks in the backward pass (less memory, more compute)."),
     teacher_dtype: str = typer.Option("fp32", "--teacher-dtype", help="Precision of the frozen teacher: fp32, bf16 or fp16 (halves its memory on GPUs)."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Train only N more steps, checkpoint and stop; rerun to go on."),
+    fsdp: bool = typer.Option(False, "--fsdp", help="Under torchrun: shard the trained networks over the processes (FSDP2) instead of replicating them (dmd2, adm)."),
 ):
     """Distill a few-step student from a teacher; the output folder is a model spec for `benchkit eval`.
 
@@ -276,6 +277,8 @@ def distill_cmd(
     overrides.update({"lora": lora, "mixed_precision": mixed_precision, "grad_accum": grad_accum, "seed": seed})
     if gradient_checkpointing:
         overrides["gradient_checkpointing"] = True
+    if fsdp:
+        overrides["fsdp"] = True
     if teacher_dtype != "fp32":
         overrides["teacher_dtype"] = teacher_dtype
     if student_steps is not None:

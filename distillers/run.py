@@ -226,7 +226,7 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
         "parallel": {"world_size": world.size, "per_rank_batch": distiller.cfg.batch_size,
                      "global_batch": config.batch_size, "backend": world.describe()["backend"],
                      "gradient_sync": "all-reduce mean of each optimizer's gradients before its step" if world.distributed else None,
-                     "fsdp": False},
+                     **distiller.fsdp_record()},
         "memory": {"gradient_checkpointing": config.gradient_checkpointing, "teacher_dtype": config.teacher_dtype},
     }
     (out_dir / "distill.json").write_text(json.dumps(provenance, indent=2) + "\n")
