@@ -17,11 +17,12 @@ import torch
 from benchkit.distributed import World
 from benchkit.errors import BenchkitError
 from distillers.run import distill, method_class
-from test_distill_distributed import (ATOL, GLOBAL_BATCH, RTOL, SETTINGS, STEPS, UPDATE_RTOL, losses, one_process,  # noqa: F401
-                                      one_thread, torchrun, update_gap)
+from test_distill_distributed import (ATOL, GLOBAL_BATCH, RTOL, SETTINGS, STEPS, UPDATE_RTOL, losses, one_thread,  # noqa: F401
+                                      torchrun, update_gap)
 from test_distill_loops import make_data, teacher
 
 HANDOVER = 1  # the one-process run stops here; two sharded ranks take steps HANDOVER+1..STEPS
+EMA = {"ema_decay": 0.9}  # the exported student is then the EMA: sharded too, updated shard by shard, gathered
 
 
 def one_process_run(out: Path, steps: int, stop_after: int | None = None) -> dict:
@@ -29,32 +30,43 @@ def one_process_run(out: Path, steps: int, stop_after: int | None = None) -> dic
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return distill("dmd2", "toy-digits", steps, out, {**SETTINGS, "batch_size": GLOBAL_BATCH}, device="cpu",
+        return distill("dmd2", "toy-digits", steps, out, {**SETTINGS, **EMA, "batch_size": GLOBAL_BATCH}, device="cpu",
                        checkpoint_every=1, show_progress=False, stop_after=stop_after)
     finally:
         torch.set_num_threads(threads)
 
 
+def copy_on(src: Path, dst: Path, steps: int, *launch: str) -> Path:
+    """A copy of run ``src`` resumed to ``steps``: here in one process, or under torchrun with ``launch``'s options."""
+    shutil.copytree(src, dst)
+    if launch:
+        torchrun(dst, *launch, *[a for k, v in EMA.items() for a in ("--set", f"{k}={v}")])
+    else:
+        assert one_process_run(dst, steps)["finished"]
+    return dst
+
+
 @pytest.fixture(scope="module")
-def sharded(tmp_path_factory):
-    """One process takes step 1 and checkpoints; two FSDP ranks resume that file to STEPS (loading,
-    training and saving sharded); then one process resumes the FSDP checkpoint for one step more."""
+def runs(tmp_path_factory):
+    """One process takes step 1 and checkpoints. From that file: the one-process reference goes on
+    to STEPS (and one step more), and two FSDP ranks go on to STEPS (loading, training and saving
+    sharded), whose checkpoint one process resumes for the step more."""
     root = tmp_path_factory.mktemp("fsdp")
-    out = root / "student"
-    assert not one_process_run(out, STEPS, stop_after=HANDOVER)["finished"]
-    done = torchrun(out, "--fsdp")
-    checkpoint = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)
-    onward = root / "onward"
-    shutil.copytree(out, onward)
-    one_process_run(onward, STEPS + 1)
-    return out, checkpoint, onward, done.stdout
+    first = root / "first"
+    assert not one_process_run(first, STEPS, stop_after=HANDOVER)["finished"]
+    reference = copy_on(first, root / "reference", STEPS)
+    sharded = copy_on(first, root / "sharded", STEPS, "--fsdp")
+    return {"reference": reference, "sharded": sharded,
+            "reference_on": copy_on(reference, root / "reference_on", STEPS + 1),
+            "sharded_on": copy_on(sharded, root / "sharded_on", STEPS + 1),
+            "checkpoint": torch.load(sharded / "checkpoints" / "latest.pt", weights_only=False)}
 
 
-def test_fsdp_ranks_follow_the_one_process_loss_curve(sharded, one_process):
+def test_fsdp_ranks_follow_the_one_process_loss_curve(runs):
     from benchkit.loading import load_model
     from benchkit.presets import resolve_spec
 
-    out, checkpoint, _, stdout = sharded
+    out, one_process, checkpoint = runs["sharded"], runs["reference"], runs["checkpoint"]
     got, want = losses(out), losses(one_process)
     assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(1, STEPS + 1))
     log = (out / "train.log").read_text()
@@ -67,9 +79,8 @@ def test_fsdp_ranks_follow_the_one_process_loss_curve(sharded, one_process):
     provenance = json.loads((out / "distill.json").read_text())["parallel"]
     assert provenance["fsdp"] is True and provenance["world_size"] == 2 and provenance["backend"] == "gloo"
     units = provenance["sharding"]["units"]
-    assert set(units) == {"student", "fake"}  # the GAN head is small: replicated, all-reduced
-    assert units["student"][-1] == "(root)" and "mid_block" in units["student"] and "down_blocks.0" in units["fake"]
-    assert stdout.count("student spec:") == 1
+    assert set(units) == {"student", "fake", "ema"}  # the GAN head is small: replicated, all-reduced
+    assert units["student"][-1] == "(root)" and "mid_block" in units["student"] and units["ema"] == units["student"]
 
     # the checkpoint holds full tensors in the one-process layout, and the updates the one process made
     reference = torch.load(one_process / "checkpoints" / "latest.pt", weights_only=False)
@@ -84,21 +95,20 @@ def test_fsdp_ranks_follow_the_one_process_loss_curve(sharded, one_process):
             assert {k: getattr(v, "shape", None) for k, v in mine["opts"][key]["state"][idx].items()} == \
                 {k: getattr(v, "shape", None) for k, v in entry.items()}, (key, idx)
 
-    # the exported student (gathered whole on rank 0) loads as a model spec and took the one-process updates
+    # the exported student (the EMA, gathered whole on rank 0) loads as a model spec and took the one-process updates
     load = lambda spec: load_model(resolve_spec(str(spec)), torch.device("cpu"), torch.float32).unet.state_dict()  # noqa: E731
     start, two, one = load("toy-digits"), load(out / "spec.toml"), load(one_process / "spec.toml")
     assert two.keys() == one.keys() == start.keys()
     assert update_gap(two, one, start) < UPDATE_RTOL
     assert update_gap(mine["nets"]["fake"], theirs["nets"]["fake"], start) < UPDATE_RTOL
     assert update_gap(mine["nets"]["student"], theirs["nets"]["student"], start) < UPDATE_RTOL
+    assert update_gap(mine["ema"], theirs["ema"], start) < UPDATE_RTOL
+    assert update_gap(two, mine["ema"], start) == 0  # the export is the EMA
 
 
-def test_fsdp_checkpoint_resumes_in_one_process(sharded, one_process, tmp_path):
-    _, _, onward, _ = sharded
-    reference = tmp_path / "reference"
-    shutil.copytree(one_process, reference)
-    one_process_run(reference, STEPS + 1)  # the one-process run, one step further
-    got, want = losses(onward), losses(reference)
+def test_fsdp_checkpoint_resumes_in_one_process(runs):
+    onward = runs["sharded_on"]
+    got, want = losses(onward), losses(runs["reference_on"])
     assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(1, STEPS + 2))
     assert "resume at step 4 of 5" in (onward / "train.log").read_text()
     for key in want[-1]:  # step 5: a generator and a critic update from the resumed optimizer state
