@@ -3,8 +3,8 @@
 Why a separate 2-D loop: the distiller classes are image-shaped (UNet features, conditioning,
 checkpoints); here the teacher is the closed-form posterior mean of 8 Gaussians on a circle, so
 the only error left is the method's own. The loss code is shared with the image distillers:
-``dm_loss`` (DMD's normalised distribution-matching gradient), ``hinge_d`` (ADM's discriminator)
-and the softplus (non-saturating) GAN of DMD2 via ``nonsat_d``.
+``dm_loss`` (DMD's normalised distribution-matching gradient), ``hinge_d`` (ADM's and ADP's
+discriminators) and the softplus (non-saturating) GAN of DMD2 via ``nonsat_d``.
 
 Set-up as the papers describe it (research notes, distillers.md): the generator and the fake
 score both start as the teacher (``start="teacher"``: the generator is the teacher's one-step
@@ -13,16 +13,22 @@ mean; the fake score is the teacher plus a zero-initialised residual), DM noise 
 t ~ U[0.02, 0.98], equal learning rates for generator and critics (DMD2: lr_g = lr_d) and Adam
 betas (0.9, 0.999) as in DMD2's AdamW. Per method: ``dmd`` = DM loss only, fake score updated once
 per generator step (DMD without its regression loss, no TTUR); ``dmd2`` = DM + diffusion-GAN on
-real samples, 5 critic updates per generator update (TTUR 5:1); ``adm`` = hinge discriminator on
-one PF-ODE step t -> t - dt of teacher vs fake score from the same x_t, TTUR 1 (the ADM paper:
-TTUR 1 suffices). All follow DMD2's loop order (generator, then critics). Not modelled: DMD's
-regression loss, ADM's ADP pre-training (which the ADM paper needs for one-step students), and
+real samples, 5 critic updates per generator update (TTUR 5:1); ``adm`` = DMDX: ADP pre-training
+(``start="adp"``, below), then hinge discriminator on one PF-ODE step t -> t - dt of teacher vs
+fake score from the same x_t, TTUR 1 (the ADM paper: TTUR 1 suffices); ``adm-no-adp`` = the same
+ADM loop started from the teacher (the configuration the ADM paper calls much worse at one step).
+All follow DMD2's loop order (generator, then critics). Not modelled: DMD's regression loss and
 the image-scale learning rates (a 64-wide MLP is trained at 1e-3). ``start="modes"`` keeps the
 earlier set-up, a generator that already covers ``init_modes`` only.
 
-What we measured (5 seeds, ``benchmarks/mog_modes.py``; README, Distillation): ``dmd`` at 1:1
-does not settle on the mixture (1-5 of 8 modes after 4,000 steps), ``dmd`` at 5:1 and ``dmd2``
-hit 8/8 after 1,000 steps, ``adm`` at 1:1 does not reach the modes and at 5:1 hits 5-8.
+ADP (``adp_pretrain``), as distillers/adm.py does it for images: offline teacher ODE pairs
+(x_T ~ N(0, I) -> the teacher's PF-ODE sample x_0; exact score, DDIM on ``adp_ode_steps``
+uniform steps of t), a time-conditioned generator G(x_t, t) = teacher x0 + zero-initialised
+residual fed x_t = alpha_t x_0 + sigma_t x_T at t = 1 - u^3 (the cubic schedule, biased to high
+noise), its output and the pair's x_0 re-noised at one t' ~ U[0, 1) with the same noise, and a
+hinge discriminator on them (one discriminator: the images' 0.85 latent / 0.15 pixel split has
+no 2-D pixel space, and a single weight is a loss scale that Adam removes); no regression loss.
+The one-step student is then G(z, 1), z = x_T.
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ RADIUS = 2.0
 STD = 0.1
 MODES = torch.tensor([[math.cos(2 * math.pi * k / N_MODES), math.sin(2 * math.pi * k / N_MODES)]
                       for k in range(N_MODES)], dtype=torch.float64) * RADIUS
-METHODS = ("dmd", "dmd2", "adm")
-PAPER_TTUR = {"dmd": 1, "dmd2": 5, "adm": 1}  # critic updates per generator update
+METHODS = ("dmd", "dmd2", "adm", "adm-no-adp")
+PAPER_TTUR = {"dmd": 1, "dmd2": 5, "adm": 1, "adm-no-adp": 1}  # critic updates per generator update
+PAPER_START = {"dmd": "teacher", "dmd2": "teacher", "adm": "adp", "adm-no-adp": "teacher"}  # DMDX = ADP -> ADM
+STARTS = ("teacher", "adp", "modes")
+ADP_T = 1.0  # ADP's one-step student reads the pair's noise end x_T at t = 1 (alpha = 0: pure noise)
 
 
 def data_samples(n: int, gen: torch.Generator, modes: list[int] | None = None) -> torch.Tensor:
@@ -127,6 +136,21 @@ class Generator(nn.Module):
         return teacher_x0(z, torch.full((len(z),), self.t_gen, dtype=z.dtype)) + self.net(z)
 
 
+class TimeGenerator(nn.Module):
+    """ADP's generator G(x_t, t): the teacher's x0 prediction plus a zero-initialised residual
+    (starts as the teacher, as DMDX initialises the student); called with z alone it is the
+    one-step student G(z, ADP_T)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.net = mlp(2 + 9, 2, width, zero_last=True)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        if t is None:
+            t = torch.full((len(x),), ADP_T, dtype=x.dtype)
+        return teacher_x0(x, t) + self.net(torch.cat([x, time_features(t)], 1))
+
+
 class Discriminator(nn.Module):
     """Time-conditioned MLP classifier on noised 2-D points (DMD2's GAN head / ADM's discriminator)."""
 
@@ -140,7 +164,8 @@ class Discriminator(nn.Module):
 
 @dataclass
 class Toy2DConfig:
-    method: str = "dmd"  # dmd (DM loss only), dmd2 (DM + GAN on real data), adm (adversarial DM)
+    method: str = "dmd"  # dmd (DM loss only), dmd2 (DM + GAN on real data), adm (ADP, then adversarial
+    # DM), adm-no-adp (adversarial DM from the teacher)
     steps: int = 400  # generator updates
     batch: int = 256
     lr_g: float = 1e-3
@@ -153,25 +178,107 @@ class Toy2DConfig:
     # images' 5e-3, which sits next to a DM loss averaged over a whole latent; kept from the earlier set-up)
     adm_dt: float = 0.25  # ADM: PF-ODE step of the discriminated samples, in t units (the paper's
     # T/64 = 0.016 was also tried: at TTUR 1 it fails the same way, seed 0, 4,000 steps)
-    start: str = "teacher"  # teacher: generator = teacher's one-step denoiser; modes: covers init_modes
+    start: str | None = None  # None: PAPER_START[method]; teacher: generator = teacher's one-step
+    # denoiser; adp: ADP pre-trained from the teacher (adp_pretrain); modes: covers init_modes
     t_gen: float = 0.98  # start="teacher": the noise level of the generator's one-step denoiser
     fake_from_teacher: bool = True  # fake score starts as the teacher (False: random MLP)
     init_modes: tuple[int, ...] = (0,)  # start="modes": modes the generator covers before distillation
     init_steps: int = 400
+    adp_steps: int = 1000  # ADP generator updates (one discriminator update each: TTUR 1, as ADM)
+    adp_pairs: int = 8192  # offline teacher ODE pairs (drawn once per seed)
+    adp_ode_steps: int = 256  # DDIM steps of the exact teacher for each pair
     seed: int = 0
     width: int = 64
 
 
+def start_of(cfg: Toy2DConfig) -> str:
+    if cfg.method not in METHODS:
+        raise BenchkitError(f"toy2d: unknown method {cfg.method!r}; use one of {', '.join(METHODS)}")
+    start = PAPER_START[cfg.method] if cfg.start is None else cfg.start
+    if start not in STARTS:
+        raise BenchkitError(f"toy2d: unknown start {start!r}; use one of {', '.join(STARTS)}")
+    return start
+
+
+@torch.no_grad()
+def teacher_ode_pairs(n: int, gen: torch.Generator, steps: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_T, x_0): pure noise and where the teacher's probability-flow ODE takes it (DDIM, i.e. the
+    first-order exponential integrator, on the exact x0 prediction; float64)."""
+    x_T = torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    x = x_T
+    for t, s in zip(grid[:-1], grid[1:]):
+        tt, ss = t.expand(n), s.expand(n)
+        x = ddim_move(x, teacher_x0(x, tt), tt, ss)
+    return x_T.float(), x.float()
+
+
+def cubic_t(n: int, gen: torch.Generator) -> torch.Tensor:
+    """ADP's cubic schedule on t in (0, 1]: t = 1 - u^3, u ~ U[0, 1) (distillers/adm.py's
+    cubic_timesteps without the integer grid): P(t > 0.9) = 0.46."""
+    return 1 - torch.rand(n, generator=gen) ** 3
+
+
+def adp_pretrain(cfg: Toy2DConfig, monitor=None) -> TimeGenerator:
+    """DMDX's adversarial distillation pre-training on teacher ODE pairs (module docstring).
+    ``monitor(step, generator)`` is called after every generator update."""
+    torch.manual_seed(cfg.seed)
+    g = TimeGenerator(cfg.width)
+    torch.manual_seed(cfg.seed + 4)
+    disc = Discriminator(cfg.width)
+    gen = torch.Generator().manual_seed(cfg.seed + 5)
+    x_T, x_0 = teacher_ode_pairs(cfg.adp_pairs, gen, cfg.adp_ode_steps)
+    lr_c = cfg.lr_g if cfg.lr_critic is None else cfg.lr_critic
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr_c, betas=cfg.betas)
+    for step in range(cfg.adp_steps):
+        idx = torch.randint(0, cfg.adp_pairs, (cfg.batch,), generator=gen)
+        noise, x0 = x_T[idx], x_0[idx]
+        t = cubic_t(cfg.batch, gen)
+        a, s = alpha_sigma(t)
+        x0_tilde = g(a * x0 + s * noise, t)
+        t2 = torch.rand(cfg.batch, generator=gen)
+        a2, s2 = alpha_sigma(t2)
+        n2 = torch.randn(x0.shape, generator=gen)  # one re-noising for both, as distillers/adm.py's ADP
+        loss_g = -disc(a2 * x0_tilde + s2 * n2, t2).mean()
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()  # the discriminator's grads from loss_g are cleared before its step
+        loss_d = hinge_d(disc(a2 * x0 + s2 * n2, t2), disc(a2 * x0_tilde.detach() + s2 * n2, t2))
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        if monitor is not None:
+            monitor(step + 1, g)
+    return g
+
+
+_ADP_CACHE: dict[tuple, dict] = {}
+
+
+def adp_generator(cfg: Toy2DConfig) -> TimeGenerator:
+    """``adp_pretrain`` once per set-up and process (deterministic), so the benchmark and the test
+    can start several methods from the same pre-trained generator without re-running it."""
+    key = (cfg.seed, cfg.width, cfg.batch, cfg.lr_g, cfg.lr_critic, cfg.betas, cfg.adp_steps, cfg.adp_pairs,
+           cfg.adp_ode_steps)
+    if key not in _ADP_CACHE:
+        _ADP_CACHE[key] = {k: v.clone() for k, v in adp_pretrain(cfg).state_dict().items()}
+    g = TimeGenerator(cfg.width)
+    g.load_state_dict(_ADP_CACHE[key])
+    return g
+
+
 def init_generator(cfg: Toy2DConfig) -> nn.Module:
     """The generator before distillation. start="teacher": the teacher's one-step denoiser (exact,
-    a blob at the data mean). start="modes": a one-step generator that already maps onto
-    ``init_modes`` only (regression on a fixed transport: z1's quantile picks the mode, z2 and z1
-    within the bin set the offset)."""
+    a blob at the data mean). start="adp": the ADP pre-trained G(., 1). start="modes": a one-step
+    generator that already maps onto ``init_modes`` only (regression on a fixed transport: z1's
+    quantile picks the mode, z2 and z1 within the bin set the offset)."""
+    start = start_of(cfg)
     torch.manual_seed(cfg.seed)
-    if cfg.start == "teacher":
+    if start == "teacher":
         return Generator(cfg.width, cfg.t_gen)
-    if cfg.start != "modes":
-        raise BenchkitError(f"toy2d: unknown start {cfg.start!r}; use teacher or modes")
+    if start == "adp":
+        return adp_generator(cfg)
     g = Generator(cfg.width, None)
     opt = torch.optim.Adam(g.parameters(), lr=2e-3)
     modes = MODES[list(cfg.init_modes)].float()
@@ -193,8 +300,6 @@ def init_generator(cfg: Toy2DConfig) -> nn.Module:
 def distill(cfg: Toy2DConfig, monitor=None) -> nn.Module:
     """Train the one-step generator with the chosen method; returns the generator.
     ``monitor(step, generator)``, if given, is called after every generator update."""
-    if cfg.method not in METHODS:
-        raise BenchkitError(f"toy2d: unknown method {cfg.method!r}; use dmd, dmd2 or adm")
     g = init_generator(cfg)
     torch.manual_seed(cfg.seed + 2)
     fake = ScoreNet(cfg.width, cfg.fake_from_teacher)
@@ -253,7 +358,7 @@ def distill(cfg: Toy2DConfig, monitor=None) -> nn.Module:
             real = data_samples(B, gen)
             t_g = torch.rand(B, generator=gen)
             loss_d = nonsat_d(disc(noised(real, t_g), t_g), disc(noised(x0, t_g), t_g))
-        elif cfg.method == "adm":  # hinge D on teacher vs fake-score ODE steps from the same x_t
+        elif cfg.method in ("adm", "adm-no-adp"):  # hinge D on teacher vs fake-score ODE steps from the same x_t
             x_real, x_fake, t_d = adm_pair(x0, grad_fake=False)
             loss_d = hinge_d(disc(x_real, t_d), disc(x_fake, t_d))
         else:

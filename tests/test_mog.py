@@ -17,8 +17,15 @@ from __future__ import annotations
 
 import torch
 
-from distillers.toy2d import (MODES, STD, ScoreNet, Toy2DConfig, alpha_sigma, coverage, distill, init_generator,
-                              sample, teacher_x0)
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from benchkit.errors import BenchkitError
+from distillers.toy2d import (MODES, STD, ScoreNet, TimeGenerator, Toy2DConfig, alpha_sigma, coverage, cubic_t, distill,
+                              init_generator, sample, teacher_ode_pairs, teacher_x0)
 
 
 def test_teacher_posterior_mean_matches_tweedie_on_autograd_log_density():
@@ -55,12 +62,12 @@ def test_dmd_without_ttur_does_not_cover_the_mixture_where_ttur_and_dmd2_do():
         dmd = coverage(sample(distill(Toy2DConfig(method="dmd", steps=1000))))  # original DMD: 1:1
         dmd_ttur = coverage(sample(distill(Toy2DConfig(method="dmd", ttur=5, steps=1000))))
         dmd2 = coverage(sample(distill(Toy2DConfig(method="dmd2", steps=400))))  # TTUR 5:1 + GAN
-        adm = coverage(sample(distill(Toy2DConfig(method="adm", steps=400))))  # the ADM paper's TTUR 1
+        adm = coverage(sample(distill(Toy2DConfig(method="adm-no-adp", steps=400))))  # the ADM paper's TTUR 1
         short = [sample(distill(Toy2DConfig(method="dmd2", steps=20))) for _ in range(2)]
     finally:
         torch.set_num_threads(threads)
     torch.testing.assert_close(short[0], short[1], rtol=0, atol=0)  # deterministic
-    results = {"start": start, "dmd 1:1": dmd, "dmd 5:1": dmd_ttur, "dmd2 5:1": dmd2, "adm 1:1": adm}
+    results = {"start": start, "dmd 1:1": dmd, "dmd 5:1": dmd_ttur, "dmd2 5:1": dmd2, "adm-no-adp 1:1": adm}
     for name, (hits, dist) in results.items():
         print(f"\n{name}: {hits}/8 modes, energy distance {dist:.4f}", end="")
     assert dmd_ttur[0] == 8 and dmd_ttur[1] < 0.05
@@ -69,3 +76,45 @@ def test_dmd_without_ttur_does_not_cover_the_mixture_where_ttur_and_dmd2_do():
     # one-step ADM from the teacher at TTUR 1 (no ADP pre-training, which the ADM paper needs for
     # one step) gets no closer to the data than its start in 400 steps (5 of 5 seeds)
     assert adm[0] <= 1 and adm[1] > start[1]
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread (as benchmarks/mog_modes.py), so trained students are bit-for-bit the benchmark's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_teacher_ode_pairs_match_an_adaptive_solver_of_the_probability_flow_ode(one_thread):
+    """ADP's pairs (DDIM on the exact x0, 256 steps) against scipy's RK45 on the same ODE written as
+    a velocity, dx/dt = alpha'(t) x0(x, t) + sigma'(t) eps(x, t), from t = 1 to 1e-4; and the pairs'
+    ends are the mixture."""
+    n = 64
+    x_T, x_0 = teacher_ode_pairs(n, torch.Generator().manual_seed(0), steps=256)
+
+    def velocity(t, y):
+        x = torch.from_numpy(y).reshape(n, 2)
+        tt = torch.full((n,), t, dtype=torch.float64)
+        a, s = math.cos(0.5 * math.pi * t), math.sin(0.5 * math.pi * t)
+        x0 = teacher_x0(x, tt)
+        return (-0.5 * math.pi * s * x0 + 0.5 * math.pi * a * (x - a * x0) / s).reshape(-1).numpy()
+
+    sol = solve_ivp(velocity, (1.0, 1e-4), x_T.double().reshape(-1).numpy(), rtol=1e-9, atol=1e-9)
+    ref = teacher_x0(torch.from_numpy(sol.y[:, -1]).reshape(n, 2), torch.full((n,), 1e-4, dtype=torch.float64))
+    err = (x_0.double() - ref).norm(dim=1)
+    assert err.max() < 0.1 * STD  # first-order solver: 0.007 at 256 steps, 0.0018 at 1024
+    hits, dist = coverage(teacher_ode_pairs(2000, torch.Generator().manual_seed(1))[1])
+    assert hits == 8 and dist < 0.01
+
+
+def test_adp_pieces_cubic_schedule_and_a_generator_that_starts_as_the_teacher():
+    t = cubic_t(200_000, torch.Generator().manual_seed(0))
+    assert 0 < t.min() and t.max() <= 1
+    torch.testing.assert_close((t > 0.9).double().mean().item(), 0.1 ** (1 / 3), atol=0.005, rtol=0)  # P(u^3 < 0.1)
+    gen = torch.Generator().manual_seed(1)
+    x, t = 2 * torch.randn(128, 2, generator=gen), torch.rand(128, generator=gen)
+    torch.testing.assert_close(TimeGenerator(64)(x, t), teacher_x0(x, t))
+    with pytest.raises(BenchkitError, match="unknown start"):
+        init_generator(Toy2DConfig(method="adm", start="data"))
