@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from benchkit.errors import BenchkitError
+from benchkit.filehash import sha256_file
 from benchkit.locations import parse_location, require
 from benchkit.spec import ModelSpec
 
@@ -48,34 +48,9 @@ def resolve_base(base: str, model: str = "") -> Path:
     return path
 
 
-def sha256_file(path: Path, cache_dir: Path | None = None) -> str:
-    """sha256 of a file, cached by (path, size, mtime) because real checkpoints are gigabytes."""
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache_file = cache_dir / "sha256-cache.json" if cache_dir else None
-    cache: dict[str, str] = {}
-    if cache_file and cache_file.exists():
-        try:
-            cache = json.loads(cache_file.read_text())
-        except (OSError, ValueError):
-            cache = {}
-    if key in cache:
-        return cache[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
-    if cache_file:
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            cache[key] = digest
-            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache))
-            os.replace(tmp, cache_file)
-        except OSError:
-            pass  # the cache is an optimisation; hashing still worked
-    return digest
+def hash_file(path: Path, cache_dir: Path | None = None) -> str:
+    """sha256 of a model file, remembered in ``cache_dir`` (the run's cache) when one is given."""
+    return sha256_file(path, cache_dir / "sha256-cache.json" if cache_dir else None)
 
 
 FAMILY_PIPELINES = {
@@ -128,7 +103,7 @@ def weight_files(path: Path) -> list[Path]:
 
 def hash_weights(path: Path, cache_dir: Path | None = None) -> tuple[dict[str, str], int]:
     files = weight_files(path)
-    return {str(p.relative_to(path)): sha256_file(p, cache_dir) for p in files}, sum(p.stat().st_size for p in files)
+    return {str(p.relative_to(path)): hash_file(p, cache_dir) for p in files}, sum(p.stat().st_size for p in files)
 
 
 def _variant(folder: Path) -> str | None:
@@ -371,10 +346,10 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_
         if pipeline is not None:
             setattr(pipeline, denoiser, parts[denoiser])
         details["compile"] = "torch.compile(default mode)"
-    files = {str(p.relative_to(path)): sha256_file(p, cache_dir) for p in sorted(base_files)} if base_files else {}
+    files = {str(p.relative_to(path)): hash_file(p, cache_dir) for p in sorted(base_files)} if base_files else {}
     if not base_files and not path.is_file():
         files = hash_weights(path, cache_dir)[0]
-    files.update({key: sha256_file(p, cache_dir) for key, p in extra_files.items()})
+    files.update({key: hash_file(p, cache_dir) for key, p in extra_files.items()})
     size = sum(p.stat().st_size for p in base_files) if base_files else 0
     size += sum(p.stat().st_size for p in extra_files.values())
     _loads_in_process += 1

@@ -18,7 +18,6 @@ command that fetches it; nothing is ever re-downloaded behind the user's back.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchkit.errors import BenchkitError
+from benchkit.filehash import sha256_file
 
 OVERRIDES_ENV = "BENCHKIT_WEIGHT_PATHS"
 WEIGHTS_DIR_ENV = "BENCHKIT_WEIGHTS"
@@ -236,31 +236,8 @@ def _hash_cache_path() -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered by (path, size, mtime) so multi-GB weights are read once."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache_path = _hash_cache_path()
-    try:
-        cache = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if key in cache:
-        return cache[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    digest = h.hexdigest()
-    cache[key] = digest
-    try:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_path)
-    except OSError:
-        pass  # a read-only cache only costs re-hashing next time
-    return digest
+    """sha256 of a weight file, remembered in the benchkit cache so multi-GB weights are read once."""
+    return sha256_file(path, _hash_cache_path())
 
 
 def user_pins() -> dict[str, str]:
