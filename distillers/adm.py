@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from distillers.flow_recipe import flow_recipe, is_flow
+from distillers.flow_recipe import renoising_recipe
 from distillers.heads import FeatureDiscriminator, PixelDiscriminator, feature_modules
 from distillers.training import CommonConfig, Distiller, dm_loss, finite_logs, hinge_d, trailing_timesteps, trainable_copy
 
@@ -82,9 +82,7 @@ class ADM(Distiller):
 
     def recipe(self) -> dict[str, Any]:
         # multi-step students are backward-simulated with fresh noise, as DMD2's (research notes, section 4)
-        if is_flow(self.teacher.schedule):
-            return flow_recipe(self.teacher.schedule, self.sampler_timesteps(), stochastic=True)
-        return {"scheduler": "LCMScheduler", "timesteps": self.sampler_timesteps(), "guidance_scale": 1.0}
+        return renoising_recipe(self.teacher.schedule, self.sampler_timesteps())
 
     def pixels(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(x) if self.decode is not None else x

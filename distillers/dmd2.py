@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from distillers.flow_recipe import flow_recipe, is_flow
+from distillers.flow_recipe import renoising_recipe
 from distillers.heads import FeatureDiscriminator, feature_modules
 from distillers.training import CommonConfig, Distiller, dm_loss, finite_logs, trailing_timesteps, trainable_copy
 
@@ -62,11 +62,7 @@ class DMD2(Distiller):
         return trailing_timesteps(self.cfg.student_steps, self.T, first=self.cfg.conditioning_timestep)
 
     def recipe(self) -> dict[str, Any]:
-        # LCMScheduler's step is DMD2's sampler: predict x0, re-noise with fresh noise (research notes);
-        # on flow teachers that is FlowMatchEulerDiscreteScheduler(stochastic_sampling=True).
-        if is_flow(self.teacher.schedule):
-            return flow_recipe(self.teacher.schedule, self.sampler_timesteps(), stochastic=True)
-        return {"scheduler": "LCMScheduler", "timesteps": self.sampler_timesteps(), "guidance_scale": 1.0}
+        return renoising_recipe(self.teacher.schedule, self.sampler_timesteps())
 
     def generator_input(self, n: int, gen: torch.Generator):
         cond = self.data.sample_cond(n, gen)

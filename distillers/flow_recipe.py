@@ -40,3 +40,11 @@ def flow_recipe(schedule: NoiseSchedule, timesteps: list[int], stochastic: bool)
         kwargs["stochastic_sampling"] = True
     return {"scheduler": FLOW_SCHEDULER, "scheduler_kwargs": kwargs, "sigmas": student_sigmas(schedule, timesteps),
             "guidance_scale": 1.0}
+
+
+def renoising_recipe(schedule: NoiseSchedule, timesteps: list[int]) -> dict[str, Any]:
+    """DMD2's and ADM's sampler: predict x0, re-noise with fresh noise at the next timestep (their
+    backward simulation). LCMScheduler's step on DDPM teachers, stochastic flow Euler on flow teachers."""
+    if is_flow(schedule):
+        return flow_recipe(schedule, timesteps, stochastic=True)
+    return {"scheduler": "LCMScheduler", "timesteps": list(timesteps), "guidance_scale": 1.0}
