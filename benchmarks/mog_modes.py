@@ -5,6 +5,8 @@ over several seeds.
     python benchmarks/mog_modes.py --methods adp,adm,dmd@adp  # ADP alone, DMDX, DMD from ADP's start
     python benchmarks/mog_modes.py --ttur 5                 # every method with 5 critic updates
     python benchmarks/mog_modes.py --start modes --steps 400  # the earlier one-mode start
+    python benchmarks/mog_modes.py --methods adp,adm,adm-no-adp --ttur 8 --betas 0,0.99 --steps 400
+                                  # ADM at the paper's ablation TTUR 8 with hinge-GAN Adam betas
 
 Rows: ``start`` = the teacher's one-step denoiser before distillation, ``adp`` = ADP pre-training
 alone, a method name = that method from its paper's start (``adm``: ADP first), ``method@start`` =
@@ -42,13 +44,18 @@ def main() -> None:
     ap.add_argument("--adp-steps", type=int, default=Toy2DConfig.adp_steps, help="ADP generator updates")
     ap.add_argument("--init-modes", default="0", help="start=modes: modes covered at the start, e.g. 0,1,2")
     ap.add_argument("--lr", type=float, default=Toy2DConfig.lr_g, help="learning rate of generator and critics")
+    ap.add_argument("--betas", default=",".join(map(str, Toy2DConfig.betas)),
+                    help="Adam betas of every network (ADP and ADM: 0,0.99; see distillers/toy2d.py)")
     ap.add_argument("--adm-dt", type=float, default=Toy2DConfig.adm_dt)
     ap.add_argument("--max-t", type=float, default=Toy2DConfig.max_t, help="highest noise level of the DM / ADM terms")
     args = ap.parse_args()
+    if len(args.betas.split(",")) != 2:
+        ap.error(f"--betas takes two comma-separated numbers, e.g. 0,0.99 (got {args.betas!r})")
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     base = dict(steps=args.steps, adp_steps=args.adp_steps, lr_g=args.lr, ttur=args.ttur, start=args.start,
-                adm_dt=args.adm_dt, max_t=args.max_t, init_modes=tuple(int(m) for m in args.init_modes.split(",")))
+                adm_dt=args.adm_dt, max_t=args.max_t, betas=tuple(float(b) for b in args.betas.split(",")),
+                init_modes=tuple(int(m) for m in args.init_modes.split(",")))
     methods = args.methods.split(",")
     with progress_bar() as bar:
         task = bar.add_task("students", total=len(methods) * len(seeds), info="")

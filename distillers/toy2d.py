@@ -21,6 +21,20 @@ All follow DMD2's loop order (generator, then critics). Not modelled: DMD's regr
 the image-scale learning rates (a 64-wide MLP is trained at 1e-3). ``start="modes"`` keeps the
 earlier set-up, a generator that already covers ``init_modes`` only.
 
+What ADM needs here (benchmarks/mog_modes.py, seeds 0-4). At the paper's TTUR 1 neither ``adm``
+nor ``adm-no-adp`` reaches the modes, and ADM even leaves a generator that already covers all 8.
+Its only "real" signal is teacher-minus-fake-score on the generator's own noised samples: while
+the fake score still equals the teacher, x_real == x_fake exactly, yet the generator follows the
+untrained discriminator's smooth, consistent gradient at Adam's full step and is off the modes
+in a few steps; a fake score and discriminator updated once per generator step do not catch up
+(the lag that also keeps DMD 1:1 off the mixture). With the paper's ablation TTUR 8 and Adam
+betas (0, 0.99) for every network (StyleGAN2's, a common hinge-GAN setting; the ADM paper gives
+none; with DMD2's (0.9, 0.999) ADP's GAN oscillates and hits 0-1 modes), ``adm`` (ADP, then ADM)
+covers 8/8 on every seed in 400 generator steps and ``adm-no-adp`` does not (the paper's ADP
+ablation). The defaults
+stay the papers' (TTUR 1, DMD2's betas); tests/test_mog.py pins
+``Toy2DConfig(method="adm", ttur=8, betas=(0.0, 0.99))``.
+
 ADP (``adp_pretrain``), as distillers/adm.py does it for images: offline teacher ODE pairs
 (x_T ~ N(0, I) -> the teacher's PF-ODE sample x_0; exact score, DDIM on ``adp_ode_steps``
 uniform steps of t), a time-conditioned generator G(x_t, t) = teacher x0 + zero-initialised
@@ -170,7 +184,8 @@ class Toy2DConfig:
     batch: int = 256
     lr_g: float = 1e-3
     lr_critic: float | None = None  # fake score / discriminator; None: = lr_g (DMD2 uses lr_g = lr_d)
-    betas: tuple[float, float] = (0.9, 0.999)  # DMD2's AdamW betas
+    betas: tuple[float, float] = (0.9, 0.999)  # DMD2's AdamW betas (ADP / ADM need the hinge-GAN (0, 0.99):
+    # module docstring)
     ttur: int | None = None  # critic updates per generator update; None: PAPER_TTUR[method]
     min_t: float = 0.02
     max_t: float = 0.98
