@@ -35,8 +35,12 @@ SAI_COMMUNITY = "Stability AI Community License"
 SAI_NC = "Stability AI Non-Commercial Research Community License"
 # The DMD2 card's metadata says cc-by-nc-4.0 while its "License" section says CC BY-NC-SA 4.0.
 DMD2_LICENSE = "CC BY-NC 4.0 (card metadata); CC BY-NC-SA 4.0 (card text and code)"
-# UNVERIFIED: the stored Hyper-SD card has no license field; kept as a pointer to the card.
-HYPER_LICENSE = "Hyper-SD model license (unverified: not stated in the stored card); base model's license applies"
+# The Hyper-SD card's metadata said openrail++ while it held only the SD1.5/SDXL files
+# (https://huggingface.co/ByteDance/Hyper-SD/blob/a08b9c3da8dc3be0a6e79b04721bf237241403f9/README.md,
+# the May 2024 revision that added the 12-step CFG LoRAs); later revisions, which added the SD3 and
+# FLUX files, show no license field. The base model's license applies on top.
+HYPER_LICENSE = ("CreativeML OpenRAIL++-M (Hyper-SD card metadata at a08b9c3; later card revisions state none); "
+                 "base model's license applies")
 
 # Where each preset's recipe was checked, and how (README "Preset provenance"):
 #   card     - the model card's own usage snippet and metadata were read;
@@ -95,30 +99,41 @@ def _presets() -> list[ModelSpec]:
                   OPENRAIL_PP, family="sdxl",
                   source=_src("sdxl-base-25step", SDXL, PARTIAL, "CFG 5, scheduler and 1024px as the card; "
                               "25 steps is benchkit's budget from issue 3, not the card's (50)")),
-        # UNVERIFIED (both Turbos): the cards call the shipped scheduler; its class (EulerAncestral)
-        # was not checked against scheduler_config.json. Trailing spacing is from diffusers' SDXL
-        # Turbo docs, and is set explicitly so single-file loads sample the same grid.
+        # Both Turbo cards call the shipped scheduler (AutoPipelineForText2Image, no swap); the repos'
+        # scheduler/scheduler_config.json settle it: SD-Turbo ships EulerDiscreteScheduler, SDXL-Turbo
+        # EulerAncestralDiscreteScheduler, both with timestep_spacing "trailing". It is set explicitly
+        # so single-file loads sample the same grid. (At one step the two coincide: the ancestral
+        # step to sigma 0 adds no noise; from two steps on they differ.)
         ModelSpec("sd-turbo", "stabilityai/sd-turbo",
-                  _no_cfg("euler-a", 1, 512, scheduler_kwargs={"timestep_spacing": "trailing"}),
-                  "SD-Turbo (ADD, SD2.1): 1 step, no guidance, EulerAncestral trailing, 512px", SAI_NC,
+                  _no_cfg("euler", 1, 512, scheduler_kwargs={"timestep_spacing": "trailing"}),
+                  "SD-Turbo (ADD, SD2.1): 1 step, no guidance, shipped Euler (trailing), 512px", SAI_NC,
                   family="sd15",
-                  source=_src("sd-turbo", "stabilityai/sd-turbo", PARTIAL, "card: AutoPipelineForText2Image, "
-                              "num_inference_steps=1, guidance_scale=0.0, 512x512; scheduler class unverified, "
-                              "trailing from diffusers SDXL-Turbo docs; license per the repo's LICENSE "
-                              "(Non-Commercial Research Community)")),
+                  source=_src("sd-turbo", "stabilityai/sd-turbo", CARD_COPY, "copies of the card (model.aibase.com "
+                              "and runcrate.ai mirrors): AutoPipelineForText2Image, num_inference_steps=1, "
+                              "guidance_scale=0.0, 512x512 preferred; scheduler from the repo's own "
+                              "https://huggingface.co/stabilityai/sd-turbo/blob/b335f733db09ff60444334351a3bbf6ab4b64332/"
+                              "scheduler/scheduler_config.json: EulerDiscreteScheduler, timestep_spacing trailing "
+                              "(benchkit had EulerAncestral); license per the repo's LICENSE file (Non-Commercial "
+                              "Research Community; the card sends commercial use to stability.ai/license)")),
         ModelSpec("sdxl-turbo", "stabilityai/sdxl-turbo",
                   _no_cfg("euler-a", 1, 512, scheduler_kwargs={"timestep_spacing": "trailing"}),
-                  "SDXL-Turbo (ADD): 1 step, no guidance, EulerAncestral trailing, 512px", SAI_NC,
+                  "SDXL-Turbo (ADD): 1 step, no guidance, shipped EulerAncestral (trailing), 512px", SAI_NC,
                   family="sdxl",
-                  source=_src("sdxl-turbo", "stabilityai/sdxl-turbo", PARTIAL, "card: AutoPipelineForText2Image, "
-                              "num_inference_steps=1, guidance_scale=0.0, 512x512, license sai-nc-community; "
-                              "scheduler class unverified, trailing from diffusers SDXL-Turbo docs")),
+                  source=_src("sdxl-turbo", "stabilityai/sdxl-turbo", CARD_COPY, "copies of the card snippet "
+                              "(github JeffDing/sora_learn datawhale/demo2.py; diffusers SDXL-Turbo docs): "
+                              "AutoPipelineForText2Image, num_inference_steps=1, guidance_scale=0.0, 512x512; "
+                              "license sai-nc-community (repo metadata); scheduler from the repo's own "
+                              "https://huggingface.co/stabilityai/sdxl-turbo/blob/refs%2Fpr%2F4/scheduler/"
+                              "scheduler_config.json (commit 647e47a 'correct scheduler'): "
+                              "EulerAncestralDiscreteScheduler, timestep_spacing trailing")),
         ModelSpec("sdxl-turbo-4step", "stabilityai/sdxl-turbo",
                   _no_cfg("euler-a", 4, 512, scheduler_kwargs={"timestep_spacing": "trailing"}),
                   "SDXL-Turbo at its largest card step count (4), 512px", SAI_NC,
                   family="sdxl",
-                  source=_src("sdxl-turbo-4step", "stabilityai/sdxl-turbo", PARTIAL, "card: 1 to 4 steps, four "
-                              "steps improve on one; no 4-step snippet; scheduler as sdxl-turbo (class unverified)")),
+                  source=_src("sdxl-turbo-4step", "stabilityai/sdxl-turbo", PARTIAL, "scheduler verified as "
+                              "sdxl-turbo (repo scheduler_config.json: EulerAncestral, trailing); 1 to 4 steps is "
+                              "the card's and diffusers' stated range, but no card snippet runs 4 steps: the "
+                              "4-step setting is inferred, not the card's own call")),
         # The LCM-LoRA cards pass guidance_scale=0 ("disable guidance_scale by passing 0").
         ModelSpec("lcm-lora-sd15", SD15, _no_cfg("lcm", 4, 512),
                   "LCM-LoRA on SD1.5: LCMScheduler, 4 steps, no CFG, fused at 1.0", OPENRAIL_PP, family="sd15",
@@ -132,14 +147,16 @@ def _presets() -> list[ModelSpec]:
                   source=_src("lcm-lora-sdxl", "latent-consistency/lcm-lora-sdxl", CARD, "LCMScheduler, "
                               "load_lora_weights + fuse_lora, num_inference_steps=4, guidance_scale=0; "
                               "license openrail++")),
-        # UNVERIFIED: the TCD-SD15 card was not in the stored material; MIT is from a third-party
-        # licence table. The recipe is the TCD-SDXL card's, which diffusers' TCD guide pairs with SD1.5.
+        # The TCD-SD15 card (read at its only README commit, 449a99f) runs the TCD-SDXL recipe on
+        # runwayml/stable-diffusion-v1-5 (SD15 is its mirror).
         ModelSpec("tcd-lora-sd15", SD15, _no_cfg("tcd", 4, 512, eta=0.3),
                   "TCD-LoRA on SD1.5: TCDScheduler, 4 steps, eta (gamma) 0.3, no CFG", "MIT", family="sd15",
                   lora="hf://h1t/TCD-SD15-LoRA/pytorch_lora_weights.safetensors",
-                  source=_src("tcd-lora-sd15", "h1t/TCD-SD15-LoRA", PARTIAL, "card not found; TCD-SDXL card's "
-                              "recipe; diffusers' TCD-LoRA guide pairs TCD-SD15 with stable-diffusion-v1-5 and "
-                              "recommends 4-50 steps, eta 0.3, guidance_scale=0; MIT unverified")),
+                  source=_src("tcd-lora-sd15", "h1t/TCD-SD15-LoRA", CARD, "https://huggingface.co/h1t/"
+                              "TCD-SD15-LoRA (README added in commit 449a99f): StableDiffusionPipeline "
+                              "runwayml/stable-diffusion-v1-5, TCDScheduler.from_config, load_lora_weights + "
+                              "fuse_lora(), num_inference_steps=4, guidance_scale=0, eta=0.3; the repo's only "
+                              "weights file is pytorch_lora_weights.safetensors; license mit")),
         ModelSpec("tcd-lora-sdxl", SDXL, _no_cfg("tcd", 4, 1024, eta=0.3),
                   "TCD-LoRA on SDXL: TCDScheduler, 4 steps, eta (gamma) 0.3, no CFG", "MIT", family="sdxl",
                   lora="hf://h1t/TCD-SDXL-LoRA/pytorch_lora_weights.safetensors",
@@ -162,15 +179,18 @@ def _presets() -> list[ModelSpec]:
                   source=_src("segmind-vega", "segmind/Segmind-Vega", CARD, "StableDiffusionXLPipeline "
                               "pipe(prompt, negative_prompt), i.e. 50 steps, CFG 5; card text recommends CFG ~9 "
                               "with negative prompts; license apache-2.0")),
-        # UNVERIFIED: the VegaRT card was not in the stored material; Apache-2.0 is from a
-        # third-party licence table; the file is load_lora_weights' default weight name.
+        # The VegaRT card (README at 3162e91, the commit that set license apache-2.0) passes no size,
+        # so the pipeline's default (unet sample_size x 8) applies; benchkit pins 1024, the Vega/SDXL
+        # training size, without having read Vega's unet config.
         ModelSpec("segmind-vegart", "segmind/Segmind-Vega", _no_cfg("lcm", 4, 1024),
                   "Segmind-VegaRT: LCM-LoRA of Vega, LCMScheduler, 4 steps, no CFG", "Apache-2.0", family="sdxl",
                   lora="hf://segmind/Segmind-VegaRT/pytorch_lora_weights.safetensors",
-                  source=_src("segmind-vegart", "segmind/Segmind-VegaRT", PARTIAL, "card not found; copies of its "
-                              "snippet: Segmind-Vega + LCMScheduler + load_lora_weights/fuse_lora, "
-                              "guidance_scale=0, 4 steps (card text: 2-8); Segmind's API page: 4 steps default, 1024x1024; "
-                              "license and file name unverified")),
+                  source=_src("segmind-vegart", "segmind/Segmind-VegaRT", CARD, "https://huggingface.co/segmind/"
+                              "Segmind-VegaRT/blob/3162e917016cef536fa040ceeeeadd9e09d93e7a/README.md: "
+                              "AutoPipelineForText2Image segmind/Segmind-Vega, LCMScheduler, load_lora_weights "
+                              "(default file; the repo's only weights file is pytorch_lora_weights.safetensors) + "
+                              "fuse_lora, num_inference_steps=4, guidance_scale=0 (text: 2-8 steps, CFG off or "
+                              "1-2); no size passed (benchkit pins 1024, Vega's unet sample_size not read); license apache-2.0")),
         # The SDXS-0.9 card loads in float32: its TAESD decoder "may produce low-quality images" in fp16.
         ModelSpec("sdxs-512-0.9", "IDKiro/sdxs-512-0.9", _no_cfg(MODEL_DEFAULT_SCHEDULER, 1, 512),
                   "SDXS-512 0.9 (one-step student of SD-Turbo, tiny VAE): 1 step, no CFG, float32", OPENRAIL_PP,
@@ -192,18 +212,22 @@ def _presets() -> list[ModelSpec]:
                               "treksis/bk-sdm-tiny and the BK-SDM cards: default PNDM, 50 steps, pipe(prompt) "
                               "(CFG 7.5); license creativeml-openrail-m")),
     ]
-    # UNVERIFIED (tiny-sd, small-sd): the cards were not stored; the usage is Segmind's HF blog
-    # post (DiffusionPipeline, pipe(prompt, negative_prompt) defaults); the licence is unchecked.
-    for repo, what in (("segmind/tiny-sd", "Segmind tiny-sd (BK-SDM-style SD1.5 distillation)"),
-                       ("segmind/small-sd", "Segmind small-sd (BK-SDM-style SD1.5 distillation)")):
+    # tiny-sd and small-sd: both cards' "Pipeline usage" is DiffusionPipeline.from_pretrained(repo)
+    # then pipeline(prompt), i.e. StableDiffusionPipeline's defaults with the shipped scheduler;
+    # both were trained at 512px; license creativeml-openrail-m (card metadata / repo header).
+    for repo, what, card in (
+            ("segmind/tiny-sd", "Segmind tiny-sd (BK-SDM-style SD1.5 distillation)",
+             "https://huggingface.co/segmind/tiny-sd/blame/main/README.md"),
+            ("segmind/small-sd", "Segmind small-sd (BK-SDM-style SD1.5 distillation)",
+             "https://huggingface.co/segmind/small-sd (card page)")):
         name = repo.split("/")[1].lower()
         specs.append(ModelSpec(name, repo,
                                Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=7.5, height=512, width=512),
                                f"{what}: pipe(prompt) defaults (50 steps, CFG 7.5)", OPENRAIL_M,
                                family="sd15",
-                               source=_src(name, repo, PARTIAL, "card not found; HF blog sd_distillation: "
-                                           "DiffusionPipeline pipe(prompt, negative_prompt), i.e. 50 steps, CFG 7.5, "
-                                           "shipped scheduler; license unverified")))
+                               source=_src(name, repo, CARD, f"{card}: DiffusionPipeline.from_pretrained, "
+                                           "pipeline(prompt) with no other argument, i.e. 50 steps, CFG 7.5, shipped "
+                                           "scheduler; training resolution 512; license creativeml-openrail-m")))
     # ---- DMD2 (tianweiy/DMD2): LCMScheduler step == DMD2's sampler; timesteps always explicit --
     lcm4 = Recipe("lcm", steps=4, timesteps=(999, 749, 499, 249), guidance_scale=0.0, height=1024, width=1024)
     dmd2_card = ("UNet2DConditionModel.from_config(SDXL) + load_state_dict, LCMScheduler, "
@@ -231,9 +255,14 @@ def _presets() -> list[ModelSpec]:
                   DMD2_LICENSE, family="sd15",
                   weights=f"hf://{DMD2}/model/sdv1.5/laion6.25_sd_baseline_8node_guidance1.75_lr5e-7_seed10_dfake10_"
                           "diffusion1000_gan1e-3_resume_fid8.35_checkpoint_model_041000/pytorch_model.bin",
-                  source=_src("dmd2-sd15-1step", DMD2, PARTIAL, "file: github tianweiy/DMD2 experiments/sdv1.5/"
-                              "README.md model zoo (FID 8.35, 512px, base runwayml/stable-diffusion-v1-5); t=999 "
-                              "one-step sampling from the repo's test_folder_sd.py, no diffusers snippet in the card")),
+                  source=_src("dmd2-sd15-1step", DMD2, PARTIAL, "no diffusers snippet in the card; checked "
+                              "against the official code instead: github tianweiy/DMD2 experiments/sdv1.5/README.md "
+                              "(model zoo row FID 8.35, 'you only need to download the pytorch_model.bin file'; "
+                              "eval flags --image_resolution 512 --pred_eps --model_id runwayml/stable-diffusion-v1-5) "
+                              "and main/test_folder_sd.py (UNet called once on unscaled N(0,I) latents at "
+                              "t=num_train_timesteps-1=999, eps turned into x0 with alpha_bar=0.0047, no CFG). "
+                              "LCMScheduler at t=999 does the same x0 step with the exact alpha_bar[999] "
+                              "(~0.00466) and c_skip ~2.5e-9, a deviation of ~0.4% in x0 scale")),
     ]
     # ---- Hyper-SD (ByteDance/Hyper-SD) ----------------------------------------------------
     # The card's SD1.5 snippets use runwayml/stable-diffusion-v1-5 (SD15 is its mirror).
@@ -253,16 +282,21 @@ def _presets() -> list[ModelSpec]:
             HYPER_LICENSE, family=fam, lora=f"hf://{HYPER}/{prefix}-1step-lora.safetensors",
             source=_src(f"hyper-{tag}-1step-lora", HYPER, CARD, "fuse_lora(), TCDScheduler, "
                         "num_inference_steps=1, guidance_scale=0, eta=1.0 (lower eta for more steps)")))
-        # UNVERIFIED: the card gives these LoRAs only "support 5~8 guidance scales"; DDIM trailing
-        # at N steps is inferred from the N-step LoRAs' snippet (no CFG-LoRA snippet in the card).
+        # The card's news entries (2024-04-30 for 8 steps, 2024-05-13 for 12) give these LoRAs only
+        # "support 5~8 guidance scales"; it has no CFG-LoRA snippet for SD1.5/SDXL, so DDIM trailing at
+        # N steps and fusing at 1.0 are inferred from the N-step LoRAs' snippet; CFG 5 is the range's
+        # low end.
         for n in (8, 12):
             specs.append(ModelSpec(
                 f"hyper-{tag}-{n}step-cfg-lora", base,
                 Recipe("ddim", {"timestep_spacing": "trailing"}, steps=n, guidance_scale=5.0, height=size, width=size),
                 f"Hyper-SD {n}-step CFG LoRA on {fam.upper()}: DDIM trailing, CFG 5 (card: 5-8)",
                 HYPER_LICENSE, family=fam, lora=f"hf://{HYPER}/{prefix}-{n}steps-CFG-lora.safetensors",
-                source=_src(f"hyper-{tag}-{n}step-cfg-lora", HYPER, PARTIAL, "card news: CFG-preserved LoRA, "
-                            "guidance 5-8; scheduler (DDIM trailing) and step count inferred, no card snippet")))
+                source=_src(f"hyper-{tag}-{n}step-cfg-lora", HYPER, PARTIAL, "https://huggingface.co/ByteDance/"
+                            "Hyper-SD README news (2024-04-30 8-step, 2024-05-13 12-step CFG-preserved LoRAs): "
+                            "'support 5~8 guidance scales', nothing else; no usage snippet for these files, so "
+                            "DDIM trailing, N steps and fuse_lora at 1.0 are inferred from the N-step LoRAs' "
+                            "snippet; CFG 5 is the stated range's low end")))
     specs.append(ModelSpec(
         "hyper-sdxl-1step-unet", SDXL, Recipe("lcm", steps=1, timesteps=(800,), guidance_scale=0.0, height=1024, width=1024),
         "Hyper-SDXL 1-step UNet: LCM, t=800, no CFG", HYPER_LICENSE, family="sdxl",
