@@ -215,13 +215,14 @@ def demo_cmd(
     device: str = typer.Option("auto", "--device"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
-    """Evaluate the toy teacher at 50, 8, 4, 2 and 1 steps with two schedulers and write the report."""
+    """Evaluate the toy teacher at 50, 8, 4, 2 and 1 steps with two schedulers, and the shipped
+    distilled students, and write the report."""
     from benchkit.demo import run_demo
 
     summary = run_demo(out_dir, device=device, show_progress=not quiet)
-    table = Table(title="toy-digits teacher: quality vs steps")
+    table = Table(title="toy-digits: teacher vs distilled students, quality and speed")
     for col in ("scheduler", "steps", "toy-fid ↓", "toy-alignment ↑", "ms/image (p50)", "NFE"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", no_wrap=col == "scheduler")
     for row in summary["rows"]:
         table.add_row(row["scheduler"], str(row["steps"]), f"{row['toy-fid']:.2f}", f"{row['toy-alignment']:.3f}",
                       f"{row['latency_image_p50'] * 1000:.2f}", str(int(row["nfe"])))
