@@ -54,6 +54,13 @@ class World:
         """This rank's items: every size-th one starting at rank (deterministic, balanced)."""
         return list(items[self.rank :: self.size])
 
+    def rows(self, batch):
+        """This rank's rows of a global batch, by the same rule as ``shard``: a tensor, or an object
+        whose ``select(index)`` takes rows (a distiller's Conditioning); the whole batch in one process."""
+        if isinstance(batch, torch.Tensor):
+            return batch[self.rank :: self.size].contiguous()
+        return batch.select(slice(self.rank, None, self.size))
+
     def barrier(self) -> None:
         if self.distributed:
             torch.distributed.barrier()

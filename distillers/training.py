@@ -154,12 +154,6 @@ class EMA:
             else:
                 e.lerp_(p.detach().to(e.dtype), 1 - self.decay)
 
-    def state_dict(self):
-        return self.model.state_dict()
-
-    def load_state_dict(self, state):
-        self.model.load_state_dict(state)
-
 
 def add_lora(model: nn.Module, rank: int, alpha: int) -> nn.Module:
     """A peft LoRA on the model (base weights frozen); rank 64 / alpha 8 is DMD2's and Lightning's."""
@@ -352,11 +346,10 @@ class Distiller:
         base = getattr(self.student.model, "module", self.student.model)
         if getattr(base, "peft_config", None):
             raise BenchkitError("--init cannot be combined with --lora; merge first or train the full student")
-        load = self._load_full_state if self.sharding else (lambda m, s: m.load_state_dict(s))
-        load(base, state_dict)
-        for copy_ in (self.ema, getattr(self, "target", None)):
+        self._load_net("student", base, state_dict)
+        for key, copy_ in (("ema", self.ema), ("target", getattr(self, "target", None))):
             if copy_ is not None:
-                load(copy_.model, state_dict)
+                self._load_net(key, copy_.model, state_dict)
         self.on_init_student(state_dict)
 
     def on_init_student(self, state_dict: dict[str, torch.Tensor]) -> None:
@@ -422,28 +415,18 @@ class Distiller:
         self._opt_args = getattr(self, "_opt_args", {})
         self._opt_args[name] = (modules, lr, betas, weight_decay)  # rebuilt on sharded parameters under --fsdp
 
-    # Every per-sample draw goes through these three: ``shape[0]`` / ``n`` is this rank's share,
-    # and under several processes the draw is made for the global batch and this rank's rows kept.
+    # Every per-sample draw goes through these three: ``shape[0]`` / ``n`` is this rank's share;
+    # the draw is made for the global batch and this rank's rows kept (all of them in one process).
     def randn(self, shape, gen: torch.Generator) -> torch.Tensor:
-        if not self.world.distributed:
-            return torch.randn(tuple(shape), generator=gen).to(self.device)
-        full = torch.randn((shape[0] * self.world.size, *shape[1:]), generator=gen)
-        return self.world_rows(full).to(self.device)
+        return self.world.rows(torch.randn((shape[0] * self.world.size, *shape[1:]), generator=gen)).to(self.device)
 
     def randint(self, low: int, high: int, n: int, gen: torch.Generator) -> torch.Tensor:
         """Integers in [low, high)."""
-        if not self.world.distributed:
-            return torch.randint(low, high, (n,), generator=gen).to(self.device)
-        return self.world_rows(torch.randint(low, high, (n * self.world.size,), generator=gen)).to(self.device)
+        return self.world.rows(torch.randint(low, high, (n * self.world.size,), generator=gen)).to(self.device)
 
     def rand(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """Uniform float64 in [0, 1)."""
-        if not self.world.distributed:
-            return torch.rand(n, generator=gen, dtype=torch.float64).to(self.device)
-        return self.world_rows(torch.rand(n * self.world.size, generator=gen, dtype=torch.float64)).to(self.device)
-
-    def world_rows(self, full: torch.Tensor) -> torch.Tensor:
-        return full[self.world.rank :: self.world.size].contiguous()
+        return self.world.rows(torch.rand(n * self.world.size, generator=gen, dtype=torch.float64)).to(self.device)
 
     def any_rank(self, flag: bool) -> bool:
         """A data-dependent branch taken when any rank's rows need it, as the one process would
@@ -529,14 +512,11 @@ class Distiller:
     # ----- checkpoint state
     def state_dict(self) -> dict[str, Any]:
         """Full, unsharded state; under --fsdp a collective (every rank calls it, rank 0 gets it all)."""
-        def net(k, m):
-            return self._full_state(m) if k in self.sharding else getattr(m, "module", m).state_dict()
-
         return {
-            "nets": {k: net(k, m) for k, m in self.nets.items()},
+            "nets": {k: self._net_state(k, m) for k, m in self.nets.items()},
             "opts": {k: self._optimizer_state(o) if self.sharding else o.state_dict() for k, o in self.opts.items()},
             "lr_scheds": {k: s.state_dict() for k, s in self.lr_scheds.items()},
-            "ema": None if self.ema is None else self._full_state(self.ema.model) if self.sharding else self.ema.state_dict(),
+            "ema": None if self.ema is None else self._net_state("ema", self.ema.model),
             "stage_state": self.stage_state,
         }
 
@@ -544,19 +524,24 @@ class Distiller:
         self.stage_state = state.get("stage_state", {})
         self.on_restore()
         for k, m in self.nets.items():
-            if k in self.sharding:
-                self._load_full_state(m, state["nets"][k])
-            else:
-                getattr(m, "module", m).load_state_dict(state["nets"][k])
+            self._load_net(k, m, state["nets"][k])
         for k, o in self.opts.items():
             o.load_state_dict(self._shard_optimizer_state(o, state["opts"][k]) if self.sharding else state["opts"][k])
         for k, s in self.lr_scheds.items():
             s.load_state_dict(state["lr_scheds"][k])
         if self.ema is not None and state.get("ema") is not None:
-            if self.sharding:
-                self._load_full_state(self.ema.model, state["ema"])
-            else:
-                self.ema.load_state_dict(state["ema"])
+            self._load_net("ema", self.ema.model, state["ema"])
+
+    def _net_state(self, key: str, model: nn.Module) -> dict[str, torch.Tensor]:
+        """One network's full state: gathered if ``key`` is sharded (collective), else its own."""
+        return self._full_state(model) if key in self.sharding else getattr(model, "module", model).state_dict()
+
+    def _load_net(self, key: str, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """Full ``state`` into one network: sharded from rank 0's copy if ``key`` is sharded (collective)."""
+        if key in self.sharding:
+            self._load_full_state(model, state)
+        else:
+            getattr(model, "module", model).load_state_dict(state)
 
     def on_restore(self) -> None:
         """Rebuild stage-dependent networks/optimizers from ``stage_state`` before loading weights."""
@@ -617,19 +602,14 @@ class RankData:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def _rows(self, value):
-        if isinstance(value, Conditioning):
-            return value.select(slice(self.world.rank, None, self.world.size))
-        return value[self.world.rank :: self.world.size].contiguous()
-
     def sample_cond(self, n: int, gen: torch.Generator) -> Conditioning:
-        return self._rows(self.inner.sample_cond(n * self.world.size, gen))
+        return self.world.rows(self.inner.sample_cond(n * self.world.size, gen))
 
     def sample_real(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, Conditioning]:
-        return tuple(self._rows(v) for v in self.inner.sample_real(n * self.world.size, gen))
+        return tuple(self.world.rows(v) for v in self.inner.sample_real(n * self.world.size, gen))
 
     def sample_pairs(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, Conditioning]:
-        return tuple(self._rows(v) for v in self.inner.sample_pairs(n * self.world.size, gen))
+        return tuple(self.world.rows(v) for v in self.inner.sample_pairs(n * self.world.size, gen))
 
 
 class _Frozen:
