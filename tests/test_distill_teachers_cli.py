@@ -57,6 +57,17 @@ def loaded_text(spec_file):
     return model, teacher_text(model, torch.device("cpu"))
 
 
+def eval_student(cli, out, teachers, run):
+    """`benchkit eval` of the exported student folder on two prompts, one seed; its manifest and
+    sample records (two of them, or the eval did not run every item)."""
+    code, _, err = cli("eval", "-m", str(out / "spec.toml"), "--prompts", str(teachers["prompts"]), "--seeds", "0",
+                       "--limit", "2", "--metrics", "latency", "--warmup", "0", "--device", "cpu", "--out", str(run))
+    assert code == 0, err
+    records = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    return json.loads((run / "manifest.json").read_text()), records
+
+
 def test_sdxl_conditioning_equals_what_the_pipeline_feeds_its_unet(teachers, monkeypatch):
     from diffusers import StableDiffusionXLPipeline
 
@@ -162,14 +173,9 @@ def test_sdxl_distill_exports_a_spec_that_eval_runs_through_the_sdxl_pipeline(cl
     assert spec["recipe"] == {"scheduler": "LCMScheduler", "timesteps": [999, 499], "guidance_scale": 1.0}
     index = json.loads((out / "model" / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionXLPipeline" and "text_encoder_2" in index
-    code, stdout, err = cli("eval", "-m", str(out / "spec.toml"), "--prompts", str(teachers["prompts"]), "--seeds", "0",
-                            "--limit", "2", "--metrics", "latency", "--warmup", "0", "--device", "cpu", "--out", str(tmp_path / "run"))
-    assert code == 0, err
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    manifest, records = eval_student(cli, out, teachers, tmp_path / "run")
     model = manifest["model"]
     assert model["family"] == "sdxl" and model["scheduler"]["class"] == "LCMScheduler"
-    records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
-    assert len(records) == 2
     assert records[0]["stages"]["timesteps"] == pytest.approx([999.0, 499.0])
     assert records[0]["stages"]["denoiser_rows_per_item"] == 2  # guidance 1: one row per step, two steps
 
@@ -249,10 +255,7 @@ def test_sd3_distill_exports_a_transformer_student_that_eval_runs_on_its_sigmas(
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
     sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
 
-    code, _, err = cli("eval", "-m", str(out / "spec.toml"), "--prompts", str(teachers["prompts"]), "--seeds", "0",
-                       "--limit", "2", "--metrics", "latency", "--warmup", "0", "--device", "cpu", "--out", str(tmp_path / "run"))
-    assert code == 0, err
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    manifest, records = eval_student(cli, out, teachers, tmp_path / "run")
     model = manifest["model"]
     assert model["family"] == "sd3" and model["scheduler"]["class"] == "FlowMatchEulerDiscreteScheduler"
     assert model["scheduler"]["config"]["shift"] == 1.0
@@ -263,8 +266,6 @@ def test_sd3_distill_exports_a_transformer_student_that_eval_runs_on_its_sigmas(
     assert files["text_encoder/model.safetensors"] == sha(teachers["sd3"] / "text_encoder" / "model.safetensors")
     assert model["weights_sha256"] != record["teacher_weights_sha256"]
     assert model["unet_calls_per_image"] == 2  # two student steps, guidance 1
-    records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
-    assert len(records) == 2
     assert records[0]["stages"]["timesteps"] == pytest.approx([1000.0, 750.0], abs=1e-3)  # sigma * 1000, as in training
     assert records[0]["stages"]["denoiser_rows_per_item"] == 2
 
