@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from benchkit.atomic import write_text_atomic
+from benchkit.errors import BenchkitError
 
 
 def sha256_file(path: Path, cache_file: Path | None = None) -> str:
@@ -32,9 +34,7 @@ def sha256_file(path: Path, cache_file: Path | None = None) -> str:
         try:
             cache_file = Path(cache_file)
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache))
-            os.replace(tmp, cache_file)
-        except OSError:
+            write_text_atomic(cache_file, json.dumps(cache))
+        except (OSError, BenchkitError):
             pass  # a read-only cache only costs re-hashing next time
     return digest

@@ -111,6 +111,13 @@ def write_reference(ref: ReferenceSet, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "reference.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if not (isinstance(old, dict) and {"pairing", "sha256", "files"} <= set(old)):
+            raise BenchkitError(f"{path} exists and is not a benchkit reference; choose another --out")
     write_json_atomic(path, {**ref.describe(), "files": ref.file_sha256})
     return path
 

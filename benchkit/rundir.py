@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from benchkit.atomic import write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
 from benchkit.errors import BenchkitError, describe_os_error
 
 MANIFEST = "manifest.json"
@@ -43,20 +44,6 @@ IMAGES = "images"
 def slug(text: str) -> str:
     """A file-name-safe form of a label, for run and job folders."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise describe_os_error(exc, path) from None
 
 
 def read_json(path: Path) -> Any:
@@ -122,13 +109,41 @@ class RunDir:
     def exists(self) -> bool:
         return self.manifest_path.exists()
 
+    def kind(self) -> str | None:
+        """The command that made this run ("eval", "score"), or None when the folder is no benchkit run."""
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or "benchkit_run" not in data:
+            return None
+        return str(data.get("command") or "eval")
+
     @classmethod
     def open(cls, path: Path, identity: dict[str, Any], manifest: dict[str, Any], overwrite: bool = False) -> "RunDir":
-        """Create a new run, or reopen one made with the same identity (else a clear error)."""
+        """Create a new run, or reopen one made with the same identity (else a clear error).
+
+        ``overwrite`` replaces only a benchkit run of the same kind (its own files; anything else a
+        user put in the folder stays); any other non-empty folder is refused, never deleted.
+        """
         run = cls(path)
-        if run.path.exists() and overwrite:
-            shutil.rmtree(run.path)
+        kind = manifest.get("command", "eval")
+        if overwrite and run.path.exists():
+            found = run.kind()
+            if found == kind:
+                run.clear()
+            elif _user_entries(run.path):
+                what = f"a benchkit {found} run" if found else "a folder that is not a benchkit run"
+                raise BenchkitError(f"{run.path} is {what}; benchkit only replaces its own {kind} runs: "
+                                    "choose an empty or new folder")
         if run.exists():
+            found = run.kind()
+            if found is None:
+                raise BenchkitError(f"{run.path} has a {MANIFEST} that is not a benchkit run's; choose an empty or new folder")
+            if found != kind:
+                raise BenchkitError(f"{run.path} holds a benchkit {found} run, not a {kind} run; choose another folder")
             old = read_json(run.manifest_path).get("identity", {})
             if old != identity:
                 diff = next((k for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)), "?")
@@ -136,7 +151,7 @@ class RunDir:
                     f"{run.path} holds a run with a different '{diff}'; use another --out, or --overwrite to replace it"
                 )
             return run
-        if run.path.exists() and any(run.path.iterdir()):
+        if run.path.exists() and _user_entries(run.path) and not overwrite:
             raise BenchkitError(f"{run.path} exists and is not a benchkit run; choose an empty or new --out")
         try:
             run.images_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +159,26 @@ class RunDir:
             raise describe_os_error(exc, run.path, "creating") from None
         write_json_atomic(run.manifest_path, {**manifest, "identity": identity, "status": "running", "sessions": []})
         return run
+
+    def clear(self) -> None:
+        """Remove this run's own files (manifest, sample logs, results, generated images and clips).
+
+        Only names benchkit writes are removed; a file a user added to the folder is left alone.
+        """
+        for name in (MANIFEST, SAMPLES, RESULTS):
+            (self.path / name).unlink(missing_ok=True)
+        for folder, pattern in ((self.images_dir, _OUTPUT_FILE), (self.path / "videos", _OUTPUT_FILE),
+                                (self.path / SHARDS, _SHARD_FILE)):
+            if not folder.is_dir():
+                continue
+            for f in folder.iterdir():
+                if f.is_file() and (pattern.fullmatch(f.name) or _TEMP_FILE.fullmatch(f.name)):
+                    f.unlink()
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        for f in self.path.iterdir():
+            if f.is_file() and _TEMP_FILE.fullmatch(f.name):
+                f.unlink()
 
     # -- manifest -------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
@@ -166,12 +201,7 @@ class RunDir:
         current = self.samples_path.read_text(encoding="utf-8") if self.samples_path.exists() else ""
         if current == lines:
             return
-        tmp = self.samples_path.with_name(f".{SAMPLES}.tmp")
-        try:
-            tmp.write_text(lines, encoding="utf-8")
-            os.replace(tmp, self.samples_path)
-        except OSError as exc:
-            raise describe_os_error(exc, self.samples_path) from None
+        write_text_atomic(self.samples_path, lines)
 
     def recover(self, verify_hashes: bool = True) -> dict[str, dict[str, Any]]:
         """Repair after a crash and return the committed records by key (prompt_id_seed)."""
@@ -195,7 +225,8 @@ class RunDir:
         keep = {Path(r["file"]).name for r in good.values()}
         if self.images_dir.exists():
             for f in self.images_dir.iterdir():
-                if f.name not in keep:  # uncommitted image or temp file from a killed run
+                # an uncommitted image or temp file of a killed run; never a file benchkit did not name
+                if f.name not in keep and f.is_file() and (_OUTPUT_FILE.fullmatch(f.name) or _TEMP_FILE.fullmatch(f.name)):
                     f.unlink()
         return good
 
@@ -236,6 +267,19 @@ class RunDir:
 
     def write_results(self, results: dict[str, Any]) -> None:
         write_json_atomic(self.results_path, results)
+
+
+# The names benchkit gives what it writes in a run; only these are ever removed.
+_OUTPUT_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*_\d+\.(png|mp4)")
+_SHARD_FILE = re.compile(r"samples-rank\d+\.jsonl")
+_TEMP_FILE = re.compile(r"\..+\.tmp")
+
+
+def _user_entries(folder: Path) -> list[str]:
+    """What a folder holds besides benchkit's lock file."""
+    from benchkit.lock import LOCK_NAME
+
+    return [p.name for p in folder.iterdir() if p.name != LOCK_NAME] if folder.is_dir() else []
 
 
 def _committed_lines(path: Path) -> list[dict[str, Any]]:

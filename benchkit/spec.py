@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +182,11 @@ _RECIPE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+# the command-line flag of a recipe field, named in errors about values given on the command line
+_FLAGS = {"steps": "--steps", "timesteps": "--timesteps", "guidance_scale": "--guidance", "eta": "--eta",
+          "scheduler": "--scheduler"}
+
+
 def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
     unknown = set(raw) - set(_RECIPE_TYPES)
     if unknown:
@@ -191,16 +197,33 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
         if isinstance(value, bool) or not isinstance(value, _RECIPE_TYPES[key]):
             names = "/".join(t.__name__ for t in _RECIPE_TYPES[key] if t is not type(None))
             raise BenchkitError(f"{source}: field 'recipe.{key}' must be {names}, got {value!r}")
-    if "steps" in raw and raw["steps"] < 1:
-        raise BenchkitError(f"{source}: field 'recipe.steps' must be at least 1, got {raw['steps']}")
+    def bad(key: str, rule: str, value: Any) -> BenchkitError:
+        where = _FLAGS.get(key, f"field 'recipe.{key}'") if source == "command line" else f"field 'recipe.{key}'"
+        return BenchkitError(f"{source}: {where} must be {rule}, got {value!r}")
+
+    for key in ("steps", "height", "width", "num_frames", "fps"):
+        if raw.get(key) is not None and raw[key] < 1:
+            raise bad(key, "a positive integer", raw[key])
+    if raw.get("steps") is not None and raw["steps"] > 10_000:
+        raise bad("steps", "at most 10000", raw["steps"])
+    if "guidance_scale" in raw and not (math.isfinite(raw["guidance_scale"]) and 0 <= raw["guidance_scale"] <= 100):
+        raise bad("guidance_scale", "a finite number from 0 to 100 (1 turns guidance off)", raw["guidance_scale"])
+    if raw.get("eta") is not None and not (math.isfinite(raw["eta"]) and 0 <= raw["eta"] <= 1):
+        raise bad("eta", "a number from 0 to 1", raw["eta"])
+    for key, value in raw.get("scheduler_kwargs", {}).items():
+        if not isinstance(key, str) or (isinstance(value, float) and not math.isfinite(value)):
+            raise BenchkitError(f"{source}: field 'recipe.scheduler_kwargs.{key}' must be finite, got {value!r}")
     timesteps = raw.get("timesteps")
     if timesteps is not None:
         if not timesteps or not all(isinstance(t, int) and not isinstance(t, bool) for t in timesteps):
             raise BenchkitError(f"{source}: field 'recipe.timesteps' must be a non-empty list of integers")
+        if not all(0 <= t < 10_000 for t in timesteps) or any(b >= a for a, b in zip(timesteps, timesteps[1:])):
+            raise bad("timesteps", "decreasing integers from 0 up (diffusers' custom timesteps run from noise to data)",
+                      list(timesteps))
         raw = {**raw, "timesteps": tuple(timesteps), "steps": len(timesteps)}
     sigmas = raw.get("sigmas")
     if sigmas is not None:
-        numbers = [s for s in sigmas if isinstance(s, (int, float)) and not isinstance(s, bool)]
+        numbers = [s for s in sigmas if isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s)]
         if not sigmas or len(numbers) != len(sigmas) or not all(s > 0 for s in numbers):
             raise BenchkitError(f"{source}: field 'recipe.sigmas' must be a non-empty list of positive numbers, got {sigmas!r}")
         if any(b >= a for a, b in zip(numbers, numbers[1:])):
@@ -282,6 +305,8 @@ def load_spec_file(path: Path, presets: dict[str, ModelSpec] | None = None) -> M
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise BenchkitError(f"cannot read spec file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise BenchkitError(f"{path}: not UTF-8 text (byte {exc.start}); save the spec file as UTF-8") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

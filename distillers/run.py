@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from benchkit.atomic import write_json_atomic, write_text_atomic
 from benchkit.errors import BenchkitError
 from distillers.adapter import Denoiser, teacher_from_parts
 from distillers.data import DistillData, Pairs, pairs_as_real, toy_data
@@ -142,8 +143,8 @@ def write_student(out_dir: Path, teacher_path: Path, denoiser: Denoiser, recipe:
         sched_file = tmp / "scheduler" / "scheduler_config.json"
         sched = json.loads(sched_file.read_text())
         sched["prediction_type"] = "sample"
-        sched_file.write_text(json.dumps(sched, indent=2) + "\n")
-    (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        write_json_atomic(sched_file, sched)
+    write_json_atomic(tmp / "model_index.json", index)
     if model_dir.exists():
         shutil.rmtree(model_dir)
     tmp.rename(model_dir)
@@ -151,7 +152,7 @@ def write_student(out_dir: Path, teacher_path: Path, denoiser: Denoiser, recipe:
     for key, value in recipe.items():
         lines.append(f"{key} = {_toml(value)}")
     spec_path = out_dir / "spec.toml"
-    spec_path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(spec_path, "\n".join(lines) + "\n")
     return spec_path
 
 
@@ -173,16 +174,53 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
             pairs_path: Path | None = None, device: str = "auto", checkpoint_every: int = 100, eval_every: int = 0,
             cache_dir: Path | None = None, show_progress: bool = True, half: bool = False, name: str | None = None,
             stop_after: int | None = None, init: str | None = None) -> dict[str, Any]:
-    from benchkit.distributed import current_world
     from benchkit.hardware import resolve_device
+    from benchkit.lock import folder_lock
 
     cls = method_class(method)
     config = cls.Config.from_overrides({**(overrides or {}), "steps": steps})
+    out_dir = Path(out_dir)
+    check_distill_out(out_dir, teacher_spec, pairs_path)
     dev = resolve_device(device)
+    with folder_lock(out_dir, "benchkit distill"):
+        return _distill(method, cls, config, teacher_spec, out_dir, pairs_path, dev, checkpoint_every, eval_every,
+                        cache_dir, show_progress, half, name, stop_after, init)
+
+
+# What `benchkit distill` writes in its --out; a folder holding anything else is not replaced.
+DISTILL_ENTRIES = {"checkpoints", "train.log", "losses.jsonl", "model", "model.tmp", "spec.toml", "distill.json", "cache",
+                   ".benchkit.lock"}
+_DISTILL_MARKS = {"checkpoints", "train.log", "distill.json"}  # only a distill run has one of these
+
+
+def check_distill_out(out_dir: Path, teacher_spec: str, pairs_path: Path | None) -> None:
+    """--out is new, empty, or an earlier distill run (resumed); never a folder of other files,
+    and never the teacher's folder or the pairs file, or a folder inside or around them."""
+    from benchkit.outpaths import check_separate
+    from benchkit.presets import resolve_spec
+    from benchkit.spec import LOCATION_FIELDS
+
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise BenchkitError(f"--out {out_dir} is a file; give a folder for the student")
+        entries = {p.name for p in out_dir.iterdir()} - {".benchkit.lock"}
+        if entries and (entries - DISTILL_ENTRIES or not entries & _DISTILL_MARKS):
+            raise BenchkitError(f"--out {out_dir} is not a benchkit distill folder (it holds "
+                                f"{', '.join(sorted(entries)[:3])}); choose an empty or new folder")
+    spec = resolve_spec(teacher_spec)
+    local = [getattr(spec, f) for f in LOCATION_FIELDS]
+    check_separate(out_dir, [("teacher", v) for v in local if v and not str(v).startswith(("builtin:", "hf://"))]
+                   + [("pairs file", pairs_path)])
+
+
+def _distill(method: str, cls, config, teacher_spec: str, out_dir: Path, pairs_path: Path | None, dev: torch.device,
+             checkpoint_every: int, eval_every: int, cache_dir: Path | None, show_progress: bool, half: bool,
+             name: str | None, stop_after: int | None, init: str | None) -> dict[str, Any]:
+    from benchkit.distributed import current_world
+
     world = current_world(dev)  # a world of one unless launched by torchrun / accelerate launch
     dev = world.device(dev)
     spec, model, teacher, data = load_teacher(teacher_spec, dev, pairs_path)
-    out_dir = Path(out_dir)
     if world.is_main:  # rank 0 writes everything: log, checkpoints, student, distill.json
         out_dir.mkdir(parents=True, exist_ok=True)
     distiller = cls(teacher, data, config, world=world)
@@ -229,10 +267,22 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
                      **distiller.fsdp_record()},
         "memory": {"gradient_checkpointing": config.gradient_checkpointing, "teacher_dtype": config.teacher_dtype},
     }
-    (out_dir / "distill.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    write_json_atomic(out_dir / "distill.json", provenance)
     trainer.log(f"exported {spec_path}")
     world.barrier()
     return {"finished": True, "spec": spec_path, **result}
+
+
+def check_pairs_out(out: Path) -> None:
+    """--out of `benchkit pairs` may replace an earlier pairs file, never another file."""
+    if not out.exists():
+        return
+    if out.is_dir():
+        raise BenchkitError(f"--out {out} is a folder; give a file name such as pairs.safetensors")
+    try:
+        Pairs.load(out)
+    except BenchkitError:
+        raise BenchkitError(f"--out {out} exists and is not a benchkit pairs file; choose a new file name") from None
 
 
 def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance: float, seed: int, device: str = "auto",
@@ -246,6 +296,9 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
     from distillers.pairs import make_pairs
 
     spec = resolve_spec(teacher_spec)
+    if count < 1 or steps < 1:
+        raise BenchkitError("--count and --steps must be at least 1")
+    check_pairs_out(Path(out))
     dev = resolve_device(device)
     model = load_model(spec, dev, torch.float32)
     teacher = teacher_from_parts(model.unet, model.scheduler_config)
@@ -262,8 +315,6 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
         texts = [r.prompt for r in load_prompt_set(prompts).records]
         data = DistillData(texts, text.encode, text.shape, negative=text.negative)
         conditioning = text.details
-    if count < 1 or steps < 1:
-        raise BenchkitError("--count and --steps must be at least 1")
     with progress_bar(show_progress) as bar:
         task = bar.add_task("teacher ODE pairs", total=count, info=f"{steps} DDIM steps, CFG {guidance:g}")
         batch = batch_size or (100 if model.family == "toy" else 8)

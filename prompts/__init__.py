@@ -22,6 +22,9 @@ __all__ = ["BUILTIN_SETS", "DATA_DIR", "BuiltinSet", "PromptRecord", "PromptSet"
            "load_prompt_set", "parse_seeds", "write_prompt_file"]
 
 
+_MAX_SEEDS = 100_000
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0-3' -> [0, 1, 2, 3]; '0,5,7' -> [0, 5, 7]; ranges and lists combine."""
     seeds: list[int] = []
@@ -33,6 +36,8 @@ def parse_seeds(text: str) -> list[int]:
                 lo_i, hi_i = int(lo), int(hi)
                 if hi_i < lo_i:
                     raise ValueError
+                if hi_i - lo_i >= _MAX_SEEDS:
+                    raise BenchkitError(f"--seeds '{text}': more than {_MAX_SEEDS} seeds per prompt; give a smaller range")
                 seeds.extend(range(lo_i, hi_i + 1))
             elif part:
                 seeds.append(int(part))
@@ -40,6 +45,11 @@ def parse_seeds(text: str) -> list[int]:
         raise BenchkitError(f"--seeds '{text}': use a range like 0-3 or a list like 0,1,7") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise BenchkitError(f"--seeds '{text}': give at least one seed and no duplicates")
+    if not all(0 <= s < 2**63 for s in seeds):
+        # -1 means "random" in other tools; benchkit's seeds name reproducible draws and file names
+        raise BenchkitError(f"--seeds '{text}': seeds are integers from 0 to 2**63-1; negative seeds are not accepted")
+    if len(seeds) > _MAX_SEEDS:
+        raise BenchkitError(f"--seeds '{text}': more than {_MAX_SEEDS} seeds per prompt; give fewer")
     return seeds
 
 

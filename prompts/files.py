@@ -17,13 +17,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from benchkit.atomic import write_text_atomic
 from benchkit.errors import BenchkitError, describe_os_error
 from prompts.sets import PromptRecord, PromptSet
 
 SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
 _PROMPT_KEYS = ("prompt", "text", "caption", "Prompt")
 _ID_KEYS = ("prompt_id", "id", "image_id")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # used with fullmatch: "$" would let a trailing newline in
 
 
 def index_ids(n: int) -> list[str]:
@@ -33,8 +34,9 @@ def index_ids(n: int) -> list[str]:
 
 
 def _check_id(pid: str, where: str) -> str:
-    if not _SAFE_ID.match(pid):
-        raise BenchkitError(f"{where}: prompt id '{pid}' must use only letters, digits, '.', '_' and '-'")
+    if not _SAFE_ID.fullmatch(pid):
+        raise BenchkitError(f"{where}: prompt id {pid!r} must start with a letter or digit and use only letters, digits, "
+                            "'.', '_' and '-'")
     return pid
 
 
@@ -118,9 +120,15 @@ def _cell(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def write_prompt_file(prompt_set: PromptSet, path: Path, seeds: list[int] | None = None) -> Path:
-    """Export by suffix; with seeds, one row per (prompt, seed) item in generation order (txt: prompts only)."""
+def write_prompt_file(prompt_set: PromptSet, path: Path, seeds: list[int] | None = None, overwrite: bool = False) -> Path:
+    """Export by suffix; with seeds, one row per (prompt, seed) item in generation order (txt: prompts only).
+
+    An existing file is replaced only with ``overwrite``: benchkit cannot tell its own export from
+    a user's file of the same name.
+    """
     path = Path(path)
+    if path.exists() and not overwrite:
+        raise BenchkitError(f"--out {path} exists; choose a new file name, or pass --overwrite to replace it")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise BenchkitError(f"--out {path}: use a .txt, .csv, .tsv or .jsonl file name")
@@ -148,7 +156,7 @@ def write_prompt_file(prompt_set: PromptSet, path: Path, seeds: list[int] | None
             text = buf.getvalue()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8", newline="")
     except OSError as exc:
-        raise describe_os_error(exc, path) from None
+        raise describe_os_error(exc, path.parent, "creating") from None
+    write_text_atomic(path, text)
     return path

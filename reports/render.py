@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from benchkit.atomic import write_bytes_atomic
 from benchkit.errors import BenchkitError, describe_os_error
 from benchkit.rundir import read_image
 from metrics.breakdown import SEED_FIELD
@@ -417,20 +419,34 @@ def to_html(c: Content) -> str:
     parts += ["<h2>Provenance</h2>", _html_table(c.provenance)]
     parts.append("<h2>Samples</h2>")
     parts.append(_html_grid(c.grid) if c.grid.items else "<p>No (prompt, seed) items are common to all runs.</p>")
-    head = f'<meta charset="utf-8">\n<title>{html.escape(c.title)}</title>\n<style>{CSS}</style>'
+    head = f'<meta charset="utf-8">\n{GENERATOR_META}\n<title>{html.escape(c.title)}</title>\n<style>{CSS}</style>'
     body = "\n".join(parts)
     return f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{body}\n</body>\n</html>\n'
 
 
 # -- entry point ----------------------------------------------------------------------------
 def _write(path: Path, data: str | bytes) -> None:
-    try:
-        if isinstance(data, bytes):
-            path.write_bytes(data)
-        else:
-            path.write_text(data, encoding="utf-8")
-    except OSError as exc:
-        raise describe_os_error(exc, path) from None
+    write_bytes_atomic(path, data if isinstance(data, bytes) else data.encode("utf-8"))
+
+
+GENERATOR_META = '<meta name="generator" content="benchkit report">'
+# The files a report folder holds; a folder holding anything else is not written into.
+_REPORT_FILE = re.compile(r"report\.(md|html)|quality_latency\.svg|grid\.png|figure\d+\.svg|\..+\.tmp")
+
+
+def check_report_dir(out_dir: Path) -> None:
+    """A report goes into a new or empty folder, or replaces an earlier benchkit report; never other files."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise BenchkitError(f"--out {out_dir} is a file; give a folder for the report")
+    others = sorted(p.name for p in out_dir.iterdir() if not _REPORT_FILE.fullmatch(p.name))
+    html_file = out_dir / "report.html"
+    foreign_html = html_file.is_file() and GENERATOR_META not in html_file.read_text(encoding="utf-8", errors="replace")
+    if others or foreign_html:
+        what = ", ".join(others[:3]) if others else "a report.html benchkit did not write"
+        raise BenchkitError(f"--out {out_dir} holds {what}; a report only replaces an earlier benchkit report: "
+                            "choose an empty or new folder")
 
 
 def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit report",
@@ -438,12 +454,13 @@ def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit re
     """Write out_dir/report.md (with quality_latency.svg and grid.png beside it) and out_dir/report.html."""
     if not run_paths:
         raise BenchkitError("no runs to report on: pass one or more run directories")
+    out_dir = Path(out_dir)
+    check_report_dir(out_dir)
     runs = load_runs(run_paths)
     table = metrics_table(runs)
     svg, note = _plot(table)
     content = Content(title, metric_cells(table), _warnings(runs), svg, note, provenance_cells(runs),
                       build_grid(runs, max_grid_items), breakdown_tables(runs), hardware_tables(runs), figures or [])
-    out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
