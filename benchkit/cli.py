@@ -52,6 +52,8 @@ def print_results(results: dict, footer: str = "") -> None:
     out.print(table)
     if footer:
         out.print(footer)
+    for name, why in (results["run"].get("metrics_left_out") or {}).items():
+        Console(stderr=True).print(f"note: default metric {name} left out: {escape(why)}", highlight=False, soft_wrap=True)
 
 
 @app.command("eval")
@@ -59,7 +61,8 @@ def eval_cmd(
     model: str = typer.Option("toy-digits", "--model", "-m", help="Preset name or TOML spec file."),
     prompts: str = typer.Option("toy-digits", "--prompts", "-p", help="Built-in prompt set or a txt/csv/tsv/jsonl file."),
     seeds: str = typer.Option("0-3", "--seeds", help="Seeds per prompt: 0-3 or 0,5,9."),
-    metrics: str = typer.Option("toy-fid,toy-alignment,toy-diversity,latency", "--metrics", help="Comma-separated metric names."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric names (default: the model family's, "
+                                          "toy metrics for the toy world; those that cannot run here are left out with a note)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: runs/<model>-<hash>; rerun to resume)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override recipe steps."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Override scheduler (ddim, euler, lcm, tcd, ... or a class name)."),
@@ -78,7 +81,8 @@ def eval_cmd(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: fp32 on cpu, fp16 on gpu)."),
     warmup: int = typer.Option(1, "--warmup", help="Untimed warm-up batches before timing."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Reference-statistics cache (default $BENCHKIT_CACHE or ~/.cache/benchkit)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run instead of resuming it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing benchkit run (only a run) instead of resuming it."),
+    wait: bool = typer.Option(False, "--wait", help="If another process is using --out, wait for it instead of exiting."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (repeatable; see `benchkit weights`)."),
 ):
@@ -102,9 +106,9 @@ def eval_cmd(
                                                  sample, sample_seed, limit)
     seed_list = parse_seeds(seeds)
     run_dir = out_dir or default_run_dir(spec, prompt_set, seed_list)
-    results = run_eval(spec, prompt_set, seed_list, run_dir, metrics=metrics.split(","), device=device, dtype=dtype,
-                       batch_size=batch_size, warmup_batches=warmup, cache_dir=cache_dir, overwrite=overwrite,
-                       show_progress=not quiet)
+    results = run_eval(spec, prompt_set, seed_list, run_dir, metrics=metrics.split(",") if metrics is not None else None,
+                       device=device, dtype=dtype, batch_size=batch_size, warmup_batches=warmup, cache_dir=cache_dir,
+                       overwrite=overwrite, show_progress=not quiet, wait=wait)
     print_results(results, f"run written to [bold]{run_dir}[/bold]")
 
 
@@ -112,8 +116,11 @@ def eval_cmd(
 def score_cmd(
     folder: Path = typer.Argument(..., help="Folder of images ({prompt_id}_{seed}.png, or listed in a 'file' column)."),
     prompts: str = typer.Option(..., "--prompts", "-p", help="Prompt set or file the images were made from."),
-    metrics: str = typer.Option("toy-fid,toy-alignment", "--metrics"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the scored run (default: FOLDER-scored)."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric names (default: toy metrics for "
+                                          "8x8 toy images, else the image metrics whose weights are present)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the scored run (default: FOLDER-scored); "
+                                           "a new or empty folder, or an earlier score run, which is replaced."),
+    wait: bool = typer.Option(False, "--wait", help="If another process is using --out, wait for it instead of exiting."),
     device: str = typer.Option("auto", "--device"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -126,9 +133,9 @@ def score_cmd(
     from benchkit.scoring import score_folder
     from prompts import load_prompt_set
 
-    target = out_dir or folder.with_name(folder.name + "-scored")
-    results = score_folder(folder, load_prompt_set(prompts), metrics.split(","), target,
-                           cache_dir or default_cache_dir(), resolve_device(device), show_progress=not quiet)
+    target = out_dir or folder.resolve().with_name(folder.resolve().name + "-scored")
+    results = score_folder(folder, load_prompt_set(prompts), metrics.split(",") if metrics is not None else None, target,
+                           cache_dir or default_cache_dir(), resolve_device(device), show_progress=not quiet, wait=wait)
     print_results(results, f"results written to [bold]{target / 'results.json'}[/bold]")
 
 
@@ -152,22 +159,32 @@ def compare_cmd(
     tolerance: list[str] = typer.Option([], "--tolerance", "-t", help="NAME=VALUE or NAME=PERCENT% (repeatable)."),
     sigma: float = typer.Option(2.0, "--sigma", help="Width of seed-spread bands in standard errors."),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="Only these metrics (comma-separated)."),
+    allow_different_prompts: bool = typer.Option(
+        False, "--allow-different-prompts",
+        help="Compare quality metrics even over different prompt sets, subsets, seed lists or image counts "
+             "(refused with exit 3 otherwise); the difference is still shown."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ):
     """Per-metric deltas with noise bands and verdicts; exit 1 on a regression, 3 if not comparable."""
-    from reports.compare import compare_runs, exit_code, parse_tolerances
+    import math
+
+    from reports.compare import compare_runs, exit_code, parse_tolerances, sample_difference
     from reports.runs import load_run
 
+    if not math.isfinite(sigma) or sigma <= 0:
+        raise BenchkitError(f"--sigma must be a positive number, got {sigma}")
     tolerances = parse_tolerances(tolerance)
-    names = [m.strip() for m in metrics.split(",")] if metrics else None
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     base = load_run(baseline)
+    cands = [load_run(path) for path in candidates]  # every input is checked before anything is printed
     results, code = [], 0
-    for path in candidates:
-        cand = load_run(path)
-        comps = compare_runs(base, cand, tolerances, sigma, names)
+    for path, cand in zip(candidates, cands):
+        comps = compare_runs(base, cand, tolerances, sigma, names, allow_different_samples=allow_different_prompts)
+        differences = sample_difference(base, cand)
         run_code = exit_code(comps)
         code = 1 if 1 in (code, run_code) else max(code, run_code)
         results.append({"baseline": str(baseline), "candidate": str(path), "exit_code": run_code,
+                        "sample_difference": differences, "allowed_different_prompts": allow_different_prompts,
                         "metrics": [c.to_dict() for c in comps]})
         if not as_json:
             table = Table(title=f"{cand.label}  vs  baseline {base.label}")
@@ -178,9 +195,13 @@ def compare_cmd(
                 mark = colour.get(c.verdict)
                 verdict = f"[{mark}]{c.verdict}[/{mark}]" if mark else c.verdict
                 band = "" if c.band is None else f"±{c.band:.4g}"
-                table.add_row(c.name, f"{c.baseline:.6g}", f"{c.candidate:.6g}", f"{c.delta:+.4g}", band, verdict,
-                              c.reason or c.band_source)
+                why = "; ".join(x for x in (c.band_source, c.reason) if x)
+                table.add_row(escape(c.name), f"{c.baseline:.6g}", f"{c.candidate:.6g}", f"{c.delta:+.4g}", band, verdict,
+                              escape(why))
             out.print(table)
+            if differences:
+                what = "compared anyway" if allow_different_prompts else "quality metrics not comparable"
+                out.print(f"[yellow]{what}:[/yellow] {escape('; '.join(differences))}", soft_wrap=True)
     if as_json:
         print(json.dumps(results, indent=2))
     if code:
@@ -191,20 +212,25 @@ def compare_cmd(
 def nightly_cmd(
     config: Path = typer.Argument(..., help="Nightly suite TOML (models x prompt sets x devices)."),
     night: Optional[str] = typer.Option(None, "--night", help="Night id (default: UTC timestamp); re-using one re-runs it."),
+    wait: bool = typer.Option(False, "--wait", help="If another nightly is using the output folder, wait for it instead of exiting."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Run a suite, append it to the SQLite history, compare with the last good night; exit 1 on a regression."""
     from benchkit.nightly import run_nightly
 
-    summary = run_nightly(config, night=night, show_progress=not quiet)
-    table = Table(title=f"nightly {summary['night']}: {summary['status']}")
+    summary = run_nightly(config, night=night, show_progress=not quiet, wait=wait)
+    for aborted in summary.get("aborted") or []:
+        out.print(f"[yellow]night {escape(aborted)} never finished (its process is gone): marked aborted[/yellow]")
+    table = Table(title=f"nightly {escape(summary['night'])}: {summary['status']}")
     for col in ("job", "baseline night", "verdicts"):
         table.add_column(col)
     for job in summary["jobs"]:
-        verdicts = ", ".join(f"{k}: {v}" for k, v in job["verdicts"].items()) or "no earlier passing night"
-        table.add_row(job["job"], job["baseline_night"] or "-", verdicts)
+        verdicts = (", ".join(f"{k}: {v}" for k, v in job["verdicts"].items())
+                    or ("no gate metric in both runs" if job["baseline_night"]
+                        else "no earlier passing night over these prompts and seeds"))
+        table.add_row(escape(job["job"]), escape(job["baseline_night"] or "-"), escape(verdicts))
     out.print(table)
-    out.print(f"report: [bold]{summary['report']['html']}[/bold]; history: {summary['history']}")
+    out.print(f"report: [bold]{escape(str(summary['report']['html']))}[/bold]; history: {escape(summary['history'])}")
     if summary["status"] == "fail":
         raise typer.Exit(1)
 
@@ -415,6 +441,7 @@ def prompts_export(name: str = typer.Argument(..., help="Built-in set or prompt 
                    out_file: Path = typer.Option(..., "--out", "-o", help="A .txt, .csv, .tsv or .jsonl file."),
                    seeds: Optional[str] = typer.Option(None, "--seeds", help="One row per prompt and seed (not for .txt)."),
                    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N prompts (after the selection)."),
+                   overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
                    category: Optional[str] = _CATEGORY, challenge: Optional[str] = _CHALLENGE,
                    dimension: Optional[str] = _DIMENSION, sample: Optional[int] = _SAMPLE, sample_seed: int = _SAMPLE_SEED):
     """Write a set or a selection from it as a prompt file that `eval -p` and other tools read back."""
@@ -423,7 +450,7 @@ def prompts_export(name: str = typer.Argument(..., help="Built-in set or prompt 
     ps = load_prompt_set(name).select({"category": category, "challenge": challenge, "dimension": dimension},
                                       sample, sample_seed, limit)
     seed_list = parse_seeds(seeds) if seeds is not None else None
-    write_prompt_file(ps, out_file, seed_list)
+    write_prompt_file(ps, out_file, seed_list, overwrite=overwrite)
     rows = len(ps) * len(seed_list or [None])
     out.print(f"wrote {rows} rows ({len(ps)} prompts of {ps.name}, {ps.subset}) to [bold]{out_file}[/bold]")
 
@@ -439,6 +466,7 @@ def reference_coco(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Statistics cache (default $BENCHKIT_CACHE or ~/.cache/benchkit)."),
     device: str = typer.Option("auto", "--device"),
     weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (e.g. fid-inception=PATH)."),
+    wait: bool = typer.Option(False, "--wait", help="If another process is writing --out, wait for it instead of exiting."),
 ):
     """Pair a local val2014 with a protocol, verify ids and counts, write reference.json, cache FID statistics."""
     from benchkit.reference import cache_fid_statistics, coco_reference, write_reference
@@ -449,17 +477,22 @@ def reference_coco(
         from metrics.fid import get_protocol
 
         get_protocol(protocol)  # fail on a typo before hashing 40k files
-    prompt_set = load_prompt_set(prompts) if pairing == "matched" else None
-    ref = coco_reference(coco_dir, pairing, prompt_set, allow_partial=allow_partial)
-    path = write_reference(ref, out_dir / ref.name)
-    out.print(f"{ref.name}: {len(ref.files)} images, sha256 {ref.sha256[:16]}; written to [bold]{path}[/bold]")
-    if protocol:
-        from benchkit.evaluate import default_cache_dir
+    from benchkit.lock import folder_lock
+    from benchkit.outpaths import check_separate
 
-        entry = cache_fid_statistics(ref, protocol, cache_dir or default_cache_dir(), device)
-        for view, info in entry["views"].items():
-            state = "already cached" if info["was_cached"] else "computed and cached"
-            out.print(f"{protocol} {view} statistics ({info['n']} images): {state}, key {info['stats_key'][:16]}")
+    check_separate(out_dir, [("COCO folder", coco_dir)])
+    prompt_set = load_prompt_set(prompts) if pairing == "matched" else None
+    with folder_lock(out_dir, "benchkit reference coco", wait=wait):
+        ref = coco_reference(coco_dir, pairing, prompt_set, allow_partial=allow_partial)
+        path = write_reference(ref, out_dir / ref.name)
+        out.print(f"{ref.name}: {len(ref.files)} images, sha256 {ref.sha256[:16]}; written to [bold]{path}[/bold]")
+        if protocol:
+            from benchkit.evaluate import default_cache_dir
+
+            entry = cache_fid_statistics(ref, protocol, cache_dir or default_cache_dir(), device)
+            for view, info in entry["views"].items():
+                state = "already cached" if info["was_cached"] else "computed and cached"
+                out.print(f"{protocol} {view} statistics ({info['n']} images): {state}, key {info['stats_key'][:16]}")
 
 
 @app.command("weights")

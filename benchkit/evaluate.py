@@ -8,6 +8,7 @@ scores its share of the images, and rank 0 merges the metric states and writes r
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import subprocess
@@ -22,16 +23,17 @@ from benchkit.errors import BenchkitError
 from benchkit.generation import Item, make_generator
 from benchkit.hardware import (dtype_name, fingerprint, model_dtype, peak_memory_bytes, reset_peak_memory,
                                resolve_device, runtime_settings, synchronize)
-from benchkit.loading import load_model
+from benchkit.loading import TOY_FAMILY, load_model
+from benchkit.lock import folder_lock
+from benchkit.outpaths import check_separate
 from benchkit.outputs import attach_outputs, describe_model
 from benchkit.progress import progress_bar
 from benchkit.rundir import RunDir, read_image
 from benchkit.spec import ModelSpec, spec_hash
-from metrics import MetricContext, SampleBatch, build_metrics, parse_metric_names
+from metrics import MetricContext, SampleBatch, ScorePlan, build_metrics, check_metrics, parse_metric_names
 from metrics.breakdown import SEED_FIELD, Breakdown
 from prompts import PromptSet
 
-DEFAULT_METRICS = ["toy-fid", "toy-alignment", "toy-diversity", "latency"]
 
 
 def default_cache_dir() -> Path:
@@ -76,13 +78,89 @@ def run_eval(
     cache_dir: Path | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    wait: bool = False,
 ) -> dict[str, Any]:
-    """Generate every (prompt, seed) item not yet in ``out``, then score the whole run."""
-    metric_names = parse_metric_names(metrics or DEFAULT_METRICS)  # fail before loading anything
+    """Generate every (prompt, seed) item not yet in ``out``, then score the whole run.
+
+    Everything a user can get wrong is checked before work starts: the metric names and what
+    each needs (seeds per prompt, weights, references, prompts it can read), the output folder
+    against the inputs, and (once the model is loaded, before the first image) the model's
+    family and image size against the metrics. ``out`` is locked for the whole call: a second
+    process on the same folder is refused in one line, or waits with ``wait``.
+    """
+    metric_names = parse_metric_names(metrics) if metrics is not None else None  # fail before loading anything
     if batch_size < 1:
         raise BenchkitError(f"--batch-size must be at least 1, got {batch_size}")
+    if warmup_batches < 0:
+        raise BenchkitError(f"--warmup must be 0 or more, got {warmup_batches}")
+    check_seeds(seeds)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    check_separate(out, [("model folder", path) for path in spec_local_paths(spec)]
+                   + [("prompt file", prompt_set.source if Path(prompt_set.source or "").is_file() else None)])
+    plan = ScorePlan(records=plan_records(prompt_set), seeds_per_prompt=len(seeds))
     dev = resolve_device(device)
+    if metric_names is not None:
+        check_metrics(metric_names, plan, MetricContext(cache_dir=cache_dir, device=dev))
+    with folder_lock(out, "benchkit eval", wait=wait):
+        return _run_eval(spec, prompt_set, seeds, Path(out), metric_names, plan, dev, dtype, batch_size,
+                         warmup_batches, cache_dir, overwrite, show_progress)
+
+
+def check_seeds(seeds: list[int]) -> None:
+    """Seeds are non-negative integers below 2**63 (what torch.Generator.manual_seed takes as given).
+
+    A negative seed is refused rather than given a meaning: other tools read -1 as "random",
+    and benchkit's file names ({prompt_id}_{seed}.png) and `benchkit score` read seeds as digits.
+    """
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**63:
+            raise BenchkitError(f"--seeds: seed {s!r} is not an integer from 0 to 2**63-1; give non-negative seeds such as 0-3")
+
+
+def plan_records(prompt_set: PromptSet) -> list[dict[str, Any]]:
+    return [{"prompt_id": r.prompt_id, "prompt": r.prompt, "meta": dict(r.meta)} for r in prompt_set.records]
+
+
+def spec_local_paths(spec: ModelSpec) -> list[str]:
+    """The spec's locations that are local paths (repo ids and builtins are not)."""
+    from benchkit.spec import LOCATION_FIELDS
+
+    values = [getattr(spec, f) for f in LOCATION_FIELDS]
+    return [v for v in values if v and not str(v).startswith(("builtin:", "hf://")) and Path(v).expanduser().exists()]
+
+
+# The default metrics by model family: the toy world's own for the toy; for real models the
+# quality metrics that need no reference, each kept only if its weights are present and it can
+# run on this prompt set and seed list (what is left out is recorded and shown).
+TOY_DEFAULT_METRICS = ["toy-fid", "toy-alignment", "toy-diversity", "latency"]
+IMAGE_DEFAULT_METRICS = ["clip-score", "pickscore", "hpsv2", "lpips-diversity", "latency"]
+DEFAULT_METRICS = TOY_DEFAULT_METRICS  # what nightly configs without `metrics` have always meant
+
+
+def default_metrics(plan: ScorePlan, ctx: MetricContext, timed: bool = True) -> tuple[list[str], dict[str, str]]:
+    """(metrics that can run on ``plan``, {left-out metric: why}) for the plan's family."""
+    from metrics import REGISTRY
+
+    candidates = TOY_DEFAULT_METRICS if plan.family == TOY_FAMILY else IMAGE_DEFAULT_METRICS
+    chosen, left_out = [], {}
+    for name in candidates:
+        if name == "latency" and not timed:
+            continue
+        try:
+            REGISTRY[name].check(plan, ctx)
+        except BenchkitError as exc:
+            left_out[name] = str(exc)
+            continue
+        chosen.append(name)
+    if not chosen:
+        raise BenchkitError("none of the default metrics can run here (" + "; ".join(f"{k}: {v}" for k, v in left_out.items())
+                            + "); pass --metrics (see `benchkit metrics`)")
+    return chosen, left_out
+
+
+def _run_eval(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Path, metric_names: list[str] | None,
+              plan: ScorePlan, dev: torch.device, dtype: str | None, batch_size: int, warmup_batches: int,
+              cache_dir: Path, overwrite: bool, show_progress: bool) -> dict[str, Any]:
     world = current_world(dev)
     dev = world.device(dev)
     show_progress = show_progress and world.is_main
@@ -90,6 +168,14 @@ def run_eval(
     reset_peak_memory(dev)
     model = load_model(spec, dev, dt_, cache_dir)
     generator = make_generator(model, spec.recipe)
+    # what only the loaded model tells: its family and image size, checked before the first image
+    plan = dataclasses.replace(plan, family=model.family, image_sizes={(generator.height, generator.width)})
+    ctx = MetricContext(cache_dir=cache_dir, device=dev)
+    left_out: dict[str, str] = {}
+    if metric_names is None:
+        metric_names, left_out = default_metrics(plan, ctx)
+    else:
+        check_metrics(metric_names, plan, ctx)
 
     identity = {
         "spec_hash": spec_hash(spec, model.weights_sha256),
@@ -116,6 +202,8 @@ def run_eval(
         "git_sha": git_sha(),
         "command": "eval",
     }
+    if left_out:
+        manifest["metrics_left_out"] = left_out  # defaults that could not run here, and why
     manifest["model"].update(describe_model(model, generator))  # family, lora, vae dtype, compile, frames
     manifest["runtime"] = runtime_settings(dev, dt_)  # what ran: dtype, TF32, sync and memory APIs
     session: dict[str, Any] = {"started": now(), "pid": os.getpid(), "load_seconds": model.load_seconds,
@@ -191,6 +279,8 @@ def run_eval(
     world.barrier()
 
     results = score_run(run, metric_names, cache_dir, dev, show_progress, world=world)
+    if left_out:
+        results["run"]["metrics_left_out"] = left_out
     if world.is_main:
         run.update_manifest(status="complete", completed=now())
     return results

@@ -8,6 +8,7 @@ Images are matched to prompts by a ``file`` column in the prompts file, or by th
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,20 @@ import torch
 
 from benchkit.distributed import current_world
 from benchkit.errors import BenchkitError
-from benchkit.evaluate import git_sha, now, score_run
+from benchkit.evaluate import default_metrics, git_sha, now, score_run
 from benchkit.hardware import fingerprint
+from benchkit.loading import TOY_FAMILY
+from benchkit.lock import folder_lock
+from benchkit.outpaths import check_separate
 from benchkit.rundir import RunDir
-from metrics import parse_metric_names
+from metrics import MetricContext, ScorePlan, check_metrics, parse_metric_names
+from metrics.toy import TOY_SIZE
 from prompts import PromptSet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+_NAME = re.compile(r"(?P<pid>.+)_(?P<seed>\d+)")
 
 
 def match_images(folder: Path, prompt_set: PromptSet) -> list[dict[str, Any]]:
@@ -32,51 +40,114 @@ def match_images(folder: Path, prompt_set: PromptSet) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     if all("file" in r.meta for r in prompt_set.records):
         for r in prompt_set.records:
-            path = folder / r.meta["file"]
-            if not path.exists():
-                raise BenchkitError(f"{path} listed in {prompt_set.source} does not exist")
-            seed = int(r.meta.get("seed") or 0)
-            records.append(_record(r, seed, path))
+            path = folder / str(r.meta["file"])
+            if not path.is_file():
+                raise BenchkitError(f"{path} listed in {prompt_set.source} (prompt {r.prompt_id}) is not a readable file")
+            records.append(_record(r, _seed_cell(r.meta.get("seed"), r.prompt_id, prompt_set.source), path))
         return records
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise BenchkitError(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
     for path in files:
-        pid, _, seed_text = path.stem.rpartition("_")
-        if pid in by_id and seed_text.isdigit():
-            records.append(_record(by_id[pid], int(seed_text), path))
+        named = _NAME.fullmatch(path.stem)
+        if named and named["pid"] in by_id:
+            records.append(_record(by_id[named["pid"]], _seed_cell(named["seed"], named["pid"], path), path))
         elif path.stem in by_id:
             records.append(_record(by_id[path.stem], 0, path))
         else:
+            pid = named["pid"] if named else path.stem
             raise BenchkitError(
-                f"{path}: no prompt with id '{pid or path.stem}' in {prompt_set.source}; name images {{prompt_id}}_{{seed}}.png or add a 'file' column"
+                f"{path}: no prompt with id '{pid}' in {prompt_set.source}; name images {{prompt_id}}_{{seed}}.png "
+                "(seed: a non-negative integer) or add a 'file' column"
             )
+    seen: dict[tuple[str, int], str] = {}
+    for rec in records:
+        key = (rec["prompt_id"], rec["seed"])
+        if key in seen:
+            raise BenchkitError(f"{rec['file']} and {seen[key]} are both prompt {key[0]} seed {key[1]}; keep one")
+        seen[key] = rec["file"]
     return records
 
 
+def _seed_cell(value: Any, prompt_id: str, where: Any) -> int:
+    """A seed from a file name or a prompt file's ``seed`` column: a non-negative integer (as `eval` writes)."""
+    if value is None or value == "":
+        return 0
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) >= 2**63:
+        raise BenchkitError(f"{where}: seed {value!r} of prompt {prompt_id} is not a non-negative integer; "
+                            "fix the seed column or the file name")
+    return int(text)
+
+
 def _record(rec, seed: int, path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BenchkitError(f"cannot read image {path}: {exc.strerror or exc} (a broken link or a missing file?)") from None
     return {"prompt_id": rec.prompt_id, "prompt": rec.prompt, "seed": seed, "meta": dict(rec.meta),
-            "file": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+            "file": str(path.resolve()), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str], out: Path, cache_dir: Path,
-                 device: torch.device, show_progress: bool = True) -> dict[str, Any]:
-    names = parse_metric_names(metrics)
-    if "latency" in names:
+def image_sizes(records: list[dict[str, Any]]) -> set[tuple[int, int]]:
+    """(height, width) of every image, read from the file headers (no decoding)."""
+    from PIL import Image, UnidentifiedImageError
+
+    sizes = set()
+    for r in records:
+        try:
+            with Image.open(r["file"]) as im:
+                sizes.add((im.height, im.width))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise BenchkitError(f"cannot read image {r['file']}: {exc}") from None
+    return sizes
+
+
+def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str] | None, out: Path, cache_dir: Path,
+                 device: torch.device, show_progress: bool = True, wait: bool = False) -> dict[str, Any]:
+    """Score the images of ``folder`` into the run folder ``out`` (a new folder or an earlier score run).
+
+    ``out`` may be neither the image folder nor inside or around it, nor any other folder that is
+    not a benchkit score run: only score runs are replaced. The images are read, never written.
+    """
+    names = parse_metric_names(metrics) if metrics is not None else None
+    if names is not None and "latency" in names:
         raise BenchkitError("latency cannot be measured on existing images; use `benchkit eval` to time a model")
+    check_separate(out, [("image folder", folder),
+                         ("prompt file", prompt_set.source if Path(prompt_set.source or "").is_file() else None)])
     records = match_images(folder, prompt_set)
+    per_prompt: dict[str, int] = {}
+    for r in records:
+        per_prompt[r["prompt_id"]] = per_prompt.get(r["prompt_id"], 0) + 1
+    sizes = image_sizes(records)
+    scored_ids = set(per_prompt)
+    plan = ScorePlan(records=[{"prompt_id": r.prompt_id, "prompt": r.prompt, "meta": dict(r.meta)}
+                              for r in prompt_set.records if r.prompt_id in scored_ids],
+                     seeds_per_prompt=min(per_prompt.values()),
+                     family=TOY_FAMILY if sizes == {TOY_SIZE} else None, image_sizes=sizes)
+    ctx = MetricContext(cache_dir=cache_dir, device=device)
+    left_out: dict[str, str] = {}
+    if names is None:
+        names, left_out = default_metrics(plan, ctx, timed=False)
+    else:
+        check_metrics(names, plan, ctx)
     identity = {"source": str(Path(folder).resolve()), "prompt_set_sha256": prompt_set.sha256,
                 "files_sha256": hashlib.sha256("".join(r["sha256"] for r in records).encode()).hexdigest()}
     manifest = {"benchkit_run": 1, "created": now(), "command": "score", "source": str(Path(folder).resolve()),
                 "prompt_set": prompt_set.describe(), "seeds": sorted({r["seed"] for r in records}),
                 "hardware": fingerprint(include_dtype_support=False), "git_sha": git_sha(), "device": device.type}
+    if left_out:
+        manifest["metrics_left_out"] = left_out
     world = current_world(device)
-    if world.is_main:
-        run = RunDir.open(out, identity, manifest, overwrite=True)
-        run.replace_records(records)
-    world.barrier()
-    run = RunDir(out)
-    results = score_run(run, names, cache_dir, world.device(device), show_progress, world=world)
-    if world.is_main:
-        run.update_manifest(status="complete", completed=now())
+    with folder_lock(out, "benchkit score", wait=wait):
+        if world.is_main:
+            run = RunDir.open(out, identity, manifest, overwrite=True)
+            run.replace_records(records)
+        world.barrier()
+        run = RunDir(out)
+        results = score_run(run, names, cache_dir, world.device(device), show_progress, world=world)
+        if left_out:
+            results["run"]["metrics_left_out"] = left_out
+        if world.is_main:
+            run.update_manifest(status="complete", completed=now())
     return results

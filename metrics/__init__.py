@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchkit.errors import BenchkitError
-from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
+from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, ScorePlan
 from metrics.latency import Latency
 from metrics.toy import ToyAlignment, ToyDiversity, ToyFID
 
@@ -36,7 +36,18 @@ def parse_metric_names(text: str | list[str]) -> list[str]:
 
 
 def build_metrics(names: list[str], ctx: MetricContext) -> list[Metric]:
-    return [REGISTRY[name](ctx) for name in parse_metric_names(names)]
+    """The named metrics (an empty list is allowed: a breakdown group may have none that apply)."""
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        parse_metric_names(unknown)  # raises the one-line "unknown metric" error
+    return [REGISTRY[name](ctx) for name in names]
 
 
-__all__ = ["Metric", "MetricContext", "MetricValue", "SampleBatch", "REGISTRY", "build_metrics", "parse_metric_names"]
+def check_metrics(names: list[str], plan: ScorePlan, ctx: MetricContext) -> None:
+    """Every metric's preconditions on ``plan``, before any image is generated or scored."""
+    for name in parse_metric_names(names):
+        REGISTRY[name].check(plan, ctx)
+
+
+__all__ = ["Metric", "MetricContext", "MetricValue", "SampleBatch", "ScorePlan", "REGISTRY", "build_metrics",
+           "check_metrics", "parse_metric_names"]

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from benchkit.errors import BenchkitError
+
 
 @dataclass
 class MetricValue:
@@ -51,6 +53,22 @@ class MetricContext:
     manifest: dict[str, Any] | None = None
 
 
+@dataclass
+class ScorePlan:
+    """What a run will hand its metrics, known before the first image is made.
+
+    Metrics check their preconditions against it (:meth:`Metric.check`), so that a metric that
+    cannot be computed fails in one line before generation, not after hours of it. Fields that
+    are not known yet (the family and image size before the model is loaded) are None and not
+    checked.
+    """
+
+    records: list[dict[str, Any]]  # prompt_id, prompt, meta of every prompt to be scored
+    seeds_per_prompt: int  # the fewest seeds any prompt has
+    family: str | None = None  # model family ("toy", "sd15", ...), when known
+    image_sizes: set[tuple[int, int]] | None = None  # (height, width) of the images, when known
+
+
 class Metric:
     """Base class. Subclasses set ``name`` and implement update/compute/merge."""
 
@@ -58,9 +76,26 @@ class Metric:
     description: ClassVar[str] = ""
     needs_images: ClassVar[bool] = True  # False: the metric reads only sample records (latency)
     compares_seeds: ClassVar[bool] = False  # True: measured across the seeds of a prompt (diversity)
+    weights: ClassVar[tuple[str, ...]] = ()  # weight registry names the metric loads (metrics/weights.py)
 
     def __init__(self, ctx: MetricContext):
         self.ctx = ctx
+
+    @classmethod
+    def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
+        """Raise a one-line BenchkitError when this metric cannot be computed on ``plan``.
+
+        The base rules: seed-comparing metrics need two seeds per prompt, and every declared
+        weight must be present (resolved and hashed once; cached for the run that follows).
+        """
+        if cls.compares_seeds and plan.seeds_per_prompt < 2:
+            raise BenchkitError(f"{cls.name} compares the seeds of each prompt and needs at least 2 per prompt "
+                                f"(got {plan.seeds_per_prompt}); use e.g. --seeds 0-3 or drop {cls.name}")
+        if cls.weights:
+            from metrics.weights import resolve
+
+            for weight in cls.weights:
+                resolve(weight)
 
     def update(self, batch: SampleBatch) -> None:
         raise NotImplementedError

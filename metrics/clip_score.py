@@ -103,6 +103,7 @@ class OpenClipDMD2Scorer(Scorer):
 
 class ClipScore(MeanScoreMetric):
     name = "clip-score"
+    weights = ("clip-vit-g-14-laion2b-s12b-b42k",)
     description = "Mean CLIP cosine, open_clip ViT-g-14 laion2b_s12b_b42k with the 'A photo depicts ' prefix (GigaGAN/DMD2)"
     unit = "cosine"
     scale = "cosine (x1)"
@@ -157,6 +158,7 @@ class HFClipL14Scorer(Scorer):
 
 class ClipScoreL14(MeanScoreMetric):
     name = "clip-score-l14"
+    weights = ("clip-vit-large-patch14",)
     description = "torchmetrics-style CLIPScore: max(mean(100 x cosine), 0) with transformers CLIP ViT-L/14"
     unit = "100xcosine"
     scale = "100 x cosine, mean clamped at 0 (torchmetrics)"

@@ -42,8 +42,13 @@ class ToyDigitsExtractor:
         self.weights_sha256 = hashlib.sha256((CLASSIFIER_DIR / "model.safetensors").read_bytes()).hexdigest()
 
     def _input(self, images: list[np.ndarray]) -> torch.Tensor:
+        from benchkit.errors import BenchkitError
         from benchkit.toy.classifier import images_to_input
 
+        wrong = next((im.shape for im in images if im.shape[:2] != (8, 8)), None)
+        if wrong is not None:  # resizing a real image to 8x8 grey would score it as a digit, silently
+            raise BenchkitError(f"the toy digits classifier reads only 8x8 digits, got an image of {wrong[0]}x{wrong[1]}; "
+                                "toy metrics are for the toy world")
         return images_to_input(np.stack([to_grayscale(im) for im in images])).to(self.device)
 
     def _per_image(self, fn, images: list[np.ndarray]) -> torch.Tensor:

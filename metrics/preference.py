@@ -67,6 +67,7 @@ class PickScoreScorer(Scorer):
 
 class PickScore(MeanScoreMetric):
     name = "pickscore"
+    weights = ("pickscore-v1", "clip-vit-h-14-processor")
     description = "Mean PickScore_v1 (logit_scale x cosine, ~18-24)"
     unit = "pickscore"
     scale = "logit_scale.exp() x cosine"
@@ -109,6 +110,7 @@ class HPSv2Scorer(Scorer):
 
 class HPSv21(MeanScoreMetric):
     name = "hpsv2"
+    weights = ("hpsv2.1",)
     description = "Mean HPS v2.1 (cosine ~0.25-0.35; benchmark tables print x100)"
     unit = "cosine"
     scale = "cosine (x1); HPSv2 benchmark tables use x100"
@@ -120,5 +122,6 @@ class HPSv21(MeanScoreMetric):
 
 class HPSv20(HPSv21):
     name = "hpsv2.0"
+    weights = ("hpsv2.0",)
     description = "Mean HPS v2.0 (hpsv2.score's default; not comparable with v2.1)"
     version = "v2.0"

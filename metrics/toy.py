@@ -17,11 +17,12 @@ import numpy as np
 
 from benchkit.errors import BenchkitError
 from benchkit.toy.data import digit_of_prompt, load_digits_uint8
-from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, SampleBatch
+from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, SampleBatch, ScorePlan
 from metrics.features import EXTRACTORS, ToyDigitsExtractor
 from metrics.frechet import frechet_distance
 from metrics.refstats import cached_stats
 
+TOY_SIZE = (8, 8)  # the toy world's images: 8x8 grey digits
 _EXTRACTOR_CACHE: dict[tuple[str, str], object] = {}
 
 
@@ -32,10 +33,27 @@ def _extractor(name: str, ctx: MetricContext):
     return _EXTRACTOR_CACHE[key]
 
 
+def _check_toy_images(name: str, plan: ScorePlan) -> None:
+    """Toy metrics read the toy world's 8x8 digits; a real model's images would be shrunk to 8x8
+    grey and scored as if they were digits, which means nothing."""
+    if plan.family is not None and plan.family != "toy":
+        raise BenchkitError(f"{name} scores only the toy world's digits, not a {plan.family} model's images; "
+                            "choose metrics for real images (see `benchkit metrics`, e.g. clip-score, fid)")
+    wrong = sorted(s for s in plan.image_sizes or () if s != TOY_SIZE)
+    if wrong:
+        raise BenchkitError(f"{name} scores only the toy world's 8x8 digits, these images are "
+                            f"{wrong[0][0]}x{wrong[0][1]}; choose metrics for real images (e.g. clip-score, fid)")
+
+
 class ToyFID(Metric):
     name = "toy-fid"
     description = "Frechet distance to the 1,797 scikit-learn digits in toy-classifier feature space"
     protocol = "toy-v1: grayscale uint8 8x8, /255, no resize"
+
+    @classmethod
+    def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
+        super().check(plan, ctx)
+        _check_toy_images(cls.name, plan)
 
     def __init__(self, ctx: MetricContext, extractor: str = ToyDigitsExtractor.name):
         super().__init__(ctx)
@@ -85,9 +103,13 @@ class ToyFID(Metric):
 
 
 def _target_digit(record: dict) -> int:
-    meta_digit = record.get("meta", {}).get("digit")
+    meta_digit = (record.get("meta") or {}).get("digit")
     if meta_digit not in (None, ""):
-        return int(meta_digit)
+        text = str(meta_digit).strip()
+        if not (text.isdigit() and len(text) == 1):
+            raise BenchkitError(f"toy-alignment: prompt {record['prompt_id']} has digit={meta_digit!r}; "
+                                "the digit field must be one of 0-9")
+        return int(text)
     digit = digit_of_prompt(record["prompt"])
     if digit is None:
         raise BenchkitError(f"toy-alignment: prompt {record['prompt']!r} ({record['prompt_id']}) names no single digit")
@@ -97,6 +119,13 @@ def _target_digit(record: dict) -> int:
 class ToyAlignment(Metric):
     name = "toy-alignment"
     description = "Mean toy-classifier probability of the digit the prompt asks for (and top-1 accuracy)"
+
+    @classmethod
+    def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
+        super().check(plan, ctx)
+        _check_toy_images(cls.name, plan)
+        for record in plan.records:
+            _target_digit(record)
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
@@ -129,6 +158,11 @@ class ToyDiversity(Metric):
     name = "toy-diversity"
     description = "Mean pairwise L2 distance of toy-classifier features across the seeds of each prompt"
     compares_seeds = True
+
+    @classmethod
+    def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
+        super().check(plan, ctx)
+        _check_toy_images(cls.name, plan)
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
