@@ -6,7 +6,11 @@ seed-to-seed spread of the metric (runs with several seeds store one value per s
 ``sigma * s * sqrt(1/n_b + 1/n_c)`` with ``s`` the pooled standard deviation of the per-seed
 values; else, for timing metrics, 10% of the baseline; else zero (any change counts).
 Numbers whose variants differ (protocol, weights, scale; for timing also device, dtype,
-batch size and hardware) are refused rather than compared.
+batch size and hardware) are refused rather than compared. So are quality numbers measured
+on different samples: another prompt set (sha256), another subset of it, other seeds or
+another image count, since a score over 2 prompts says nothing about one over 4. Such
+refusals become ordinary comparisons, with the difference still named, when asked for
+(``allow_different_samples``, the CLI's ``--allow-different-prompts``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ from reports.runs import RunSummary
 
 TIMING_METRICS = frozenset({"latency_image_p50", "latency_image_p90", "latency_batch_p50", "latency_batch_p90",
                             "throughput", "cold_start", "warmup", "peak_memory"})
+# Metrics of the model and the machine rather than of the images: the samples behind them do not
+# decide comparability (timing is refused on its own variant keys instead).
+SAMPLE_FREE_METRICS = TIMING_METRICS | {"model_size", "nfe"}
 TIMING_DEFAULT_RELATIVE = 0.10
+ALLOW_FLAG = "--allow-different-prompts"
 EXIT_REGRESSION = 1
 EXIT_NOT_COMPARABLE = 3
 
@@ -92,6 +100,60 @@ def variant_difference(name: str, base: dict[str, Any], cand: dict[str, Any]) ->
     return sorted(k for k in set(base) | set(cand) if k not in ignore and base.get(k) != cand.get(k))
 
 
+def measures_samples(name: str) -> bool:
+    """Quality metrics are computed from the generated images, so they depend on which ones."""
+    return name not in SAMPLE_FREE_METRICS and not name.startswith("latency_")
+
+
+def _seed_text(seeds: Any) -> str:
+    """[0, 1, 2, 3, 7] -> '0-3,7': short enough for one line, exact enough to see the difference."""
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+        return repr(seeds)
+    parts, i = [], 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        parts.append(str(seeds[i]) if j == i else f"{seeds[i]}-{seeds[j]}")
+        i = j + 1
+    return ",".join(parts) or "none"
+
+
+def samples_of(run: RunSummary) -> dict[str, Any]:
+    """What a run's quality numbers were measured on: results.json's run block, else the manifest."""
+    info = run.results.get("run") or {}
+    prompt_set = info.get("prompt_set") or run.manifest.get("prompt_set") or {}
+    return {"name": prompt_set.get("name"), "sha256": prompt_set.get("sha256"), "subset": prompt_set.get("subset"),
+            "count": prompt_set.get("count"), "seeds": info.get("seeds", run.manifest.get("seeds")),
+            "n_images": info.get("n_images")}
+
+
+def sample_difference(baseline: RunSummary, candidate: RunSummary) -> list[str]:
+    """How the samples of two runs differ, one phrase each; a field only one side records is not a difference."""
+    b, c = samples_of(baseline), samples_of(candidate)
+    for side in (b, c):  # an image depends on its (prompt, seed), not on the order seeds were listed in
+        if isinstance(side["seeds"], list) and all(isinstance(s, int) for s in side["seeds"]):
+            side["seeds"] = sorted(side["seeds"])
+
+    def differ(key: str) -> bool:
+        return b[key] is not None and c[key] is not None and b[key] != c[key]
+
+    out = []
+    if differ("sha256"):
+        hashes = f"sha256 {str(b['sha256'])[:12]} vs {str(c['sha256'])[:12]}"
+        out.append(f"prompt set differs: {b['name']} vs {c['name']} ({hashes})" if b["name"] != c["name"]
+                   else f"prompt set {b['name']} differs in content ({hashes})")
+    elif differ("subset"):
+        out.append(f"prompt subset differs: {b['subset']} vs {c['subset']}")
+    elif differ("count"):
+        out.append(f"prompt count differs: {b['count']} vs {c['count']}")
+    if differ("seeds"):
+        out.append(f"seed list differs: {_seed_text(b['seeds'])} vs {_seed_text(c['seeds'])}")
+    if not out and differ("n_images"):
+        out.append(f"image count differs: {b['n_images']} vs {c['n_images']}")
+    return out
+
+
 def _verdict(delta: float, band: float, higher_is_better: bool | None) -> str:
     if abs(delta) <= band:
         return "within noise"
@@ -101,8 +163,13 @@ def _verdict(delta: float, band: float, higher_is_better: bool | None) -> str:
 
 
 def compare_runs(baseline: RunSummary, candidate: RunSummary, tolerances: dict[str, Tolerance] | None = None,
-                 sigma: float = 2.0, metrics: list[str] | None = None) -> list[MetricComparison]:
+                 sigma: float = 2.0, metrics: list[str] | None = None,
+                 allow_different_samples: bool = False) -> list[MetricComparison]:
+    """One comparison per metric both runs have; quality metrics over other samples are refused
+    (verdict "not comparable") unless ``allow_different_samples``, which compares them anyway
+    and keeps the difference in ``reason``."""
     tolerances = tolerances or {}
+    run_difference = "; ".join(sample_difference(baseline, candidate))
     base_m, cand_m = baseline.metrics, candidate.metrics
     names = [n for n in base_m if n in cand_m and (metrics is None or n in metrics)]
     if metrics:
@@ -120,6 +187,15 @@ def compare_runs(baseline: RunSummary, candidate: RunSummary, tolerances: dict[s
             out.append(MetricComparison(**common, band=None, band_source="", verdict="not comparable",
                                         reason="variant differs in " + ", ".join(differs)))
             continue
+        samples = ""
+        if measures_samples(name):
+            samples = run_difference
+            if not samples and b.get("n") is not None and c.get("n") is not None and b["n"] != c["n"]:
+                samples = f"image count differs: n={b['n']} vs n={c['n']}"
+        if samples and not allow_different_samples:
+            out.append(MetricComparison(**common, band=None, band_source="", verdict="not comparable",
+                                        reason=f"{samples} (pass {ALLOW_FLAG} to compare anyway)"))
+            continue
         if name in tolerances:
             band, source = tolerances[name].band(bv), "--tolerance"
         elif (spread := seed_noise_band(seed_values(baseline, name), seed_values(candidate, name), sigma)) is not None:
@@ -128,7 +204,8 @@ def compare_runs(baseline: RunSummary, candidate: RunSummary, tolerances: dict[s
             band, source = abs(bv) * TIMING_DEFAULT_RELATIVE, "timing default 10%"
         else:
             band, source = 0.0, "none: any change counts"
-        out.append(MetricComparison(**common, band=band, band_source=source, verdict=_verdict(cv - bv, band, common["higher_is_better"])))
+        out.append(MetricComparison(**common, band=band, band_source=source, verdict=_verdict(cv - bv, band, common["higher_is_better"]),
+                                    reason=f"compared anyway: {samples}" if samples else ""))
     return out
 
 

@@ -112,12 +112,14 @@ def quality_latency_plot(df: pd.DataFrame, quality: str, latency: str,
 
 
 def trend_plot(series: Mapping[str, Sequence[tuple[str, float]]], metric: str,
-               higher_is_better: bool | None = None) -> bytes | None:
+               higher_is_better: bool | None = None, order: Sequence[str] | None = None) -> bytes | None:
     """SVG of one metric over nights, a line per job; None when there is nothing to draw."""
     series = {job: points for job, points in series.items() if points}
     if not series:
         return None
-    nights = sorted({night for points in series.values() for night, _ in points})
+    # ``order``: the nights by start time (the history's order); custom ids need not sort by time
+    present = {night for points in series.values() for night, _ in points}
+    nights = [n for n in order if n in present] if order is not None else sorted(present)
     position = {night: i for i, night in enumerate(nights)}
     fig, ax = plt.subplots(figsize=(10, 4))
     try:
