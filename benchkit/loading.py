@@ -134,11 +134,24 @@ def _load_component(path: Path, name: str, library: str, class_name: str, dtype:
         variant = _variant(path / name)
         if variant:
             kwargs["variant"] = variant
+    import pickle
+
+    from safetensors import SafetensorError
+
     try:
         return cls.from_pretrained(str(path / name), **kwargs)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BenchkitError(f"cannot load '{name}' from {path / name}: {first}") from None
+    except (OSError, ValueError, SafetensorError, pickle.UnpicklingError) as exc:  # transformers lets the last two through
+        raise BenchkitError(f"cannot load '{name}' from {path / name}: {weights_only_reason(exc)}{_damaged_hint(exc)}") from None
+
+
+def _damaged_hint(exc: BaseException) -> str:
+    """What to do when a library could not read a weight file: diffusers reports a truncated,
+    damaged or code-carrying file (refused by torch's weights-only unpickler) with the same words."""
+    text = str(exc)
+    if "Unable to load weights" in text or "deserializing header" in text or "Weights only load failed" in text:
+        return ("; the file is truncated, damaged or holds more than tensors (a pickle's code is never run): "
+                "download or copy it again")
+    return ""
 
 
 def _quiet_libraries() -> None:
@@ -192,22 +205,54 @@ def _from_single_file(spec: ModelSpec, file: Path, family: str, dtype: torch.dty
     try:
         pipe = cls.from_single_file(str(file), **kwargs)
     except Exception as exc:  # diffusers raises its own error types (SingleFileComponentError, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = "" if spec.config else "; set config = the model's diffusers folder or repo id"
-        raise BenchkitError(f"cannot load single-file checkpoint {file}: {first[:300]}{hint}") from None
+        hint = _damaged_hint(exc) or ("" if spec.config else "; set config = the model's diffusers folder or repo id")
+        raise BenchkitError(f"cannot load single-file checkpoint {file}: {weights_only_reason(exc)[:300]}{hint}") from None
     parts = {k: v for k, v in pipe.components.items() if k != "scheduler" and k not in SKIPPED_COMPONENTS}
     return parts, dict(pipe.scheduler.config)
 
 
-def load_state_dict_file(file: Path) -> dict[str, torch.Tensor]:
+def weights_only_reason(exc: BaseException) -> str:
+    """What torch's weights-only unpickler refused, in one line. Its message also advises retrying
+    without the weights-only guard, which would run the file's code: that part is left out."""
+    for line in (line.strip() for line in str(exc).splitlines()):
+        if "WeightsUnpickler error:" in line:
+            line = line.split("WeightsUnpickler error:", 1)[1].strip()
+        elif not line or "weights_only" in line or line.startswith(("Weights only load failed", "Check the documentation")):
+            continue
+        return line.split(". Please use", 1)[0][:200].rstrip(".")
+    return type(exc).__name__
+
+
+def read_state_dict(file: Path, what: str = "weights", fix: str | None = None) -> Any:
+    """What a .safetensors file or a torch.save file holds, read as data only: a torch.save file goes
+    through torch's weights-only unpickler, which refuses every class or function it does not know
+    (a plain pickle would run them). A truncated, damaged or refused file is one line naming it,
+    ending with ``fix`` (what to do) where the caller knows better than the generic advice."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    file = Path(file)
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(file))
+        try:
+            return load_file(str(file))
+        except (SafetensorError, OSError) as exc:
+            raise BenchkitError(f"{what} {file}: not a readable .safetensors file ({weights_only_reason(exc)}); "
+                                f"{fix or 'it may be truncated or damaged: download or copy it again'}") from None
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad pickle
-        raise BenchkitError(f"weights {file}: not a readable state dict ({type(exc).__name__}); use .safetensors or .bin") from None
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise BenchkitError(f"{what} {file}: refused: it holds more than tensors ({weights_only_reason(exc)}) and loading "
+                            f"it could run code; {fix or 'use a .safetensors file or a plain state dict'}") from None
+    except Exception as exc:  # torch raises many types for a damaged file (RuntimeError, EOFError, ValueError...)
+        raise BenchkitError(f"{what} {file}: not a readable state dict ({weights_only_reason(exc)}); "
+                            f"{fix or 'it may be truncated or damaged: download or copy it again, or use .safetensors'}") from None
+
+
+def load_state_dict_file(file: Path) -> dict[str, torch.Tensor]:
+    state = read_state_dict(file)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

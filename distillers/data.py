@@ -32,14 +32,15 @@ class Pairs:
     meta: dict
 
     def save(self, path: Path) -> None:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from benchkit.atomic import write_bytes_atomic
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        save_file({"noise": self.noise.contiguous(), "x0": self.x0.contiguous(), "prompt_index": self.prompt_index.contiguous()},
-                  str(tmp), metadata={"prompts": json.dumps(self.prompts), "meta": json.dumps(self.meta)})
-        tmp.replace(path)
+        data = save({"noise": self.noise.contiguous(), "x0": self.x0.contiguous(), "prompt_index": self.prompt_index.contiguous()},
+                    metadata={"prompts": json.dumps(self.prompts), "meta": json.dumps(self.meta)})
+        write_bytes_atomic(path, data)
 
     @classmethod
     def load(cls, path: Path) -> "Pairs":
@@ -48,14 +49,17 @@ class Pairs:
         path = Path(path)
         if not path.is_file():
             raise BenchkitError(f"pairs file {path} not found; make one with `benchkit pairs --teacher SPEC --out {path}`")
-        try:
+        try:  # safetensors and JSON only: the file is read as data, never unpickled
             with safe_open(str(path), "pt") as f:
                 tensors = {k: f.get_tensor(k) for k in ("noise", "x0", "prompt_index")}
                 md = f.metadata() or {}
+            prompts, meta = json.loads(md.get("prompts", "[]")), json.loads(md.get("meta", "{}"))
+            if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts) or not isinstance(meta, dict):
+                raise ValueError("its prompts or meta header is malformed")
         except Exception as exc:  # safetensors raises several types for a bad file
-            raise BenchkitError(f"{path} is not a benchkit pairs file ({exc}); regenerate it with `benchkit pairs`") from None
-        return cls(tensors["noise"], tensors["x0"], tensors["prompt_index"], json.loads(md.get("prompts", "[]")),
-                   json.loads(md.get("meta", "{}")))
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise BenchkitError(f"{path} is not a benchkit pairs file ({first}); regenerate it with `benchkit pairs`") from None
+        return cls(tensors["noise"], tensors["x0"], tensors["prompt_index"], prompts, meta)
 
 
 class DistillData:

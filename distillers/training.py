@@ -6,8 +6,9 @@
   clipping through ``accelerate``, the student's sampler and DMD2-style backward simulation.
 - ``Trainer``: the loop. Every random draw of step ``k`` comes from a generator seeded with
   (seed, k), so a run resumed from a checkpoint takes exactly the step it would have taken;
-  checkpoints are written atomically; a mini-evaluation (toy FID/alignment through benchkit's
-  metrics) runs every ``eval_every`` steps; progress is a rich bar and a log file.
+  checkpoints are safetensors files with a JSON header (never pickles), written atomically; a
+  mini-evaluation (toy FID/alignment through benchkit's metrics) runs every ``eval_every`` steps;
+  progress is a rich bar and a log file.
 
 Data parallel (``torchrun`` / ``accelerate launch``): ``cfg.batch_size`` is the *global* batch.
 Every rank makes each of step k's draws for the whole global batch from the same seeded
@@ -39,6 +40,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from benchkit.atomic import write_text_atomic
 from benchkit.distributed import World
 from benchkit.errors import BenchkitError
 from distillers.adapter import Conditioning, Denoiser, trainable_copy
@@ -654,37 +656,49 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
 
     def latest_checkpoint(self) -> Path | None:
-        path = self.ckpt_dir / "latest.pt"
-        return path if path.exists() else None
+        path = self.ckpt_dir / CHECKPOINT
+        if path.exists():
+            return path
+        legacy = self.ckpt_dir / LEGACY_CHECKPOINT
+        if legacy.exists():  # never unpickled: a pickle can run code when loaded
+            raise BenchkitError(f"{legacy} is a checkpoint in the old pickle format, which is not safe to load and is not "
+                                f"read any more; start again with a new --out (or delete {self.ckpt_dir} to restart this run)")
+        return None
 
     def save_checkpoint(self, step: int) -> Path:
         """Rank 0 writes; every rank holds the same state (same updates), so one file serves all.
         Under --fsdp every rank takes part in gathering the full state first."""
         distiller_state = self.d.state_dict() if self.d.sharding else None
+        path = self.ckpt_dir / CHECKPOINT
         if not self.world.is_main:
-            return self.ckpt_dir / "latest.pt"
+            return path
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         state = {"step": step, "method": self.d.name, "config": dataclasses.asdict(self.d.global_cfg),
                  "distiller": distiller_state or self.d.state_dict(), "history": self.history, "world_size": self.world.size}
-        tmp = self.ckpt_dir / f"latest.{os.getpid()}.tmp"
-        torch.save(state, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.ckpt_dir / "latest.pt")  # a kill leaves either the old or the new file
-        return self.ckpt_dir / "latest.pt"
+        write_checkpoint(path, state)
+        return path
 
     def resume(self) -> int:
         path = self.latest_checkpoint()
         if path is None:
             return 0
-        # accelerate names a CPU rank's device "cpu:<rank>", which torch.load cannot map to
+        # accelerate names a CPU rank's device "cpu:<rank>"; tensors are read on the CPU and moved
         where = "cpu" if self.d.device.type == "cpu" else self.d.device
-        state = torch.load(path, map_location=where, weights_only=False)
-        if state["method"] != self.d.name or _comparable(state["config"]) != _comparable(dataclasses.asdict(self.d.global_cfg)):
+        state = read_checkpoint(path, where)
+        config = state.get("config")
+        if (state.get("method") != self.d.name or not isinstance(config, dict)
+                or _comparable(config) != _comparable(dataclasses.asdict(self.d.global_cfg))):
             raise BenchkitError(f"{path} was written by a different method or config; use a new --out or delete {self.ckpt_dir}")
-        self.d.load_state_dict(state["distiller"])
+        try:
+            self.d.load_state_dict(state["distiller"])
+            step = int(state["step"])
+        except torch.cuda.OutOfMemoryError:  # a RuntimeError, but not a mismatch
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a state of other shapes or layout
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise BenchkitError(f"{path} does not fit this run's networks ({first}); use a new --out or delete {self.ckpt_dir}") from None
         self.history = state.get("history", [])
-        return int(state["step"])
+        return step
 
     def log(self, line: str) -> None:
         if not self.world.is_main:
@@ -700,7 +714,7 @@ class Trainer:
         rows = self.losses_path.read_text().splitlines() if self.losses_path.exists() else []
         kept = [r for r in rows if r.strip() and json.loads(r)["step"] <= start]
         self.out.mkdir(parents=True, exist_ok=True)
-        self.losses_path.write_text("".join(r + "\n" for r in kept))
+        write_text_atomic(self.losses_path, "".join(r + "\n" for r in kept))
 
     def _record_losses(self, step: int, logs: dict[str, float]) -> None:
         if self.world.is_main:
@@ -746,6 +760,120 @@ class Trainer:
         if end == total:
             self.d.gather_export()  # under --fsdp: every rank helps rank 0 assemble the student it exports
         return {"step": end, "logs": logs, "history": self.history}
+
+
+# ----- checkpoint files
+# One safetensors file: the tensors, plus the rest of the state (step, config, optimizer
+# hyper-parameters, history...) as JSON in its metadata header. Loading it reads data only;
+# a pickle (torch.save) would run whatever code the file names. One file is also its own commit
+# point: it is written under a temporary name and renamed into place.
+CHECKPOINT = "latest.safetensors"
+LEGACY_CHECKPOINT = "latest.pt"  # the old pickled format: refused, never loaded
+CHECKPOINT_FORMAT = "benchkit-distill-checkpoint/1"
+# JSON has no tensors, tuples (Adam's betas), int dict keys (optimizer state) or NaN: such values are tagged.
+_TAGS = ("__tensor__", "__tuple__", "__items__", "__float__")
+
+
+def _pack(obj: Any, where: str, tensors: dict[str, torch.Tensor], stored: dict[tuple, str], storages: set[int]) -> Any:
+    """``obj`` as JSON, with each tensor put in ``tensors`` under its path and replaced by a reference."""
+    if torch.is_tensor(obj):
+        t = obj.detach()
+        view = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype, str(t.device))
+        if view in stored:  # the same tensor twice (tied weights): stored once, shared again on load
+            return {"__tensor__": stored[view]}
+        if view[0] and view[0] in storages:  # another view of a stored tensor's memory: safetensors wants a copy
+            t = t.clone()
+        storages.add(view[0])
+        name = where if where not in tensors else f"{where}#{len(tensors)}"
+        tensors[name] = t.cpu().contiguous()
+        stored[view] = name
+        return {"__tensor__": name}
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else {"__float__": repr(obj)}
+    if isinstance(obj, (list, tuple)):
+        items = [_pack(v, f"{where}/{i}", tensors, stored, storages) for i, v in enumerate(obj)]
+        return {"__tuple__": items} if isinstance(obj, tuple) else items
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) and k not in _TAGS for k in obj):
+            return {k: _pack(v, f"{where}/{k}", tensors, stored, storages) for k, v in obj.items()}
+        return {"__items__": [[_pack(k, f"{where}/key", tensors, stored, storages),
+                               _pack(v, f"{where}/{k}", tensors, stored, storages)] for k, v in obj.items()]}
+    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # a numpy scalar in the history
+        return _pack(obj.item(), where, tensors, stored, storages)
+    raise TypeError(f"checkpoint state {where}: a {type(obj).__name__} is neither a tensor nor a JSON value")
+
+
+def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_unpack(v, tensors) for v in obj]
+    if isinstance(obj, dict):
+        if len(obj) == 1 and next(iter(obj)) in _TAGS:
+            tag, value = next(iter(obj.items()))
+            if tag == "__tensor__":
+                return tensors[value]
+            if tag == "__tuple__":
+                return tuple(_unpack(v, tensors) for v in value)
+            if tag == "__items__":
+                return {_unpack(k, tensors): _unpack(v, tensors) for k, v in value}
+            return float(value)
+        return {k: _unpack(v, tensors) for k, v in obj.items()}
+    return obj
+
+
+def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``state`` (tensors and JSON values) as one safetensors file, atomically: a kill leaves the old file or the new one."""
+    import tempfile
+
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    from benchkit.atomic import fsync_dir
+    from benchkit.errors import describe_os_error
+
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    header = _pack(state, "state", tensors, {}, set())
+    metadata = {"format": CHECKPOINT_FORMAT, "state": json.dumps(header, allow_nan=False, separators=(",", ":"))}
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise describe_os_error(exc, path) from None
+    except SafetensorError as exc:  # e.g. a full disk, as safetensors reports it
+        raise BenchkitError(f"writing {path} failed ({str(exc).splitlines()[0][:200]}); check the free space of --out") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """What ``write_checkpoint`` wrote, its tensors on ``device``; a damaged or foreign file is one line."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            if metadata.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError(f"format {metadata.get('format')!r}, not {CHECKPOINT_FORMAT!r}")
+            tensors = {k: f.get_tensor(k).to(device) for k in f.keys()}
+        state = _unpack(json.loads(metadata["state"]), tensors)
+        if not isinstance(state, dict):
+            raise ValueError("the state is not a mapping")
+        return state
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # a bad file, its JSON or its layout
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BenchkitError(f"{path} is damaged or not a benchkit distill checkpoint ({first}); use a new --out or "
+                            f"delete {path.parent} to start over") from None
 
 
 def _comparable(config: dict) -> dict:

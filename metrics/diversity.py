@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from benchkit.errors import BenchkitError
+from benchkit.loading import read_state_dict
 from metrics import preprocess as pp
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
 from metrics.scorers import cached_model
@@ -36,11 +37,10 @@ def load_lpips(net: str, device: torch.device):
 
     def build():
         model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)  # heads from the wheel, no download
-        try:
-            state = torch.load(weight.hashed_file, map_location="cpu", weights_only=True)
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise BenchkitError(f"{weight.hashed_file} is not a torchvision state dict ({str(exc).splitlines()[0][:160]}); "
-                                "fetch it again (see `benchkit weights`)") from None
+        # read as data only (a pickle's code is refused), one line if damaged
+        state = read_state_dict(weight.hashed_file, "LPIPS backbone", "fetch it again (see `benchkit weights`)")
+        if not isinstance(state, dict):
+            raise BenchkitError(f"{weight.hashed_file} is not a torchvision state dict; fetch it again (see `benchkit weights`)")
         sliced = {}
         for sname, slice_ in model.net.named_children():
             for pname, _ in itertools.chain(slice_.named_parameters(), slice_.named_buffers()):
@@ -67,6 +67,17 @@ class LPIPSDiversity(Metric):
     description = "Mean pairwise LPIPS (AlexNet) between the seeds of each prompt, averaged over prompts"
     compares_seeds = True
     net: ClassVar[str] = "alex"
+    weights = ("lpips-alexnet",)
+    min_side: ClassVar[int] = 31  # smallest side lpips 0.1.4 accepts (measured: AlexNet 31 px, VGG16 16 px)
+
+    @classmethod
+    def check(cls, plan, ctx: MetricContext) -> None:
+        """Its backbone's weights, two seeds per prompt (base rules) and images LPIPS can read."""
+        super().check(plan, ctx)
+        small = sorted(s for s in plan.image_sizes or () if min(s) < cls.min_side)
+        if small:
+            raise BenchkitError(f"{cls.name}: {small[0][1]}x{small[0][0]} images are too small for the LPIPS {cls.net} "
+                                f"network (it needs {cls.min_side} px or more a side)")
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
@@ -130,5 +141,7 @@ class LPIPSDiversity(Metric):
 
 class LPIPSDiversityVGG(LPIPSDiversity):
     name = "lpips-diversity-vgg"
+    weights = ("lpips-vgg16",)
+    min_side = 16
     description = "Mean pairwise LPIPS (VGG16) between the seeds of each prompt, averaged over prompts"
     net = "vgg"

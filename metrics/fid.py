@@ -20,7 +20,7 @@ unbiased polynomial-kernel MMD over 100 subsets of at most 1000, with a seeded g
 from __future__ import annotations
 
 import json
-import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from benchkit.atomic import write_json_atomic
 from benchkit.errors import BenchkitError
 from metrics import preprocess as pp
 from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, SampleBatch
@@ -207,9 +208,7 @@ def build_reference_stats(files: list[Path], reference: dict[str, Any], protocol
              "extractor_sha256": extractor.weights_sha256, "views": views}
     path = _index_path(cache_dir, protocol.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(entry, indent=2))
-    os.replace(tmp, path)
+    write_json_atomic(path, entry)
     return entry
 
 
@@ -222,14 +221,28 @@ def load_reference(cache_dir: Path, protocol: FIDProtocol, extractor: CleanFIDIn
     if not path.exists():
         raise BenchkitError(f"{protocol.metric}: no reference statistics for protocol {protocol.name} in {path.parent}; "
                             f"build them with `{build}` (same --cache-dir)")
-    entry = json.loads(path.read_text())
+    damaged = (f"{protocol.metric}: the reference statistics index {path} is damaged (not the JSON benchkit writes); "
+               f"rebuild it with `{build}`")
+    try:
+        entry = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise BenchkitError(damaged) from None
+    if not isinstance(entry, dict):
+        raise BenchkitError(damaged)
     if entry.get("extractor_sha256") != extractor.weights_sha256:
         raise BenchkitError(f"{protocol.metric}: the reference statistics in {path} were made with Inception weights "
                             f"{str(entry.get('extractor_sha256'))[:12]}…, not the {extractor.weights_sha256[:12]}… in use; "
                             f"rebuild them with `{build}`")
+    if not isinstance(entry.get("views"), dict) or not isinstance(entry.get("reference"), dict):
+        raise BenchkitError(damaged)
     arrays = {}
     for view in protocol.views:
-        found = load_cached_arrays(cache_dir, entry["views"][view.key]["stats_key"])
+        view_entry = entry["views"].get(view.key)
+        stats_key = view_entry.get("stats_key") if isinstance(view_entry, dict) else None
+        # a sha256 names the entry; anything else is a damaged index, not a path to follow
+        found = load_cached_arrays(cache_dir, stats_key) if re.fullmatch(r"[0-9a-f]{64}", str(stats_key)) else None
+        if found is not None and not {"mu", "sigma", "n", "feats"} <= set(found):
+            found = None  # an entry that lacks arrays is as good as missing
         if found is None:
             raise BenchkitError(f"{protocol.metric}: cached statistics for {view.key} of {protocol.name} are missing or "
                                 f"damaged; rebuild them with `{build}`")
@@ -243,6 +256,19 @@ class ProtocolFID(Metric):
     """FID and KID (and patch FID/KID where the protocol has it) against cached reference statistics."""
 
     protocol: FIDProtocol
+    weights = ("fid-inception",)
+
+    @classmethod
+    def check(cls, plan, ctx: MetricContext) -> None:
+        """The Inception weights and this protocol's reference statistics must both be there."""
+        super().check(plan, ctx)
+        path = _index_path(ctx.cache_dir, cls.protocol.name)
+        if not path.exists():
+            pairing = "all" if cls.protocol.pairing == "any" else cls.protocol.pairing
+            build = (f"benchkit reference coco --coco-dir PATH/val2014 --protocol {cls.protocol.name} --pairing {pairing}"
+                     + (f" -p {cls.protocol.prompts}" if cls.protocol.prompts else ""))
+            raise BenchkitError(f"{cls.protocol.metric}: no reference statistics for protocol {cls.protocol.name} in "
+                                f"{path.parent}; build them with `{build}` (same --cache-dir)")
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)

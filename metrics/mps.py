@@ -29,8 +29,9 @@ Differences from the reference code:
 - The model runs in float32. The reference runs in float16 on CUDA.
 
 The checkpoint ``MPS_overall_checkpoint.pth`` is a whole pickled model (``torch.save(model)``,
-classes from the repo's ``trainer/models``). It is never unpickled as code. ``load_checkpoint``
-maps every class the pickle names to an inert stub, keeps only the tensors and the CLIP config
+classes from the repo's ``trainer/models``). It is never unpickled as code: ``load_checkpoint``
+reads it with torch's weights-only unpickler, allowlisting every class the pickle names as an
+inert stub (``torch.serialization.safe_globals``), keeps only the tensors and the CLIP config
 values, and refuses any global outside torch, transformers and the repo's ``trainer`` package.
 The networks are then rebuilt from benchkit's own code: a transformers ``CLIPModel`` and
 ``CrossModel`` below.
@@ -39,6 +40,7 @@ The networks are then rebuilt from benchkit's own code: a transformers ``CLIPMod
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from benchkit.errors import BenchkitError
+from benchkit.loading import weights_only_reason
 from metrics import preprocess as pp
 from metrics.clip_score import CONTEXT
 from metrics.scorers import MeanScoreMetric, Scorer, cached_model
@@ -189,19 +192,13 @@ class CrossModel(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# The restricted checkpoint loader.
+# The checkpoint loader: torch's weights-only unpickler, with the model classes as inert stubs.
 # ---------------------------------------------------------------------------------------------
 
-# Globals that are really resolved: the functions torch uses to rebuild tensors and parameters,
-# and plain containers. torch's own weights_only unpickler allows the same ones.
-_REAL_GLOBALS = {
-    ("torch._utils", "_rebuild_tensor_v2"): None, ("torch._utils", "_rebuild_parameter"): None,
-    ("torch._utils", "_rebuild_parameter_with_state"): None, ("torch._tensor", "_rebuild_from_type_v2"): None,
-    ("torch", "Tensor"): None, ("collections", "OrderedDict"): None,
-    ("builtins", "set"): None, ("builtins", "frozenset"): None,
-}
-# Globals from these packages become inert stubs: the repo's model classes, torch.nn modules,
-# transformers modules and configs, torch dtypes and devices, activation functions.
+# Globals the pickle may name beyond what torch's weights-only unpickler resolves by default
+# (tensor rebuilds, storages, dtypes, plain containers): classes and functions of these packages,
+# the repo's model classes, torch.nn modules, transformers modules, configs and activations.
+# Each is allowlisted for this one load as an inert stub under its own name; nothing else is.
 _STUB_PACKAGES = ("trainer", "transformers", "torch")
 
 
@@ -220,26 +217,25 @@ class _Stub:
         self.state = state
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if module == "__builtin__":  # protocol 2 writes Python 2's name; the base class maps it back
-            module = "builtins"
-        if (module, name) in _REAL_GLOBALS:
-            return super().find_class(module, name)
-        if module.split(".")[0] in _STUB_PACKAGES:
-            return type(name, (_Stub,), {"target": f"{module}.{name}", "__module__": __name__})
-        raise pickle.UnpicklingError(f"refusing global {module}.{name}")
-
-
-class _RestrictedPickleModule:
-    """What ``torch.load(pickle_module=...)`` needs: an Unpickler, plus ``load`` for the legacy format."""
-
-    Unpickler = _RestrictedUnpickler
-    UnpicklingError = pickle.UnpicklingError
-
-    @staticmethod
-    def load(file, **kwargs):
-        return _RestrictedUnpickler(file, **kwargs).load()
+def _stub_allowlist(path: Path) -> list[tuple[type, str]]:
+    """(stub, "module.Name") for every global of the checkpoint outside torch's weights-only defaults.
+    The pickle is only disassembled here; a global outside ``_STUB_PACKAGES`` refuses the file."""
+    if not zipfile.is_zipfile(path):  # torch.save's format since torch 1.6; the release is one
+        raise BenchkitError(f"MPS checkpoint {path} is not a torch.save zip archive (damaged, or an old or foreign "
+                            "format); fetch it again (see `benchkit weights`)")
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except pickle.UnpicklingError as exc:  # an opcode the weights-only unpickler does not run
+        raise BenchkitError(f"MPS checkpoint {path}: refusing its pickle ({weights_only_reason(exc)}); this is not the "
+                            "MPS_overall_checkpoint.pth release, do not use it") from None
+    except (ValueError, RuntimeError, OSError, EOFError) as exc:
+        raise BenchkitError(f"MPS checkpoint {path} does not load ({weights_only_reason(exc)}); "
+                            "fetch it again (see `benchkit weights`)") from None
+    refused = sorted(n for n in names if n.split(".")[0] not in _STUB_PACKAGES)
+    if refused:
+        raise BenchkitError(f"MPS checkpoint {path}: refusing global {refused[0]} (only torch, transformers and MPS's "
+                            "trainer classes may appear); this is not the MPS_overall_checkpoint.pth release, do not use it")
+    return [(type(n.rsplit(".", 1)[-1], (_Stub,), {"target": n, "__module__": __name__}), n) for n in sorted(names)]
 
 
 def _module_tensors(obj: Any, prefix: str = "", out: dict | None = None) -> dict[str, torch.Tensor]:
@@ -269,13 +265,16 @@ def _plain(obj: Any) -> dict[str, Any]:
 def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(CLIP config dict, CLIP state dict, Cross_model state dict) from an MPS ``torch.save(model)`` file, without running its code."""
     path = Path(path)
+    stubs = _stub_allowlist(path)
     try:
-        root = torch.load(path, map_location="cpu", pickle_module=_RestrictedPickleModule, weights_only=False)
+        with torch.serialization.safe_globals(stubs):
+            root = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise BenchkitError(f"MPS checkpoint {path}: {exc} (only torch, transformers and MPS's trainer classes "
-                            "may appear); this is not the MPS_overall_checkpoint.pth release, do not use it") from None
+        raise BenchkitError(f"MPS checkpoint {path}: refusing its pickle ({weights_only_reason(exc)}; only torch, "
+                            "transformers and MPS's trainer classes may appear); this is not the "
+                            "MPS_overall_checkpoint.pth release, do not use it") from None
     except (RuntimeError, OSError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise BenchkitError(f"MPS checkpoint {path} does not load ({str(exc).splitlines()[0][:200]}); "
+        raise BenchkitError(f"MPS checkpoint {path} does not load ({weights_only_reason(exc)}); "
                             "fetch it again (see `benchkit weights`)") from None
     modules = root.state.get("_modules", {}) if isinstance(getattr(root, "state", None), dict) else {}
     if not {"model", "cross_model"} <= set(modules):
@@ -377,6 +376,7 @@ class MPSScorer(Scorer):
 
 class MPS(MeanScoreMetric):
     name = "mps"
+    weights = ("mps", "clip-vit-h-14-processor")
     description = "Mean MPS overall (Kolors multi-dimensional preference; logit_scale x cosine, ~0-15)"
     unit = "mps"
     scale = "logit_scale.exp() x cosine"

@@ -2,7 +2,8 @@
 
 The key hashes the reference images' bytes, the extractor's weights and the protocol, so
 a changed reference, extractor or preprocessing can never reuse stale statistics (clean-fid
-writes its statistics into site-packages and keys them by a name only).
+writes its statistics into site-packages and keys them by a name only). An entry that does not
+read back as plain arrays (damaged, or holding pickled objects) is recomputed, never trusted.
 """
 
 from __future__ import annotations
@@ -10,12 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from benchkit.errors import describe_os_error
+
+
+# What reading a truncated, foreign or tampered entry raises. Entries are read with
+# allow_pickle=False: an object array (a pickle inside the .npz) is refused, never unpickled.
+_DAMAGED = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 
 
 def stats_key(parts: dict[str, Any]) -> str:
@@ -28,9 +35,9 @@ def cached_stats(cache_dir: Path, parts: dict[str, Any], compute: Callable[[], t
     path = Path(cache_dir) / "refstats" / f"{key}.npz"
     if path.exists():
         try:
-            with np.load(path) as data:
+            with np.load(path, allow_pickle=False) as data:
                 return data["mu"], data["sigma"], int(data["n"]), key, True
-        except (OSError, ValueError, KeyError):
+        except _DAMAGED:
             path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never trusted
     mu, sigma, n = compute()
     try:
@@ -53,9 +60,9 @@ def load_cached_arrays(cache_dir: Path, key: str) -> dict[str, np.ndarray] | Non
     if not path.exists():
         return None
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
-    except (OSError, ValueError, KeyError):
+    except _DAMAGED:
         return None
 
 
@@ -63,7 +70,8 @@ def cached_arrays(cache_dir: Path, parts: dict[str, Any], compute: Callable[[], 
     """(arrays, key, was_cached): like ``cached_stats`` for any named arrays (FID moments plus KID features)."""
     key = stats_key(parts)
     found = load_cached_arrays(cache_dir, key)
-    if found is not None:
+    # the entry names the parts it was computed for: a foreign or partial file is recomputed
+    if found is not None and "parts" in found and str(found["parts"]) == json.dumps(parts, sort_keys=True):
         return found, key, True
     _entry_path(cache_dir, key).unlink(missing_ok=True)  # a damaged entry is recomputed, never trusted
     arrays = compute()

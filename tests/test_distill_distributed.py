@@ -17,7 +17,7 @@ import torch
 from benchkit.distributed import World
 from benchkit.errors import BenchkitError
 from distillers.run import distill, method_class
-from distillers.training import Trainer, step_generator
+from distillers.training import Trainer, read_checkpoint, step_generator
 from test_distill_loops import make_data, teacher
 
 STEPS, GLOBAL_BATCH, STOP_AT = 4, 4, 2
@@ -60,7 +60,7 @@ def two_ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("two") / "student"
     first = torchrun(out, "--stop-after", str(STOP_AT))
     after_first = {"files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()),
-                   "checkpoint": torch.load(out / "checkpoints" / "latest.pt", weights_only=False), "stdout": first.stdout}
+                   "checkpoint": read_checkpoint(out / "checkpoints" / "latest.safetensors"), "stdout": first.stdout}
     # What a kill after that checkpoint leaves: a logged step beyond it, which the resume must redo.
     with open(out / "losses.jsonl", "a") as f:
         f.write(json.dumps({"step": STOP_AT + 1, "loss_fake": -1.0}) + "\n")
@@ -113,8 +113,8 @@ def test_two_ranks_follow_the_one_process_loss_curve(two_ranks, one_process):
     start, two, one = load("toy-digits"), load(out / "spec.toml"), load(one_process / "spec.toml")
     assert two.keys() == one.keys() == start.keys()
     assert update_gap(two, one, start) < UPDATE_RTOL
-    final = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)
-    reference = torch.load(one_process / "checkpoints" / "latest.pt", weights_only=False)
+    final = read_checkpoint(out / "checkpoints" / "latest.safetensors")
+    reference = read_checkpoint(one_process / "checkpoints" / "latest.safetensors")
     assert final["step"] == STEPS and final["world_size"] == 2
     fake_two, fake_one = final["distiller"]["nets"]["fake"], reference["distiller"]["nets"]["fake"]
     assert update_gap(fake_two, fake_one, start) < UPDATE_RTOL

@@ -17,6 +17,7 @@ import torch
 from benchkit.distributed import World
 from benchkit.errors import BenchkitError
 from distillers.run import distill, method_class
+from distillers.training import read_checkpoint
 from test_distill_distributed import (ATOL, GLOBAL_BATCH, RTOL, SETTINGS, STEPS, UPDATE_RTOL, losses, one_thread,  # noqa: F401
                                       torchrun, update_gap)
 from test_distill_loops import make_data, teacher
@@ -59,7 +60,7 @@ def runs(tmp_path_factory):
     return {"reference": reference, "sharded": sharded,
             "reference_on": copy_on(reference, root / "reference_on", STEPS + 1),
             "sharded_on": copy_on(sharded, root / "sharded_on", STEPS + 1),
-            "checkpoint": torch.load(sharded / "checkpoints" / "latest.pt", weights_only=False)}
+            "checkpoint": read_checkpoint(sharded / "checkpoints" / "latest.safetensors")}
 
 
 def test_fsdp_ranks_follow_the_one_process_loss_curve(runs):
@@ -83,7 +84,7 @@ def test_fsdp_ranks_follow_the_one_process_loss_curve(runs):
     assert units["student"][-1] == "(root)" and "mid_block" in units["student"] and units["ema"] == units["student"]
 
     # the checkpoint holds full tensors in the one-process layout, and the updates the one process made
-    reference = torch.load(one_process / "checkpoints" / "latest.pt", weights_only=False)
+    reference = read_checkpoint(one_process / "checkpoints" / "latest.safetensors")
     assert checkpoint["step"] == STEPS and checkpoint["world_size"] == 2 and checkpoint["config"]["fsdp"] is True
     mine, theirs = checkpoint["distiller"], reference["distiller"]
     assert mine["nets"].keys() == theirs["nets"].keys()
