@@ -13,9 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from benchkit.errors import BenchkitError
 from benchkit.lock import LOCK_NAME, folder_lock

@@ -1,0 +1,118 @@
+"""Every registered metric runs alone (and all image metrics together), with tiny local weights: no
+metric depends on another being asked for, and a lone diversity metric is not dropped by the
+per-seed breakdown."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchkit.reference import coco_file_name
+from metric_models import (TINY_OPEN_CLIP, save_clip_processor, save_random_inception, save_tiny_hf_clip,
+                           save_tiny_mps, save_tiny_open_clip, save_torchvision_backbone)
+from metrics import REGISTRY
+
+
+def _open_clip_folder(folder: Path, file: str, seed: int) -> Path:
+    """An HPS-style checkpoint for open_clip, with a config that makes its architecture tiny."""
+    import open_clip
+
+    folder.mkdir(parents=True)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_OPEN_CLIP}))
+    torch.manual_seed(seed)
+    torch.save({"state_dict": open_clip.CLIP(**TINY_OPEN_CLIP).state_dict()}, folder / file)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Tiny weights for every metric, a fake val2014 with every FID protocol's statistics cached,
+    and a folder of 64x64 images (3 prompts x 2 seeds) named as `benchkit eval` names them."""
+    from benchkit.cli import main
+
+    root = tmp_path_factory.mktemp("each")
+    w = root / "weights"
+    weights = {
+        "fid-inception": save_random_inception(w / "inception"),
+        "clip-vit-g-14-laion2b-s12b-b42k": save_tiny_open_clip(w / "clip-g", seed=1),
+        "clip-vit-large-patch14": save_tiny_hf_clip(w / "clip-l", seed=2),
+        "pickscore-v1": save_tiny_hf_clip(w / "pickscore", seed=3, with_processor=False),
+        "clip-vit-h-14-processor": save_clip_processor(w / "processor"),
+        "hpsv2.1": _open_clip_folder(w / "hps21", "HPS_v2.1_compressed.pt", 4),
+        "hpsv2.0": _open_clip_folder(w / "hps20", "HPS_v2_compressed.pt", 5),
+        "lpips-alexnet": save_torchvision_backbone(w / "alex", "alex"),
+        "lpips-vgg16": save_torchvision_backbone(w / "vgg", "vgg"),
+    }
+    save_tiny_mps(w / "MPS_overall_checkpoint.pth", seed=6)
+    weights["mps"] = w / "MPS_overall_checkpoint.pth"
+    args = [a for name, path in weights.items() for a in ("--weights", f"{name}={path}")]
+
+    rng = np.random.default_rng(0)
+    coco = [r.prompt_id for r in __import__("prompts").load_prompt_set("coco2014-10k").records[:3]]
+    val = root / "val2014"
+    val.mkdir()
+    for image_id in [*map(int, coco), 42]:
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(val / coco_file_name(image_id), quality=90)
+    images = root / "images"  # two seeds per prompt (diversity metrics compare them)
+    one_seed = root / "one-seed"  # FID alone: without a per-seed breakdown, one 2048-d Frechet distance per view
+    images.mkdir()
+    one_seed.mkdir()
+    for pid in coco:
+        for seed in (0, 1):
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(images / f"{pid}_{seed}.png")
+        (one_seed / f"{pid}_0.png").write_bytes((images / f"{pid}_0.png").read_bytes())
+    prompts = root / "coco3.csv"  # three COCO-10k captions: the matched reference pairs their images
+    records = {r.prompt_id: r.prompt for r in __import__("prompts").load_prompt_set("coco2014-10k").records[:3]}
+    prompts.write_text("prompt_id,prompt\n" + "".join(f'{k},"{v}"\n' for k, v in records.items()))
+    cache = root / "cache"
+    for protocol, pairing, extra in (("clean-fid", "all", []), ("dmd2-sd15-coco30k", "all", []),
+                                     ("dmd2-sdxl-coco10k", "matched", ["-p", str(prompts)])):
+        with pytest.MonkeyPatch.context() as mp:  # --weights lands in the environment; keep it to this call
+            mp.setenv("BENCHKIT_WEIGHT_PATHS", "{}")
+            main(["reference", "coco", "--coco-dir", str(val), "--pairing", pairing, "--allow-partial", "--protocol",
+                  protocol, "--cache-dir", str(cache), "--device", "cpu", "-o", str(root / "refs" / protocol),
+                  "--weights", f"fid-inception={weights['fid-inception']}", *extra])
+    return {"root": root, "weights": args, "images": images, "one_seed": one_seed, "cache": cache, "prompts": prompts}
+
+
+IMAGE_METRICS = [n for n, cls in REGISTRY.items() if cls.needs_images and not n.startswith("toy-")]
+FID = [n for n in IMAGE_METRICS if n.startswith("fid")]
+TOGETHER = [n for n in IMAGE_METRICS if n not in FID]  # FIDs alone only: each costs 2048-d eigendecompositions
+
+
+@pytest.mark.parametrize("names", [[n] for n in IMAGE_METRICS] + [TOGETHER])
+def test_image_metric_alone_and_together(cli, world, tmp_path, monkeypatch, names):
+    monkeypatch.setenv("BENCHKIT_WEIGHT_PATHS", "{}")  # set, not deleted: teardown then removes what --weights adds
+    out = tmp_path / "scored"
+    folder = world["one_seed"] if names[0] in FID else world["images"]
+    code, _, err = cli("score", str(folder), "-p", str(world["prompts"]), "--metrics", ",".join(names), "--device", "cpu",
+                       "--cache-dir", str(world["cache"]), "-q", "-o", str(out), *world["weights"])
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    got = {m["name"]: m for m in results["metrics"]}
+    for name in names:
+        own = [v for v in got if v == name or v.startswith(name + "_") or v.startswith(name.replace("fid", "kid"))]
+        assert own, f"{name} wrote no value: {sorted(got)}"
+    assert all(math.isfinite(m["value"]) for m in results["metrics"])
+    assert all(m["n"] == len(list(folder.iterdir())) for m in results["metrics"])
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTRY if n.startswith("toy-") or n == "latency"])
+def test_toy_and_timing_metric_alone(cli, tmp_path, name):
+    out = tmp_path / "run"
+    code, stdout, err = cli("eval", "--limit", "2", "--seeds", "0-1", "--steps", "1", "--metrics", name, "--quiet",
+                            "--out", str(out), "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    values = json.loads((out / "results.json").read_text())["metrics"]
+    assert values and all(math.isfinite(v["value"]) for v in values)
+    assert any(v["name"].startswith(name if name != "latency" else "latency_") for v in values)
+
+
+def test_every_metric_is_covered():
+    assert set(IMAGE_METRICS) | {n for n in REGISTRY if n.startswith("toy-") or n == "latency"} == set(REGISTRY)
