@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from benchkit.errors import BenchkitError, describe_os_error
 
@@ -34,15 +35,18 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a unique temp file, fsync, rename and folder fsync."""
+@contextmanager
+def atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a file name (safetensors' save_file
+    streams a multi-GB checkpoint without holding it in memory); when the block ends without an
+    error the file is fsynced and renamed over ``path``, otherwise it is removed."""
     path = Path(path)
     tmp_name = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        os.close(fd)
+        yield Path(tmp_name)
+        with open(tmp_name, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
         tmp_name = None
@@ -52,6 +56,12 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     finally:
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a unique temp file, fsync, rename and folder fsync."""
+    with atomic_target(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -31,7 +31,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -824,35 +823,21 @@ def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """``state`` (tensors and JSON values) as one safetensors file, atomically: a kill leaves the old file or the new one."""
-    import tempfile
 
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    from benchkit.atomic import fsync_dir
-    from benchkit.errors import describe_os_error
+    from benchkit.atomic import atomic_target
 
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
     header = _pack(state, "state", tensors, {}, set())
     metadata = {"format": CHECKPOINT_FORMAT, "state": json.dumps(header, allow_nan=False, separators=(",", ":"))}
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        fsync_dir(path.parent)
-    except OSError as exc:
-        raise describe_os_error(exc, path) from None
+        with atomic_target(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
     except SafetensorError as exc:  # e.g. a full disk, as safetensors reports it
         raise BenchkitError(f"writing {path} failed ({str(exc).splitlines()[0][:200]}); check the free space of --out") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:

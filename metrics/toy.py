@@ -38,7 +38,7 @@ def _check_toy_images(name: str, plan: ScorePlan) -> None:
     grey and scored as if they were digits, which means nothing."""
     if plan.family is not None and plan.family != "toy":
         raise BenchkitError(f"{name} scores only the toy world's digits, not a {plan.family} model's images; "
-                            "choose metrics for real images (see `benchkit metrics`, e.g. clip-score, fid)")
+                            "choose metrics for real images (e.g. clip-score, fid)")
     wrong = sorted(s for s in plan.image_sizes or () if s != TOY_SIZE)
     if wrong:
         raise BenchkitError(f"{name} scores only the toy world's 8x8 digits, these images are "

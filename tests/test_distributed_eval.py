@@ -21,6 +21,44 @@ METRICS = "toy-fid,toy-alignment,toy-diversity,latency"
 QUALITY = ("toy-fid", "toy-alignment", "toy-diversity")
 
 
+# torchrun jobs start three interpreters that import torch, diffusers and transformers: on a busy
+# 2-core machine one job has taken 90 s where an idle one takes 35 s, so leave room for much worse.
+LAUNCH_TIMEOUT = 900
+
+
+def launch(cmd: list[str], timeout: float = LAUNCH_TIMEOUT) -> subprocess.CompletedProcess:
+    """Run a torchrun job to the end; a failure names the command and shows its output.
+
+    The job gets its own process group, and on a timeout the whole group is killed: killing
+    torchrun alone (what ``subprocess.run(timeout=...)`` does) orphans its workers, which go
+    on generating into the test's folder and loading the machine for the tests after it."""
+    what = "torchrun ... benchkit " + cmd[cmd.index("benchkit") + 1]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"{what} timed out after {timeout}s\n{_tails(stdout, stderr)}")
+    except BaseException:  # Ctrl-C or pytest-timeout: the job is in its own group, so end it here
+        _kill_group(proc.pid)
+        raise
+    done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    assert done.returncode == 0, f"{what} exited {done.returncode}\n{_tails(stdout, stderr)}"
+    return done
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _tails(stdout: str, stderr: str, n: int = 4000) -> str:
+    return f"--- stdout (last {n} chars) ---\n{stdout[-n:]}\n--- stderr (last {n} chars) ---\n{stderr[-n:]}"
+
+
 def torchrun(out: Path, cache: Path, steps: int, batch: int, limit: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
             "-m", "benchkit", "eval", "--prompts", "toy-digits", "--limit", str(limit), "--seeds", "0-3",
@@ -46,23 +84,24 @@ def _single(out: Path, cache: Path, steps: int, batch: int, limit: int) -> None:
 
 def assert_same_run(got: Path, want: Path, n: int) -> None:
     a, b = committed_hashes(got), committed_hashes(want)
-    assert a == b and len(a) == n
+    differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    assert a == b and len(a) == n, f"{len(a)} vs {len(b)} items (want {n}); differing or missing: {differ}"
     assert sorted(p.name for p in (got / "images").iterdir()) == sorted(f"{k}.png" for k in b)
     assert not (got / "shards").exists(), "shard files were not folded into samples.jsonl"
     ra, rb = metrics_by_name(got), metrics_by_name(want)
     for name in QUALITY:
-        assert ra[name]["value"] == rb[name]["value"], name  # chunk states merge in one fixed order
+        assert ra[name]["value"] == rb[name]["value"], (name, ra[name]["value"], rb[name]["value"])  # chunks merge in one fixed order
         assert ra[name]["n"] == rb[name]["n"] and ra[name]["variant"] == rb[name]["variant"]
     for name in ("nfe", "model_size"):
         assert ra[name]["value"] == rb[name]["value"]
     assert ra["latency_image_p50"]["n"] == n
 
 
+@pytest.mark.timeout(2 * LAUNCH_TIMEOUT + 600)
 def test_two_ranks_equal_one_process(tmp_path):
     cache = tmp_path / "cache"
-    done = subprocess.run(torchrun(tmp_path / "two", cache, 8, 3, 5), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("run written to") == 1, "only rank 0 prints the summary"
+    done = launch(torchrun(tmp_path / "two", cache, 8, 3, 5))
+    assert done.stdout.count("run written to") == 1, f"only rank 0 prints the summary\n{_tails(done.stdout, done.stderr)}"
     single(tmp_path / "one", cache, 8, 3, 5)
     assert_same_run(tmp_path / "two", tmp_path / "one", 20)
 
@@ -79,11 +118,10 @@ def test_two_ranks_equal_one_process(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "benchkit",
            "score", str(tmp_path / "two" / "images"), "--prompts", "toy-digits", "--metrics", "toy-fid,toy-diversity",
            "--device", "cpu", "--quiet", "--out", str(scored), "--cache-dir", str(cache)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    launch(cmd)
     got, want = metrics_by_name(scored), metrics_by_name(tmp_path / "one")
     for name in ("toy-fid", "toy-diversity"):
-        assert got[name]["value"] == want[name]["value"] and got[name]["n"] == 20
+        assert got[name]["value"] == want[name]["value"] and got[name]["n"] == 20, (name, got[name], want[name])
 
 
 def _worker_pid(launcher: int, rank: int) -> int | None:
