@@ -278,9 +278,7 @@ def _run_eval(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Pat
         run.update_manifest(**data)
     world.barrier()
 
-    results = score_run(run, metric_names, cache_dir, dev, show_progress, world=world)
-    if left_out:
-        results["run"]["metrics_left_out"] = left_out
+    results = score_run(run, metric_names, cache_dir, dev, show_progress, world=world, left_out=left_out)
     if world.is_main:
         run.update_manifest(status="complete", completed=now())
     return results
@@ -291,7 +289,8 @@ def _calls_from_recipe(spec: ModelSpec) -> int:
 
 
 def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: torch.device,
-              show_progress: bool = True, batch_size: int = 256, world: World | None = None) -> dict[str, Any]:
+              show_progress: bool = True, batch_size: int = 256, world: World | None = None,
+              left_out: dict[str, str] | None = None) -> dict[str, Any]:
     """Compute metrics over every committed image of a run and write results.json.
 
     Images are scored in chunks of ``batch_size``; each chunk's metric state is computed from
@@ -362,6 +361,8 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
         "metrics": values,
         "breakdowns": breakdown.compute(),
     }
+    if left_out:
+        results["run"]["metrics_left_out"] = left_out  # default metrics that could not run, and why
     if world.distributed:
         results["run"]["scored_by"] = {"world_size": world.size, "backend": world.describe()["backend"]}
     run.write_results(results)

@@ -117,8 +117,8 @@ class RunDir:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or "benchkit_run" not in data:
-            return None
+        if not isinstance(data, dict) or not ("benchkit_run" in data or "identity" in data):
+            return None  # RunDir.open writes both; a manifest.json without them is someone else's
         return str(data.get("command") or "eval")
 
     @classmethod

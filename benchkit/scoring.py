@@ -145,9 +145,7 @@ def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str] | None,
             run.replace_records(records)
         world.barrier()
         run = RunDir(out)
-        results = score_run(run, names, cache_dir, world.device(device), show_progress, world=world)
-        if left_out:
-            results["run"]["metrics_left_out"] = left_out
+        results = score_run(run, names, cache_dir, world.device(device), show_progress, world=world, left_out=left_out)
         if world.is_main:
             run.update_manifest(status="complete", completed=now())
     return results
