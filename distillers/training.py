@@ -823,7 +823,6 @@ def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """``state`` (tensors and JSON values) as one safetensors file, atomically: a kill leaves the old file or the new one."""
-
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
