@@ -518,6 +518,22 @@ def weights_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-read
                       "pin sha256s in $BENCHKIT_WEIGHTS/SHA256SUMS ('<sha256>  <name>').", soft_wrap=True)
 
 
+@app.command("metrics")
+def metrics_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+                weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight you have.")):
+    """Every metric: what it measures, what it needs (seeds, references, weights) and whether its weights are present."""
+    from metrics import describe_metrics
+
+    _use_weights(weights)
+    _print_rows(describe_metrics(), as_json, "metrics (--json for descriptions and protocols)", {
+        "name": lambda r: r["name"],
+        "weights": lambda r: ", ".join(f"{w} ({'[green]present[/green]' if s == 'present' else f'[red]{s}[/red]'})"
+                                       for w, s in r["weights"].items()) or "none",
+        "needs": lambda r: escape("; ".join(r["needs"])),
+        "what": lambda r: escape(r["description"]),
+    })
+
+
 def _use_weights(items: list[str]) -> None:
     if items:
         from metrics.weights import parse_weight_overrides, set_overrides

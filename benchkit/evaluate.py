@@ -154,7 +154,7 @@ def default_metrics(plan: ScorePlan, ctx: MetricContext, timed: bool = True) -> 
         chosen.append(name)
     if not chosen:
         raise BenchkitError("none of the default metrics can run here (" + "; ".join(f"{k}: {v}" for k, v in left_out.items())
-                            + "); pass --metrics with metrics that can (see `benchkit weights` for what is missing)")
+                            + "); pass --metrics with metrics that can (see `benchkit metrics`)")
     return chosen, left_out
 
 

@@ -43,6 +43,30 @@ def build_metrics(names: list[str], ctx: MetricContext) -> list[Metric]:
     return [REGISTRY[name](ctx) for name in names]
 
 
+def describe_metrics() -> list[dict]:
+    """One row per registered metric: what it measures, what it needs, and whether its weights are here."""
+    from metrics.weights import status_rows
+
+    weights = {r["name"]: r["status"] for r in status_rows()}
+    rows = []
+    for name, cls in REGISTRY.items():
+        needs = []
+        if cls.compares_seeds:
+            needs.append("2+ seeds per prompt")
+        protocol = getattr(cls, "protocol", None)
+        if hasattr(protocol, "name"):  # an FID protocol: reference statistics built from a local COCO
+            needs.append(f"reference statistics (benchkit reference coco --protocol {protocol.name})")
+            protocol = protocol.description
+        if name.startswith("toy-"):
+            needs.append("the toy world's 8x8 digits")
+        if not cls.needs_images:
+            needs.append("a timed `benchkit eval` (not `score`)")
+        rows.append({"name": name, "description": cls.description, "protocol": protocol if isinstance(protocol, str) else None,
+                     "weights": {w: weights.get(w, "unknown") for w in cls.weights}, "needs": needs,
+                     "ready": all(weights.get(w) == "present" for w in cls.weights)})
+    return rows
+
+
 def check_metrics(names: list[str], plan: ScorePlan, ctx: MetricContext) -> None:
     """Every metric's preconditions on ``plan``, before any image is generated or scored."""
     for name in parse_metric_names(names):
@@ -50,4 +74,4 @@ def check_metrics(names: list[str], plan: ScorePlan, ctx: MetricContext) -> None
 
 
 __all__ = ["Metric", "MetricContext", "MetricValue", "SampleBatch", "ScorePlan", "REGISTRY", "build_metrics",
-           "check_metrics", "parse_metric_names"]
+           "check_metrics", "describe_metrics", "parse_metric_names"]

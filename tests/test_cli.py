@@ -55,3 +55,24 @@ def test_models_and_prompts_json(cli):
 def test_usage_errors_have_no_traceback(cli):
     code, _, err = cli("env", "--bogus")
     assert code == 2 and "No such option: --bogus" in err and "Traceback" not in err
+
+
+def test_metrics_lists_every_metric_and_its_needs(cli, tmp_path, monkeypatch):
+    from metric_models import save_torchvision_backbone
+    from metrics import REGISTRY
+
+    monkeypatch.setenv("BENCHKIT_WEIGHTS", str(tmp_path / "none"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "none"))
+    monkeypatch.setenv("BENCHKIT_WEIGHT_PATHS", "{}")  # set, not deleted: teardown then removes what --weights adds
+    alex = save_torchvision_backbone(tmp_path / "alex", "alex")
+    code, out, err = cli("metrics", "--json", "--weights", f"lpips-alexnet={alex}")
+    assert code == 0, err
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert set(rows) == set(REGISTRY)
+    assert rows["lpips-diversity"]["weights"] == {"lpips-alexnet": "present"} and rows["lpips-diversity"]["ready"]
+    assert rows["lpips-diversity"]["needs"] == ["2+ seeds per prompt"]
+    assert rows["lpips-diversity-vgg"]["weights"] == {"lpips-vgg16": "missing"} and not rows["lpips-diversity-vgg"]["ready"]
+    assert "benchkit reference coco --protocol dmd2-sd15-coco30k" in rows["fid-dmd2-sd15"]["needs"][0]
+    assert rows["toy-fid"]["weights"] == {} and rows["toy-fid"]["needs"] == ["the toy world's 8x8 digits"]
+    code, out, _ = cli("metrics")
+    assert code == 0 and "lpips-diversity" in out
