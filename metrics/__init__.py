@@ -50,19 +50,10 @@ def describe_metrics() -> list[dict]:
     weights = {r["name"]: r["status"] for r in status_rows()}
     rows = []
     for name, cls in REGISTRY.items():
-        needs = []
-        if cls.compares_seeds:
-            needs.append("2+ seeds per prompt")
         protocol = getattr(cls, "protocol", None)
-        if hasattr(protocol, "name"):  # an FID protocol: reference statistics built from a local COCO
-            needs.append(f"reference statistics (benchkit reference coco --protocol {protocol.name})")
-            protocol = protocol.description
-        if name.startswith("toy-"):
-            needs.append("the toy world's 8x8 digits")
-        if not cls.needs_images:
-            needs.append("a timed `benchkit eval` (not `score`)")
+        protocol = getattr(protocol, "description", protocol)  # an FID protocol object, or a toy protocol string
         rows.append({"name": name, "description": cls.description, "protocol": protocol if isinstance(protocol, str) else None,
-                     "weights": {w: weights.get(w, "unknown") for w in cls.weights}, "needs": needs,
+                     "weights": {w: weights.get(w, "unknown") for w in cls.weights}, "needs": cls.needs(),
                      "ready": all(weights.get(w) == "present" for w in cls.weights)})
     return rows
 

@@ -97,6 +97,19 @@ class Metric:
             for weight in cls.weights:
                 resolve(weight)
 
+    @classmethod
+    def needs(cls) -> list[str]:
+        """What the metric needs besides its weights, in words (`benchkit metrics`); ``check`` enforces it."""
+        out = ["2+ seeds per prompt"] if cls.compares_seeds else []
+        if not cls.needs_images:
+            out.append("a timed `benchkit eval` (not `score`)")
+        return out
+
+    @classmethod
+    def value_names(cls) -> tuple[str, ...]:
+        """The names of the values ``compute`` reports (what gates and tolerances may name)."""
+        return (cls.name,)
+
     def update(self, batch: SampleBatch) -> None:
         raise NotImplementedError
 

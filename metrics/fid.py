@@ -259,6 +259,15 @@ class ProtocolFID(Metric):
     weights = ("fid-inception",)
 
     @classmethod
+    def needs(cls) -> list[str]:
+        return [*super().needs(), f"reference statistics (benchkit reference coco --protocol {cls.protocol.name})"]
+
+    @classmethod
+    def value_names(cls) -> tuple[str, ...]:
+        """fid/kid (and patch-fid/-kid), suffixed with the protocol's short name."""
+        return tuple(cls.protocol.value_name(view, kind) for view in cls.protocol.views for kind in ("fid", "kid"))
+
+    @classmethod
     def check(cls, plan, ctx: MetricContext) -> None:
         """The Inception weights and this protocol's reference statistics must both be there."""
         super().check(plan, ctx)

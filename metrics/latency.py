@@ -18,10 +18,21 @@ from benchkit.errors import BenchkitError
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
 
 
+# value name -> the stage seconds it summarises (per image, p50 over batches)
+_STAGE_VALUES = {"latency_text_encoding": "text_encoding_s", "latency_denoise_step": "denoise_step_s",
+                 "latency_denoising": "denoising_s", "latency_vae_decode": "vae_decode_s"}
+
+
 class Latency(Metric):
     name = "latency"
     description = "p50/p90 seconds per image and per batch, throughput, cold start, peak memory, size, NFE"
     needs_images = False
+
+    @classmethod
+    def value_names(cls) -> tuple[str, ...]:
+        """Every value ``compute`` may report (the stage and cold-image ones only for real pipelines)."""
+        return ("latency_image_p50", "latency_image_p90", "latency_batch_p50", "latency_batch_p90", "throughput",
+                "cold_start", "warmup", "peak_memory", "model_size", "nfe", *_STAGE_VALUES, "latency_cold_image")
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
@@ -86,12 +97,8 @@ class Latency(Metric):
         """Per-image seconds of each stage (p50 over batches), and the cold (first) run beside the warm ones."""
         out: list[MetricValue] = []
         if self.stages:
-            per_image = {
-                "latency_text_encoding": [s["text_encoding_s"] / s["batch_size"] for s in self.stages.values()],
-                "latency_denoise_step": [s["denoise_step_s"] / s["batch_size"] for s in self.stages.values()],
-                "latency_denoising": [s["denoising_s"] / s["batch_size"] for s in self.stages.values()],
-                "latency_vae_decode": [s["vae_decode_s"] / s["batch_size"] for s in self.stages.values()],
-            }
+            per_image = {name: [s[stage] / s["batch_size"] for s in self.stages.values()]
+                         for name, stage in _STAGE_VALUES.items()}
             for name, values in per_image.items():
                 out.append(MetricValue(name, float(np.percentile(values, 50)), "s", False, len(values),
                                        {**variant, "per": "image" + (" and step" if name == "latency_denoise_step" else "")}))

@@ -45,15 +45,23 @@ def _check_toy_images(name: str, plan: ScorePlan) -> None:
                             f"{wrong[0][0]}x{wrong[0][1]}; choose metrics for real images (e.g. clip-score, fid)")
 
 
-class ToyFID(Metric):
-    name = "toy-fid"
-    description = "Frechet distance to the 1,797 scikit-learn digits in toy-classifier feature space"
-    protocol = "toy-v1: grayscale uint8 8x8, /255, no resize"
+class ToyMetric(Metric):
+    """A metric of the toy world: it reads 8x8 digits only, and refuses anything else up front."""
 
     @classmethod
     def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
         super().check(plan, ctx)
         _check_toy_images(cls.name, plan)
+
+    @classmethod
+    def needs(cls) -> list[str]:
+        return [*super().needs(), "the toy world's 8x8 digits"]
+
+
+class ToyFID(ToyMetric):
+    name = "toy-fid"
+    description = "Frechet distance to the 1,797 scikit-learn digits in toy-classifier feature space"
+    protocol = "toy-v1: grayscale uint8 8x8, /255, no resize"
 
     def __init__(self, ctx: MetricContext, extractor: str = ToyDigitsExtractor.name):
         super().__init__(ctx)
@@ -116,14 +124,13 @@ def _target_digit(record: dict) -> int:
     return digit
 
 
-class ToyAlignment(Metric):
+class ToyAlignment(ToyMetric):
     name = "toy-alignment"
     description = "Mean toy-classifier probability of the digit the prompt asks for (and top-1 accuracy)"
 
     @classmethod
     def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
         super().check(plan, ctx)
-        _check_toy_images(cls.name, plan)
         for record in plan.records:
             _target_digit(record)
 
@@ -154,15 +161,10 @@ class ToyAlignment(Metric):
         ]
 
 
-class ToyDiversity(Metric):
+class ToyDiversity(ToyMetric):
     name = "toy-diversity"
     description = "Mean pairwise L2 distance of toy-classifier features across the seeds of each prompt"
     compares_seeds = True
-
-    @classmethod
-    def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
-        super().check(plan, ctx)
-        _check_toy_images(cls.name, plan)
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
