@@ -32,7 +32,7 @@ from benchkit.rundir import RunDir, read_image
 from benchkit.spec import ModelSpec, spec_hash
 from metrics import MetricContext, SampleBatch, ScorePlan, build_metrics, check_metrics, parse_metric_names
 from metrics.breakdown import SEED_FIELD, Breakdown
-from prompts import PromptSet
+from prompts import PromptSet, is_seed
 
 
 
@@ -95,8 +95,8 @@ def run_eval(
         raise BenchkitError(f"--warmup must be 0 or more, got {warmup_batches}")
     check_seeds(seeds)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    check_separate(out, [("model folder", path) for path in spec_local_paths(spec)]
-                   + [("prompt file", prompt_set.source if Path(prompt_set.source or "").is_file() else None)])
+    check_separate(out, [("model folder", path) for path in spec.local_paths()]
+                   + [("prompt file", prompt_set.file)])
     plan = ScorePlan(records=plan_records(prompt_set), seeds_per_prompt=len(seeds))
     dev = resolve_device(device)
     if metric_names is not None:
@@ -107,26 +107,16 @@ def run_eval(
 
 
 def check_seeds(seeds: list[int]) -> None:
-    """Seeds are non-negative integers below 2**63 (what torch.Generator.manual_seed takes as given).
-
-    A negative seed is refused rather than given a meaning: other tools read -1 as "random",
-    and benchkit's file names ({prompt_id}_{seed}.png) and `benchkit score` read seeds as digits.
-    """
+    """The seed rule of ``prompts.is_seed``, for callers of the Python API (the CLI parses --seeds)."""
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**63:
+        if not is_seed(s):
             raise BenchkitError(f"--seeds: seed {s!r} is not an integer from 0 to 2**63-1; give non-negative seeds such as 0-3")
 
 
-def plan_records(prompt_set: PromptSet) -> list[dict[str, Any]]:
-    return [{"prompt_id": r.prompt_id, "prompt": r.prompt, "meta": dict(r.meta)} for r in prompt_set.records]
-
-
-def spec_local_paths(spec: ModelSpec) -> list[str]:
-    """The spec's locations that are local paths (repo ids and builtins are not)."""
-    from benchkit.spec import LOCATION_FIELDS
-
-    values = [getattr(spec, f) for f in LOCATION_FIELDS]
-    return [v for v in values if v and not str(v).startswith(("builtin:", "hf://")) and Path(v).expanduser().exists()]
+def plan_records(prompt_set: PromptSet, ids: set[str] | None = None) -> list[dict[str, Any]]:
+    """The prompts (of ``ids`` only, when given) as the records metrics check before any image exists."""
+    return [{"prompt_id": r.prompt_id, "prompt": r.prompt, "meta": dict(r.meta)} for r in prompt_set.records
+            if ids is None or r.prompt_id in ids]
 
 
 # The default metrics by model family: the toy world's own for the toy; for real models the

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from benchkit.distributed import launched_rank
 from benchkit.errors import BenchkitError, describe_os_error
 
 LOCK_NAME = ".benchkit.lock"
@@ -37,14 +38,6 @@ def _holder_text(path: Path) -> str:
         return "another process"
 
 
-def _is_worker_rank() -> bool:
-    """A rank other than 0 of a launched job (torchrun / accelerate launch set RANK and WORLD_SIZE)."""
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
-    except ValueError:
-        return False
-
-
 @contextmanager
 def folder_lock(folder: Path, command: str, wait: bool = False, poll_seconds: float = 0.5) -> Iterator[None]:
     """Hold the lock of ``folder`` (created if missing) for the ``with`` block.
@@ -53,7 +46,7 @@ def folder_lock(folder: Path, command: str, wait: bool = False, poll_seconds: fl
     lock file goes when the block ends, and so does a folder this call created and left empty: a
     command refused before any work leaves no trace.
     """
-    if _is_worker_rank():
+    if launched_rank() != 0:  # a worker rank of a torchrun / accelerate job: rank 0 holds the lock
         yield
         return
     folder = Path(folder)

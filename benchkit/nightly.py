@@ -40,7 +40,6 @@ import datetime as dt
 import hashlib
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -49,19 +48,14 @@ from benchkit.errors import BenchkitError
 from benchkit.evaluate import DEFAULT_METRICS, run_eval
 from benchkit.presets import resolve_spec
 from benchkit.rundir import slug
-from benchkit.spec import ModelSpec
-from prompts import PromptSet, load_prompt_set, parse_seeds
+from benchkit.spec import ModelSpec, read_toml
+from prompts import PromptSet, is_seed, load_prompt_set, parse_seeds
 
 _TOP_KEYS = {"out", "seeds", "metrics", "gate", "devices", "dtype", "sigma", "batch_size", "tolerances", "models", "prompts"}
 _MODEL_KEYS = {"name", "spec", "steps", "scheduler", "guidance_scale"}
 _PROMPT_KEYS = {"set", "limit"}
 _RECIPE_OVERRIDES = ("steps", "scheduler", "guidance_scale")
 _NIGHT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-# What the latency metric reports (stage and cold-image values only for real pipelines).
-_LATENCY_VALUES = ("latency_image_p50", "latency_image_p90", "latency_batch_p50", "latency_batch_p90", "throughput",
-                   "cold_start", "warmup", "peak_memory", "model_size", "nfe", "latency_text_encoding",
-                   "latency_denoise_step", "latency_denoising", "latency_vae_decode", "latency_cold_image")
-
 
 @dataclass
 class Job:
@@ -110,18 +104,8 @@ def _is_number(value: Any) -> bool:
 def value_names(metric_families: list[str]) -> set[str]:
     """The metric values (results.json names) the given metrics report: what gate and tolerances name."""
     from metrics import REGISTRY
-    from metrics.fid import ProtocolFID
 
-    names: set[str] = set()
-    for family in metric_families:
-        cls = REGISTRY.get(family)
-        if family == "latency":
-            names.update(_LATENCY_VALUES)
-        elif isinstance(cls, type) and issubclass(cls, ProtocolFID):  # fid/kid (and patch-fid/-kid), suffixed
-            names.update(cls.protocol.value_name(view, kind) for view in cls.protocol.views for kind in ("fid", "kid"))
-        else:
-            names.add(family)
-    return names
+    return {value for family in metric_families for value in REGISTRY[family].value_names()}
 
 
 class _Checker:
@@ -168,29 +152,13 @@ class _Checker:
         return value
 
 
-def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise BenchkitError(f"cannot read nightly config {path}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BenchkitError(f"{path}: not UTF-8 text (bad byte at offset {exc.start}): save the config as UTF-8") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise BenchkitError(f"{path}: invalid TOML ({exc}): fix the syntax there") from None
-    return raw, hashlib.sha256(data).hexdigest()
-
-
 def _seeds(check: _Checker, value: Any) -> list[int]:
     if isinstance(value, str):
         try:
             return parse_seeds(value)
         except BenchkitError:
             check.fail("seeds", f"must be a range like \"0-3\", a list like \"0,1,7\" or [0, 1, 7], got {_show(value)}")
-    if isinstance(value, list) and value and all(_is_int(s) and s >= 0 for s in value):
+    if isinstance(value, list) and value and all(is_seed(s) for s in value):
         if len(set(value)) != len(value):
             check.fail("seeds", f"lists a seed twice: {_show(value)}")
         return list(value)
@@ -232,7 +200,8 @@ def load_config(path: Path) -> NightlyConfig:
 
     path = Path(path)
     check = _Checker(path)
-    raw, sha = _read_toml(path)
+    raw, data = read_toml(path, "nightly config", encoding="utf-8-sig")
+    sha = hashlib.sha256(data).hexdigest()
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise BenchkitError(f"{path}: unknown field '{unknown[0]}'; allowed: {', '.join(sorted(_TOP_KEYS))}")

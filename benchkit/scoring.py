@@ -8,6 +8,7 @@ Images are matched to prompts by a ``file`` column in the prompts file, or by th
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 
 from benchkit.distributed import current_world
 from benchkit.errors import BenchkitError
-from benchkit.evaluate import default_metrics, git_sha, now, score_run
+from benchkit.evaluate import default_metrics, git_sha, now, plan_records, score_run
 from benchkit.hardware import fingerprint
 from benchkit.loading import TOY_FAMILY
 from benchkit.lock import folder_lock
@@ -24,7 +25,7 @@ from benchkit.outpaths import check_separate
 from benchkit.rundir import RunDir
 from metrics import MetricContext, ScorePlan, check_metrics, parse_metric_names
 from metrics.toy import TOY_SIZE
-from prompts import PromptSet
+from prompts import PromptSet, is_seed
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -32,8 +33,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _NAME = re.compile(r"(?P<pid>.+)_(?P<seed>\d+)")
 
 
-def match_images(folder: Path, prompt_set: PromptSet) -> list[dict[str, Any]]:
+def match_images(folder: Path, prompt_set: PromptSet) -> tuple[list[dict[str, Any]], set[tuple[int, int]]]:
+    """The sample records of the folder's images, and the (height, width) sizes they come in.
+
+    Each file is read once: its bytes give the record's sha256 and, from the header, its size."""
     folder = Path(folder)
+    sizes: set[tuple[int, int]] = set()
     if not folder.is_dir():
         raise BenchkitError(f"{folder} is not a folder of images")
     by_id = {r.prompt_id: r for r in prompt_set.records}
@@ -43,17 +48,17 @@ def match_images(folder: Path, prompt_set: PromptSet) -> list[dict[str, Any]]:
             path = folder / str(r.meta["file"])
             if not path.is_file():
                 raise BenchkitError(f"{path} listed in {prompt_set.source} (prompt {r.prompt_id}) is not a readable file")
-            records.append(_record(r, _seed_cell(r.meta.get("seed"), r.prompt_id, prompt_set.source), path))
-        return records
+            records.append(_record(r, _seed_cell(r.meta.get("seed"), r.prompt_id, prompt_set.source), path, sizes))
+        return records, sizes
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise BenchkitError(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
     for path in files:
         named = _NAME.fullmatch(path.stem)
         if named and named["pid"] in by_id:
-            records.append(_record(by_id[named["pid"]], _seed_cell(named["seed"], named["pid"], path), path))
+            records.append(_record(by_id[named["pid"]], _seed_cell(named["seed"], named["pid"], path), path, sizes))
         elif path.stem in by_id:
-            records.append(_record(by_id[path.stem], 0, path))
+            records.append(_record(by_id[path.stem], 0, path, sizes))
         else:
             pid = named["pid"] if named else path.stem
             raise BenchkitError(
@@ -66,7 +71,7 @@ def match_images(folder: Path, prompt_set: PromptSet) -> list[dict[str, Any]]:
         if key in seen:
             raise BenchkitError(f"{rec['file']} and {seen[key]} are both prompt {key[0]} seed {key[1]}; keep one")
         seen[key] = rec["file"]
-    return records
+    return records, sizes
 
 
 def _seed_cell(value: Any, prompt_id: str, where: Any) -> int:
@@ -74,33 +79,27 @@ def _seed_cell(value: Any, prompt_id: str, where: Any) -> int:
     if value is None or value == "":
         return 0
     text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) >= 2**63:
+    if isinstance(value, bool) or not text.isdigit() or not is_seed(int(text)):
         raise BenchkitError(f"{where}: seed {value!r} of prompt {prompt_id} is not a non-negative integer; "
                             "fix the seed column or the file name")
     return int(text)
 
 
-def _record(rec, seed: int, path: Path) -> dict[str, Any]:
+def _record(rec, seed: int, path: Path, sizes: set[tuple[int, int]]) -> dict[str, Any]:
+    """The sample record of one image; its (height, width), read from the header, is added to ``sizes``."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise BenchkitError(f"cannot read image {path}: {exc.strerror or exc} (a broken link or a missing file?)") from None
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # the header only: no pixels are decoded here
+            sizes.add((im.height, im.width))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise BenchkitError(f"cannot read image {path.resolve()}: {exc}") from None
     return {"prompt_id": rec.prompt_id, "prompt": rec.prompt, "seed": seed, "meta": dict(rec.meta),
             "file": str(path.resolve()), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def image_sizes(records: list[dict[str, Any]]) -> set[tuple[int, int]]:
-    """(height, width) of every image, read from the file headers (no decoding)."""
-    from PIL import Image, UnidentifiedImageError
-
-    sizes = set()
-    for r in records:
-        try:
-            with Image.open(r["file"]) as im:
-                sizes.add((im.height, im.width))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise BenchkitError(f"cannot read image {r['file']}: {exc}") from None
-    return sizes
 
 
 def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str] | None, out: Path, cache_dir: Path,
@@ -113,17 +112,12 @@ def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str] | None,
     names = parse_metric_names(metrics) if metrics is not None else None
     if names is not None and "latency" in names:
         raise BenchkitError("latency cannot be measured on existing images; use `benchkit eval` to time a model")
-    check_separate(out, [("image folder", folder),
-                         ("prompt file", prompt_set.source if Path(prompt_set.source or "").is_file() else None)])
-    records = match_images(folder, prompt_set)
+    check_separate(out, [("image folder", folder), ("prompt file", prompt_set.file)])
+    records, sizes = match_images(folder, prompt_set)
     per_prompt: dict[str, int] = {}
     for r in records:
         per_prompt[r["prompt_id"]] = per_prompt.get(r["prompt_id"], 0) + 1
-    sizes = image_sizes(records)
-    scored_ids = set(per_prompt)
-    plan = ScorePlan(records=[{"prompt_id": r.prompt_id, "prompt": r.prompt, "meta": dict(r.meta)}
-                              for r in prompt_set.records if r.prompt_id in scored_ids],
-                     seeds_per_prompt=min(per_prompt.values()),
+    plan = ScorePlan(records=plan_records(prompt_set, set(per_prompt)), seeds_per_prompt=min(per_prompt.values()),
                      family=TOY_FAMILY if sizes == {TOY_SIZE} else None, image_sizes=sizes)
     ctx = MetricContext(cache_dir=cache_dir, device=device)
     left_out: dict[str, str] = {}

@@ -141,6 +141,12 @@ class ModelSpec:
                 d["recipe"].pop(k)
         return d
 
+    def local_paths(self) -> list[str]:
+        """The locations that are paths on this machine (not repo ids, hf:// files or builtins): the
+        inputs an output folder must not overlap."""
+        values = [getattr(self, f) for f in LOCATION_FIELDS]
+        return [v for v in values if v and not str(v).startswith(("builtin:", "hf://")) and Path(v).expanduser().exists()]
+
     @property
     def is_video(self) -> bool:
         return self.family == "cogvideox" or bool(self.recipe.num_frames)
@@ -300,15 +306,23 @@ def spec_from_dict(raw: dict[str, Any], source: str, presets: dict[str, ModelSpe
     return ModelSpec(recipe=recipe, **fields)
 
 
-def load_spec_file(path: Path, presets: dict[str, ModelSpec] | None = None) -> ModelSpec:
+def read_toml(path: Path, what: str, encoding: str = "utf-8") -> tuple[dict[str, Any], bytes]:
+    """A TOML file's table and its bytes (to hash); unreadable, non-UTF-8 or invalid files are one line
+    naming ``what`` it is (a spec file, a nightly config)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
-        raise BenchkitError(f"cannot read spec file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise BenchkitError(f"{path}: not UTF-8 text (byte {exc.start}); save the spec file as UTF-8") from None
+        raise BenchkitError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
-        raw = tomllib.loads(text)
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise BenchkitError(f"{path}: not UTF-8 text (byte {exc.start}); save the {what} as UTF-8") from None
+    try:
+        return tomllib.loads(text), data
     except tomllib.TOMLDecodeError as exc:
         raise BenchkitError(f"{path}: invalid TOML ({exc}); fix the file and retry") from None
+
+
+def load_spec_file(path: Path, presets: dict[str, ModelSpec] | None = None) -> ModelSpec:
+    raw, _ = read_toml(path, "spec file")
     return spec_from_dict(raw, str(path), presets, folder=Path(path).resolve().parent)

@@ -188,28 +188,25 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
 
 
 # What `benchkit distill` writes in its --out; a folder holding anything else is not replaced.
-DISTILL_ENTRIES = {"checkpoints", "train.log", "losses.jsonl", "model", "model.tmp", "spec.toml", "distill.json", "cache",
-                   ".benchkit.lock"}
+DISTILL_ENTRIES = {"checkpoints", "train.log", "losses.jsonl", "model", "model.tmp", "spec.toml", "distill.json", "cache"}
 _DISTILL_MARKS = {"checkpoints", "train.log", "distill.json"}  # only a distill run has one of these
 
 
 def check_distill_out(out_dir: Path, teacher_spec: str, pairs_path: Path | None) -> None:
     """--out is new, empty, or an earlier distill run (resumed); never a folder of other files,
     and never the teacher's folder or the pairs file, or a folder inside or around them."""
+    from benchkit.lock import LOCK_NAME
     from benchkit.outpaths import check_separate
     from benchkit.presets import resolve_spec
-    from benchkit.spec import LOCATION_FIELDS
 
     if out_dir.exists():
         if not out_dir.is_dir():
             raise BenchkitError(f"--out {out_dir} is a file; give a folder for the student")
-        entries = {p.name for p in out_dir.iterdir()} - {".benchkit.lock"}
+        entries = {p.name for p in out_dir.iterdir()} - {LOCK_NAME}
         if entries and (entries - DISTILL_ENTRIES or not entries & _DISTILL_MARKS):
             raise BenchkitError(f"--out {out_dir} is not a benchkit distill folder (it holds "
                                 f"{', '.join(sorted(entries)[:3])}); choose an empty or new folder")
-    spec = resolve_spec(teacher_spec)
-    local = [getattr(spec, f) for f in LOCATION_FIELDS]
-    check_separate(out_dir, [("teacher", v) for v in local if v and not str(v).startswith(("builtin:", "hf://"))]
+    check_separate(out_dir, [("teacher", path) for path in resolve_spec(teacher_spec).local_paths()]
                    + [("pairs file", pairs_path)])
 
 

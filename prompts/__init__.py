@@ -19,10 +19,18 @@ from prompts.registry import BUILTIN_SETS, DATA_DIR, BuiltinSet, load_builtin
 from prompts.sets import PromptRecord, PromptSet
 
 __all__ = ["BUILTIN_SETS", "DATA_DIR", "BuiltinSet", "PromptRecord", "PromptSet", "load_prompt_file",
-           "load_prompt_set", "parse_seeds", "write_prompt_file"]
+           "load_prompt_set", "parse_seeds", "is_seed", "MAX_SEED", "write_prompt_file"]
 
 
 _MAX_SEEDS = 100_000
+# Seeds are integers from 0 to 2**63 - 1, what torch.Generator.manual_seed takes as given. A negative
+# seed is refused rather than given a meaning: other tools read -1 as "random", and benchkit's file
+# names ({prompt_id}_{seed}.png), which `benchkit score` reads back, hold the seed as digits.
+MAX_SEED = 2**63 - 1
+
+
+def is_seed(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -45,8 +53,7 @@ def parse_seeds(text: str) -> list[int]:
         raise BenchkitError(f"--seeds '{text}': use a range like 0-3 or a list like 0,1,7") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise BenchkitError(f"--seeds '{text}': give at least one seed and no duplicates")
-    if not all(0 <= s < 2**63 for s in seeds):
-        # -1 means "random" in other tools; benchkit's seeds name reproducible draws and file names
+    if not all(is_seed(s) for s in seeds):
         raise BenchkitError(f"--seeds '{text}': seeds are integers from 0 to 2**63-1; negative seeds are not accepted")
     if len(seeds) > _MAX_SEEDS:
         raise BenchkitError(f"--seeds '{text}': more than {_MAX_SEEDS} seeds per prompt; give fewer")

@@ -40,6 +40,13 @@ class PromptSet:
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def file(self) -> str | None:
+        """``source`` when it is a file on this machine (a user's prompt file or a built-in set's data)."""
+        from pathlib import Path
+
+        return self.source if self.source and Path(self.source).is_file() else None
+
     def _narrowed(self, records: list[PromptRecord], rule: str) -> "PromptSet":
         subset = rule if self.subset == "all" else f"{self.subset}; {rule}"
         return replace(self, records=records, subset=subset)
