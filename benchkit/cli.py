@@ -625,6 +625,10 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if "torch.distributed" in sys.modules:  # never import torch just to learn there is nothing to end
+        from benchkit.distributed import finish
+
+        finish()  # under torchrun: every rank leaves together
     if isinstance(status, int) and status:
         sys.exit(status)
 

@@ -10,6 +10,7 @@ and a rerun with any number of ranks splits whatever is still missing.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Sequence, TypeVar
 
@@ -151,3 +152,16 @@ def current_world(device: torch.device) -> World:
     # cpu=True makes accelerate pick gloo; without it, it only initialises on accelerators.
     state = PartialState(cpu=device.type != "cuda")
     return World(rank=state.process_index, size=state.num_processes, local_rank=state.local_process_index)
+
+
+def finish() -> None:
+    """End this rank's part in step with the others: a barrier, then the process group is torn down.
+
+    Without it the ranks exit at different moments (rank 0 still writes the manifest and frees the
+    lock) and gloo's connection threads can abort the early rank at exit ("terminate called without
+    an active exception", SIGABRT), which fails the launch although every result was written."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    dist.barrier()
+    dist.destroy_process_group()
