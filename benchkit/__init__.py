@@ -13,16 +13,16 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "BenchkitError": "benchkit.errors",
+    "BenchkitError": "benchkit.core.errors",
     "run_eval": "benchkit.evaluate",
-    "score_run": "benchkit.evaluate",
-    "Generator": "benchkit.generation",
-    "Item": "benchkit.generation",
-    "PRESETS": "benchkit.presets",
-    "resolve_spec": "benchkit.presets",
-    "RunDir": "benchkit.rundir",
-    "ModelSpec": "benchkit.spec",
-    "Recipe": "benchkit.spec",
+    "score_run": "benchkit.scoring",
+    "Generator": "benchkit.models.generation",
+    "Item": "benchkit.core.items",
+    "PRESETS": "benchkit.models.presets",
+    "resolve_spec": "benchkit.models.presets",
+    "RunDir": "benchkit.core.rundir",
+    "ModelSpec": "benchkit.models.spec",
+    "Recipe": "benchkit.models.spec",
     "load_prompt_set": "prompts",
     "parse_seeds": "prompts",
 }

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Evaluate and benchmark few-step diffusion models.")
@@ -33,13 +33,13 @@ out = Console()
 def default_run_dir(spec, prompt_set, seeds) -> Path:
     """Deterministic, so re-running the same command resumes the same run."""
     key = json.dumps({"spec": spec.identity(), "prompts": [prompt_set.sha256, prompt_set.subset], "seeds": seeds}, sort_keys=True)
-    from benchkit.rundir import slug
+    from benchkit.core.rundir import slug
 
     return Path("runs") / f"{slug(spec.name) or 'run'}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
 def print_results(results: dict, footer: str = "") -> None:
-    from benchkit.distributed import launched_rank
+    from benchkit.core.distributed import launched_rank
 
     if launched_rank() != 0:  # under torchrun every rank returns the results; one prints them
         return
@@ -84,12 +84,14 @@ def eval_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing benchkit run (only a run) instead of resuming it."),
     wait: bool = typer.Option(False, "--wait", help="If another process is using --out, wait for it instead of exiting."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes that decode and preprocess images for the "
+                                          "metrics (default: one per CPU core but one, at most 8; 0: none). Scores do not depend on it."),
     weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (repeatable; see `benchkit weights`)."),
 ):
     """Generate images for a prompt set with a model, score them, and write a run directory."""
     _use_weights(weights)
     from benchkit.evaluate import run_eval
-    from benchkit.presets import resolve_spec
+    from benchkit.models.presets import resolve_spec
     from prompts import load_prompt_set, parse_seeds
 
     spec = resolve_spec(model)
@@ -108,7 +110,7 @@ def eval_cmd(
     run_dir = out_dir or default_run_dir(spec, prompt_set, seed_list)
     results = run_eval(spec, prompt_set, seed_list, run_dir, metrics=metrics.split(",") if metrics is not None else None,
                        device=device, dtype=dtype, batch_size=batch_size, warmup_batches=warmup, cache_dir=cache_dir,
-                       overwrite=overwrite, show_progress=not quiet, wait=wait)
+                       overwrite=overwrite, show_progress=not quiet, wait=wait, workers=workers)
     print_results(results, f"run written to [bold]{run_dir}[/bold]")
 
 
@@ -124,18 +126,21 @@ def score_cmd(
     device: str = typer.Option("auto", "--device"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes that decode and preprocess images for the "
+                                          "metrics (default: one per CPU core but one, at most 8; 0: none). Scores do not depend on it."),
     weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (repeatable; see `benchkit weights`)."),
 ):
     """Score a folder of existing images with the same metrics as `eval`."""
     _use_weights(weights)
+    from benchkit.core.hardware import resolve_device
     from benchkit.evaluate import default_cache_dir
-    from benchkit.hardware import resolve_device
-    from benchkit.scoring import score_folder
+    from benchkit.folder_scoring import score_folder
     from prompts import load_prompt_set
 
     target = out_dir or folder.resolve().with_name(folder.resolve().name + "-scored")
     results = score_folder(folder, load_prompt_set(prompts), metrics.split(",") if metrics is not None else None, target,
-                           cache_dir or default_cache_dir(), resolve_device(device), show_progress=not quiet, wait=wait)
+                           cache_dir or default_cache_dir(), resolve_device(device), show_progress=not quiet, wait=wait,
+                           workers=workers)
     print_results(results, f"results written to [bold]{target / 'results.json'}[/bold]")
 
 
@@ -168,7 +173,12 @@ def compare_cmd(
     """Per-metric deltas with noise bands and verdicts; exit 1 on a regression, 3 if not comparable."""
     import math
 
-    from reports.compare import compare_runs, exit_code, parse_tolerances, sample_difference
+    from reports.compare import (
+        compare_runs,
+        exit_code,
+        parse_tolerances,
+        sample_difference,
+    )
     from reports.runs import load_run
 
     if not math.isfinite(sigma) or sigma <= 0:
@@ -258,6 +268,7 @@ def demo_cmd(
 
 @app.command("distill")
 def distill_cmd(
+    ctx: typer.Context,
     method: str = typer.Option(..., "--method", help="dmd2, hyper-sd, adm or lightning."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Teacher preset or spec (e.g. toy-digits)."),
     steps: int = typer.Option(1000, "--steps", help="Training steps."),
@@ -295,28 +306,21 @@ def distill_cmd(
         return
     if teacher is None:
         raise BenchkitError("benchkit distill: give --teacher SPEC (or --from-release)")
-    overrides: dict = {}
-    for item in settings:
-        if "=" not in item:
-            raise BenchkitError(f"--set {item}: expected FIELD=VALUE")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = value.strip()
-    overrides.update({"lora": lora, "mixed_precision": mixed_precision, "grad_accum": grad_accum, "seed": seed})
-    if gradient_checkpointing:
-        overrides["gradient_checkpointing"] = True
-    if fsdp:
-        overrides["fsdp"] = True
-    if teacher_dtype != "fp32":
-        overrides["teacher_dtype"] = teacher_dtype
-    if student_steps is not None:
-        overrides["student_steps"] = student_steps
-    if batch_size is not None:
-        overrides["batch_size"] = batch_size
+    from distillers.config import parse_settings
+    from distillers.methods import get_method
+
+    # The options named like a field of the method's config dataclass (--lora, --seed, --batch-size...)
+    # are config fields: those given on the command line override `--set`, which is checked and read
+    # against the dataclass (from_overrides in distill); left at their defaults, the method's default stands.
+    fields = get_method(method).config.field_types()
+    given = {key: value for key, value in ctx.params.items() if key in fields and key != "steps"
+             and getattr(ctx.get_parameter_source(key), "name", "DEFAULT") != "DEFAULT"}
+    overrides = {**parse_settings(settings), **given}
     target = out_dir or Path("distill") / method
     result = distill(method, teacher, steps, target, overrides, pairs_path=pairs, device=device,
                      checkpoint_every=checkpoint_every, eval_every=eval_every, show_progress=not quiet, half=half, name=name,
                      init=init, stop_after=stop_after)
-    from benchkit.distributed import launched_rank
+    from benchkit.core.distributed import launched_rank
 
     if launched_rank() != 0:  # every rank trained; one prints
         return
@@ -352,7 +356,7 @@ def pairs_cmd(
 @app.command("env")
 def env_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Hardware and software fingerprint (the same one every manifest records)."""
-    from benchkit.hardware import fingerprint
+    from benchkit.core.hardware import fingerprint
 
     fp = fingerprint()
     if as_json:
@@ -369,8 +373,8 @@ def env_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable
 @app.command("models")
 def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """List model presets, their recipes, the files each needs and whether they are present locally."""
-    from benchkit.model_table import model_rows, models_table
-    from benchkit.presets import PRESETS
+    from benchkit.models.model_table import model_rows, models_table
+    from benchkit.models.presets import PRESETS
 
     rows = model_rows(PRESETS)
     if as_json:
@@ -477,8 +481,8 @@ def reference_coco(
         from metrics.fid import get_protocol
 
         get_protocol(protocol)  # fail on a typo before hashing 40k files
-    from benchkit.lock import folder_lock
-    from benchkit.outpaths import check_separate
+    from benchkit.core.lock import folder_lock
+    from benchkit.core.outpaths import check_separate
 
     check_separate(out_dir, [("COCO folder", coco_dir)])
     prompt_set = load_prompt_set(prompts) if pairing == "matched" else None
@@ -534,6 +538,20 @@ def metrics_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-read
     })
 
 
+@app.command("families")
+def families_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """Every model family: how it is built and sampled, what it makes, and its default metrics."""
+    from benchkit.models.families import describe_families
+
+    _print_rows(describe_families(), as_json, "model families (set `family` in a spec to choose one)", {
+        "name": lambda r: r["name"],
+        "pipeline": lambda r: r["pipeline"] or "benchkit's own loop",
+        "makes": lambda r: r["media"],
+        "default metrics": lambda r: ", ".join(r["default_metrics"]),
+        "what": lambda r: escape(r["description"]),
+    })
+
+
 def _use_weights(items: list[str]) -> None:
     if items:
         from metrics.weights import parse_weight_overrides, set_overrides
@@ -574,7 +592,7 @@ def toy_train_classifier(
 
 class _training_bar:
     def __init__(self, label: str):
-        from benchkit.progress import progress_bar
+        from benchkit.core.progress import progress_bar
 
         self.label = label
         self.ctx = progress_bar(True)
@@ -626,7 +644,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exc.exit_code)
         raise
     if "torch.distributed" in sys.modules:  # never import torch just to learn there is nothing to end
-        from benchkit.distributed import finish
+        from benchkit.core.distributed import finish
 
         finish()  # under torchrun: every rank leaves together
     if isinstance(status, int) and status:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchkit.evaluate import run_eval
-from benchkit.presets import PRESETS
+from benchkit.models.presets import PRESETS
 from prompts import load_prompt_set, parse_seeds
 
 DEMO_STEPS = (50, 8, 4, 2, 1)
@@ -31,7 +31,7 @@ def shipped_students() -> list[Path]:
 
 def run_demo(out_dir: Path, device: str = "auto", show_progress: bool = True,
              steps: tuple[int, ...] = DEMO_STEPS, seeds: str = DEMO_SEEDS, students: bool = True) -> dict[str, Any]:
-    from benchkit.spec import load_spec_file
+    from benchkit.models.spec import load_spec_file
     from reports import write_report
 
     out_dir = Path(out_dir)

@@ -17,7 +17,7 @@ Config::
 
     out = "nightly"                       # runs, report and history.sqlite go here
     seeds = "0-3"                         # or a list: [0, 1, 2, 3]
-    metrics = ["toy-fid", "toy-alignment", "toy-diversity", "latency"]
+    metrics = ["toy-fid", "toy-alignment", "toy-diversity", "latency"]  # default: each model family's own
     gate = ["toy-fid", "toy-alignment"]   # metric values that can fail a night (default: all)
     devices = ["cpu"]
     dtype = "float32"                     # optional
@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from benchkit.errors import BenchkitError
-from benchkit.evaluate import DEFAULT_METRICS, run_eval
-from benchkit.presets import resolve_spec
-from benchkit.rundir import slug
-from benchkit.spec import ModelSpec, read_toml
+from benchkit.core.errors import BenchkitError
+from benchkit.core.rundir import slug
+from benchkit.evaluate import run_eval
+from benchkit.models.presets import resolve_spec
+from benchkit.models.spec import ModelSpec, read_toml
 from prompts import PromptSet, is_seed, load_prompt_set, parse_seeds
 
 _TOP_KEYS = {"out", "seeds", "metrics", "gate", "devices", "dtype", "sigma", "batch_size", "tolerances", "models", "prompts"}
@@ -73,7 +73,7 @@ class NightlyConfig:
     sha256: str
     out: Path
     seeds: list[int]
-    metrics: list[str]
+    metrics: list[str] | None  # None: each model's family's default metrics
     gate: list[str]
     devices: list[str]
     dtype: str | None
@@ -101,11 +101,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def value_names(metric_families: list[str]) -> set[str]:
+def value_names(metric_names: list[str]) -> set[str]:
     """The metric values (results.json names) the given metrics report: what gate and tolerances name."""
     from metrics import REGISTRY
 
-    return {value for family in metric_families for value in REGISTRY[family].value_names()}
+    return {value for name in metric_names for value in REGISTRY[name].value_names()}
+
+
+def _family_defaults() -> list[str]:
+    """Every metric some model family runs by default: what a config without `metrics` may report."""
+    from benchkit.models.families import FAMILIES
+
+    return list(dict.fromkeys(name for family in FAMILIES.values() for name in family.default_metrics))
 
 
 class _Checker:
@@ -195,7 +202,7 @@ def load_config(path: Path) -> NightlyConfig:
 
     Nothing is run or written here, so a bad config costs nothing and leaves no history behind.
     """
-    from benchkit.hardware import DTYPES, resolve_device
+    from benchkit.core.hardware import DTYPES, resolve_device
     from metrics import parse_metric_names
 
     path = Path(path)
@@ -211,20 +218,23 @@ def load_config(path: Path) -> NightlyConfig:
     out = Path(check.string(raw.get("out", "nightly"), "out"))
     out = out if out.is_absolute() else path.parent / out
     seeds = _seeds(check, raw.get("seeds", "0-3"))
-    metrics = check.strings(raw.get("metrics", DEFAULT_METRICS), "metrics", allow_one=True)
+    # without `metrics`, each model gets its family's default metrics (as `benchkit eval` does)
+    metrics = check.strings(raw["metrics"], "metrics", allow_one=True) if "metrics" in raw else None
     try:
-        parse_metric_names(metrics)
+        if metrics is not None:
+            parse_metric_names(metrics)
     except BenchkitError as exc:
         check.fail("metrics:", str(exc))
-    known = value_names(metrics)
+    possible = metrics or _family_defaults()
+    known = value_names(possible)
     if "gate" in raw:
         gate = check.strings(raw["gate"], "gate")
         for i, name in enumerate(gate):
             if name not in known:
-                check.fail(f"gate[{i}]", f"'{name}' is not a value the metrics {', '.join(metrics)} report; "
+                check.fail(f"gate[{i}]", f"'{name}' is not a value the metrics {', '.join(possible)} report; "
                                          f"choose from {', '.join(sorted(known))}")
     else:
-        gate = list(metrics)
+        gate = list(possible)
     devices = check.strings(raw.get("devices", ["cpu"]), "devices")
     for i, device in enumerate(devices):
         try:
@@ -292,7 +302,7 @@ def _timestamp() -> str:
 
 def run_nightly(config_path: Path, night: str | None = None, show_progress: bool = True, wait: bool = False) -> dict[str, Any]:
     """Check the whole config, then run the night holding the output folder's lock (one nightly at a time)."""
-    from benchkit.lock import folder_lock
+    from benchkit.core.lock import folder_lock
 
     cfg = load_config(config_path)
     night = night or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchkit.errors import BenchkitError
-from benchkit.progress import progress_bar
-from benchkit.rundir import write_json_atomic
+from benchkit.core.errors import BenchkitError
+from benchkit.core.progress import progress_bar
+from benchkit.core.rundir import write_json_atomic
 from prompts import PromptSet
 
 VAL2014_COUNT = 40504
@@ -130,7 +130,7 @@ def cache_fid_statistics(ref: ReferenceSet, protocol: str, cache_dir: Path, devi
     (``<cache>/references/<protocol>.json``); a changed folder has a new hash, so stale
     statistics are never reused. Returns the index entry.
     """
-    from benchkit.hardware import resolve_device
+    from benchkit.core.hardware import resolve_device
     from metrics.fid import build_reference_stats, get_protocol
 
     proto = get_protocol(protocol)

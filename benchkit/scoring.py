@@ -1,145 +1,192 @@
-"""`benchkit score`: the eval metrics on a folder of images made elsewhere.
+"""Scoring a run: every committed image of a run folder through the metrics, into results.json.
 
-Images are matched to prompts by a ``file`` column in the prompts file, or by the
-``{prompt_id}_{seed}.png`` names benchkit itself writes. The result is a run directory
-(manifest, samples.jsonl pointing at the original files, results.json) like any other.
+Metrics are computed from the images on disk, so a resumed run scores exactly what an
+uninterrupted one would; under torchrun each rank scores its share of the chunks and rank 0
+merges the metric states in chunk order. Decoding and the metrics' per-image preprocessing run
+in DataLoader workers (``workers``), each image decoded once for all metrics; the main process
+runs the networks. The numbers do not depend on the worker count. The default metrics come from
+the model's family.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchkit.distributed import current_world
-from benchkit.errors import BenchkitError
-from benchkit.evaluate import default_metrics, git_sha, now, plan_records, score_run
-from benchkit.hardware import fingerprint
-from benchkit.loading import TOY_FAMILY
-from benchkit.lock import folder_lock
-from benchkit.outpaths import check_separate
-from benchkit.rundir import RunDir
-from metrics import MetricContext, ScorePlan, check_metrics, parse_metric_names
-from metrics.toy import TOY_SIZE
-from prompts import PromptSet, is_seed
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+from benchkit.core.distributed import World
+from benchkit.core.errors import BenchkitError
+from benchkit.core.progress import progress_bar
+from benchkit.core.provenance import now
+from benchkit.core.rundir import RunDir
+from benchkit.models.families import IMAGE_DEFAULT_METRICS, get_family
+from metrics import Metric, MetricContext, SampleBatch, ScorePlan, build_metrics
+from metrics.breakdown import SEED_FIELD, Breakdown
+from metrics.loading import check_workers, load_chunks
+from prompts import PromptSet
 
 
-_NAME = re.compile(r"(?P<pid>.+)_(?P<seed>\d+)")
+def plan_records(prompt_set: PromptSet, ids: set[str] | None = None) -> list[dict[str, Any]]:
+    """The prompts (of ``ids`` only, when given) as the records metrics check before any image exists."""
+    return [{"prompt_id": r.prompt_id, "prompt": r.prompt, "meta": dict(r.meta)} for r in prompt_set.records
+            if ids is None or r.prompt_id in ids]
 
 
-def match_images(folder: Path, prompt_set: PromptSet) -> tuple[list[dict[str, Any]], set[tuple[int, int]]]:
-    """The sample records of the folder's images, and the (height, width) sizes they come in.
+def default_metrics(plan: ScorePlan, ctx: MetricContext, timed: bool = True) -> tuple[list[str], dict[str, str]]:
+    """(metrics that can run on ``plan``, {left-out metric: why}): the plan's family's default
+    metrics (real images' when the family is unknown), each kept only if its weights are present
+    and it can run on this prompt set and seed list; what is left out is recorded and shown."""
+    from metrics import REGISTRY
 
-    Each file is read once: its bytes give the record's sha256 and, from the header, its size."""
-    folder = Path(folder)
-    sizes: set[tuple[int, int]] = set()
-    if not folder.is_dir():
-        raise BenchkitError(f"{folder} is not a folder of images")
-    by_id = {r.prompt_id: r for r in prompt_set.records}
-    records: list[dict[str, Any]] = []
-    if all("file" in r.meta for r in prompt_set.records):
-        for r in prompt_set.records:
-            path = folder / str(r.meta["file"])
-            if not path.is_file():
-                raise BenchkitError(f"{path} listed in {prompt_set.source} (prompt {r.prompt_id}) is not a readable file")
-            records.append(_record(r, _seed_cell(r.meta.get("seed"), r.prompt_id, prompt_set.source), path, sizes))
-        return records, sizes
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise BenchkitError(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
-    for path in files:
-        named = _NAME.fullmatch(path.stem)
-        if named and named["pid"] in by_id:
-            records.append(_record(by_id[named["pid"]], _seed_cell(named["seed"], named["pid"], path), path, sizes))
-        elif path.stem in by_id:
-            records.append(_record(by_id[path.stem], 0, path, sizes))
-        else:
-            pid = named["pid"] if named else path.stem
-            raise BenchkitError(
-                f"{path}: no prompt with id '{pid}' in {prompt_set.source}; name images {{prompt_id}}_{{seed}}.png "
-                "(seed: a non-negative integer) or add a 'file' column"
-            )
-    seen: dict[tuple[str, int], str] = {}
-    for rec in records:
-        key = (rec["prompt_id"], rec["seed"])
-        if key in seen:
-            raise BenchkitError(f"{rec['file']} and {seen[key]} are both prompt {key[0]} seed {key[1]}; keep one")
-        seen[key] = rec["file"]
-    return records, sizes
+    candidates = get_family(plan.family).default_metrics if plan.family else IMAGE_DEFAULT_METRICS
+    chosen, left_out = [], {}
+    for name in candidates:
+        if name == "latency" and not timed:
+            continue
+        try:
+            REGISTRY[name].check(plan, ctx)
+        except BenchkitError as exc:
+            left_out[name] = str(exc)
+            continue
+        chosen.append(name)
+    if not chosen:
+        raise BenchkitError("none of the default metrics can run here (" + "; ".join(f"{k}: {v}" for k, v in left_out.items())
+                            + "); pass --metrics with metrics that can (see `benchkit metrics`)")
+    return chosen, left_out
 
 
-def _seed_cell(value: Any, prompt_id: str, where: Any) -> int:
-    """A seed from a file name or a prompt file's ``seed`` column: a non-negative integer (as `eval` writes)."""
-    if value is None or value == "":
-        return 0
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or not is_seed(int(text)):
-        raise BenchkitError(f"{where}: seed {value!r} of prompt {prompt_id} is not a non-negative integer; "
-                            "fix the seed column or the file name")
-    return int(text)
+def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: torch.device,
+              show_progress: bool = True, batch_size: int = 256, world: World | None = None,
+              left_out: dict[str, str] | None = None, workers: int | None = None) -> dict[str, Any]:
+    """Compute metrics over every committed image of a run and write results.json.
 
-
-def _record(rec, seed: int, path: Path, sizes: set[tuple[int, int]]) -> dict[str, Any]:
-    """The sample record of one image; its (height, width), read from the header, is added to ``sizes``."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BenchkitError(f"cannot read image {path}: {exc.strerror or exc} (a broken link or a missing file?)") from None
-    try:
-        with Image.open(io.BytesIO(data)) as im:  # the header only: no pixels are decoded here
-            sizes.add((im.height, im.width))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise BenchkitError(f"cannot read image {path.resolve()}: {exc}") from None
-    return {"prompt_id": rec.prompt_id, "prompt": rec.prompt, "seed": seed, "meta": dict(rec.meta),
-            "file": str(path.resolve()), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str] | None, out: Path, cache_dir: Path,
-                 device: torch.device, show_progress: bool = True, wait: bool = False) -> dict[str, Any]:
-    """Score the images of ``folder`` into the run folder ``out`` (a new folder or an earlier score run).
-
-    ``out`` may be neither the image folder nor inside or around it, nor any other folder that is
-    not a benchkit score run: only score runs are replaced. The images are read, never written.
+    Images are scored in chunks of ``batch_size`` (see :func:`score_records`); ``workers``
+    DataLoader processes decode and prepare them (None: :func:`metrics.loading.default_workers`,
+    0: in this process). Neither changes a number.
     """
-    names = parse_metric_names(metrics) if metrics is not None else None
-    if names is not None and "latency" in names:
-        raise BenchkitError("latency cannot be measured on existing images; use `benchkit eval` to time a model")
-    check_separate(out, [("image folder", folder), ("prompt file", prompt_set.file)])
-    records, sizes = match_images(folder, prompt_set)
-    per_prompt: dict[str, int] = {}
-    for r in records:
-        per_prompt[r["prompt_id"]] = per_prompt.get(r["prompt_id"], 0) + 1
-    plan = ScorePlan(records=plan_records(prompt_set, set(per_prompt)), seeds_per_prompt=min(per_prompt.values()),
-                     family=TOY_FAMILY if sizes == {TOY_SIZE} else None, image_sizes=sizes)
-    ctx = MetricContext(cache_dir=cache_dir, device=device)
-    left_out: dict[str, str] = {}
-    if names is None:
-        names, left_out = default_metrics(plan, ctx, timed=False)
-    else:
-        check_metrics(names, plan, ctx)
-    identity = {"source": str(Path(folder).resolve()), "prompt_set_sha256": prompt_set.sha256,
-                "files_sha256": hashlib.sha256("".join(r["sha256"] for r in records).encode()).hexdigest()}
-    manifest = {"benchkit_run": 1, "created": now(), "command": "score", "source": str(Path(folder).resolve()),
-                "prompt_set": prompt_set.describe(), "seeds": sorted({r["seed"] for r in records}),
-                "hardware": fingerprint(include_dtype_support=False), "git_sha": git_sha(), "device": device.type}
+    world = world or World()
+    workers = check_workers(workers)
+    manifest = run.manifest()
+    records = run.records()
+    if not records:
+        raise BenchkitError(f"{run.path} has no images to score")
+    ctx = MetricContext(cache_dir=cache_dir, device=device, manifest=manifest)
+    metric_objs = build_metrics(metric_names, ctx)
+    fields = list((manifest.get("prompt_set") or {}).get("group_fields") or [])
+    if len({r["seed"] for r in records}) > 1:
+        fields.append(SEED_FIELD)
+    breakdown = Breakdown(fields, metric_names, ctx)
+    score_records(run.path, records, metric_objs, breakdown, batch_size=batch_size, world=world, workers=workers,
+                  show_progress=show_progress)
+    if not world.is_main:
+        outcome = world.broadcast(None)
+        if "error" in outcome:  # rank 0 failed to compute: fail here too, with its message
+            raise BenchkitError(outcome["error"])
+        return outcome["results"]
+    try:
+        values = [v.to_dict() for metric in metric_objs for v in metric.compute()]
+    except BenchkitError as exc:
+        world.broadcast({"error": str(exc)})
+        raise
+    results = {
+        "run": {
+            "path": str(run.path),
+            "name": manifest.get("spec", {}).get("name"),
+            "label": manifest.get("label") or _label(manifest),
+            "spec_hash": manifest.get("identity", {}).get("spec_hash"),
+            "prompt_set": manifest.get("prompt_set"),
+            "seeds": manifest.get("seeds"),
+            "n_images": len(records),
+            "device": manifest.get("device"),
+            "dtype": manifest.get("dtype"),
+            "benchkit": (manifest.get("hardware") or {}).get("versions", {}).get("benchkit"),
+            "scored": now(),
+        },
+        "metrics": values,
+        "breakdowns": breakdown.compute(),
+    }
     if left_out:
-        manifest["metrics_left_out"] = left_out
-    world = current_world(device)
-    with folder_lock(out, "benchkit score", wait=wait):
-        if world.is_main:
-            run = RunDir.open(out, identity, manifest, overwrite=True)
-            run.replace_records(records)
-        world.barrier()
-        run = RunDir(out)
-        results = score_run(run, names, cache_dir, world.device(device), show_progress, world=world, left_out=left_out)
-        if world.is_main:
-            run.update_manifest(status="complete", completed=now())
+        results["run"]["metrics_left_out"] = left_out  # default metrics that could not run, and why
+    results["run"]["scoring"] = {"workers": workers, "chunk": batch_size}  # speed only: the numbers do not depend on them
+    if world.distributed:
+        results["run"]["scored_by"] = {"world_size": world.size, "backend": world.describe()["backend"]}
+    run.write_results(results)
+    world.broadcast({"results": results})
     return results
+
+
+def score_records(root: Path, records: list[dict[str, Any]], metric_objs: list[Metric], breakdown: Breakdown | None,
+                  batch_size: int = 256, world: World | None = None, workers: int = 0,
+                  show_progress: bool = False) -> None:
+    """Feed ``records`` (their ``file`` relative to ``root``) to ``metric_objs`` and ``breakdown``.
+
+    Images go in chunks of ``batch_size``; each chunk's metric state is computed from empty and
+    merged into the totals in chunk order. With several ranks, rank r scores chunk r of each round
+    of ``size`` chunks and rank 0 merges the round's states in the same order, so sharded scores
+    equal one process's scores exactly, not just to rounding. ``workers`` processes decode each
+    image once and run every metric's :meth:`~metrics.base.Metric.preprocessors` on it, up to a
+    chunk ahead of the networks; the metrics get the same inputs as from a serial pass.
+    """
+    world = world or World()
+    empty = [m.state_dict() for m in metric_objs]
+    imaging = [m for m in metric_objs if m.needs_images]
+    preprocessors: dict[str, Any] = {}
+    for metric in imaging:
+        preprocessors.update(metric.preprocessors())
+    keep_images = any(not m.preprocessors() for m in imaging)  # a metric that reads the decoded images
+    chunks = [records[s : s + batch_size] for s in range(0, len(records), batch_size)]
+    mine = chunks[world.rank :: world.size]
+    loaded = (load_chunks([[root / r["file"] for r in c] for c in mine], preprocessors, keep_images, workers)
+              if imaging else None)
+
+    def score_chunk(recs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        # the chunk's images and prepared inputs fill as the workers deliver them: the networks
+        # start on the first items while the rest are still being decoded
+        images, prepared = next(loaded) if loaded is not None else ([], {})
+        batch = SampleBatch(images, recs, prepared)
+        fresh = [m.with_state(e) for m, e in zip(metric_objs, empty)]
+        for metric in fresh:
+            metric.update(batch)
+        part = None
+        if breakdown is not None:
+            part = Breakdown(breakdown.fields, breakdown.names, breakdown.ctx)
+            part.update(batch)
+        if not world.distributed:  # merged as they are: no state crosses a process
+            return fresh, part
+        return [m.state_dict() for m in fresh], part.state_dict() if part is not None else None
+
+    try:
+        with progress_bar(show_progress and world.is_main) as bar:
+            task = bar.add_task("score", total=len(records), info=f"{len(metric_objs)} metrics")
+            for first in range(0, len(chunks), world.size):
+                round_ = chunks[first : first + world.size]
+                own = score_chunk(round_[world.rank]) if world.rank < len(round_) else None
+                if not world.distributed:
+                    for metric, done in zip(metric_objs, own[0], strict=True):
+                        metric.merge(done)
+                    if breakdown is not None:
+                        breakdown.merge(own[1])
+                for part in world.gather(own) if world.distributed else ():
+                    if part is not None and world.is_main:
+                        for metric, state in zip(metric_objs, part[0], strict=True):
+                            metric.merge(metric.with_state(state))
+                        if breakdown is not None:
+                            breakdown.merge_state(part[1])
+                bar.update(task, advance=sum(len(c) for c in round_))
+        if loaded is not None:
+            next(loaded, None)  # the last chunk read to its end: a file no metric read still fails here
+    finally:
+        if loaded is not None:
+            loaded.close()  # stops the workers, also when a metric raised
+
+
+def _label(manifest: dict[str, Any]) -> str:
+    spec = manifest.get("spec") or {}
+    recipe = spec.get("recipe") or {}
+    if not recipe:
+        return spec.get("name") or Path(manifest.get("source", "run")).name
+    from benchkit.models.spec import Recipe
+
+    r = Recipe(**{**recipe, "timesteps": tuple(recipe["timesteps"]) if recipe.get("timesteps") else None})
+    return f"{spec.get('name')} · {r.label()}"

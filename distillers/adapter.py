@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", "flow")
 _ALIASES = {"eps": "epsilon", "v": "v_prediction", "x0": "sample", "flow_prediction": "flow", "velocity": "flow"}
@@ -215,7 +215,8 @@ class Prediction:
     raw: torch.Tensor
 
 
-def model_family(model) -> str:
+def denoiser_kind(model) -> str:
+    """How a denoiser network is called (its forward's keywords): unet, sd3 (MMDiT) or generic."""
     name = type(model).__name__
     if name.startswith("FSDP"):  # FSDP2's fully_shard subclasses the module's class as FSDP<name>
         name = next((c.__name__ for c in type(model).__mro__ if c.__name__ == name[4:]), name)
@@ -229,11 +230,11 @@ def model_family(model) -> str:
 
 
 def call_model(model, x: torch.Tensor, model_t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-    """One raw forward of a diffusers denoiser, with the family's conditioning keywords."""
-    family = model_family(getattr(model, "module", model))  # DDP wraps the model in .module
-    if family == "generic":
+    """One raw forward of a diffusers denoiser, with its kind's conditioning keywords."""
+    kind = denoiser_kind(getattr(model, "module", model))  # DDP wraps the model in .module
+    if kind == "generic":
         return model(x, model_t, cond)
-    if family == "unet":
+    if kind == "unet":
         added = None
         if cond.pooled is not None or cond.time_ids is not None:
             added = {"text_embeds": cond.pooled, "time_ids": cond.time_ids}
@@ -295,7 +296,7 @@ def prediction_type_of(scheduler_config: dict[str, Any]) -> str:
 
 def teacher_from_parts(model, scheduler_config: dict[str, Any]) -> Denoiser:
     """The frozen teacher Denoiser for a loaded model and its scheduler config."""
-    model_family(model)
+    denoiser_kind(model)  # refuses a network the distillers cannot call
     return Denoiser(model.eval().requires_grad_(False), NoiseSchedule.from_scheduler_config(scheduler_config),
                     prediction_type_of(scheduler_config))
 

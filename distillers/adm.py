@@ -20,9 +20,18 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from distillers.config import CommonConfig
 from distillers.flow_recipe import renoising_recipe
 from distillers.heads import FeatureDiscriminator, PixelDiscriminator, feature_modules
-from distillers.training import CommonConfig, Distiller, dm_loss, finite_logs, hinge_d, trailing_timesteps, trainable_copy
+from distillers.methods import register_method
+from distillers.training import (
+    Distiller,
+    dm_loss,
+    finite_logs,
+    hinge_d,
+    trailing_timesteps,
+    trainable_copy,
+)
 
 
 @dataclass
@@ -49,8 +58,8 @@ def cubic_timesteps(n: int, T: int, gen: torch.Generator, rand=None) -> torch.Te
     return (T * (1 - u ** 3)).floor().clamp(0, T - 1)
 
 
+@register_method("adm", supports_fsdp=True, unreleased_reason="ADM/DMDX published neither code nor weights")
 class ADM(Distiller):
-    name = "adm"
     Config = ADMConfig
     sampler_mode = "lcm"
     decode: Callable[[torch.Tensor], torch.Tensor] | None = None  # latents -> pixels for ADP's pixel D

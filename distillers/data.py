@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from distillers.adapter import Conditioning
 
 ENCODE_CHUNK = 64  # prompts per text-encoder batch when caching encodings
@@ -34,7 +34,7 @@ class Pairs:
     def save(self, path: Path) -> None:
         from safetensors.torch import save
 
-        from benchkit.atomic import write_bytes_atomic
+        from benchkit.core.atomic import write_bytes_atomic
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,9 +133,30 @@ def text_encoder_fn(tokenizer, text_encoder, device: torch.device) -> Callable[[
     return encode
 
 
+# Families that ship their own training data (captions and real samples), by family name:
+# ``(tokenizer, text_encoder, device, pairs) -> DistillData``. Other families train on --pairs.
+BUILTIN_DATA: dict[str, Callable[..., DistillData]] = {}
+
+
+def builtin_data(family: str):
+    """Decorator: the training data of a family's models when no --pairs file is given."""
+
+    def add(fn):
+        BUILTIN_DATA[family] = fn
+        return fn
+
+    return add
+
+
+@builtin_data("toy")
 def toy_data(tokenizer, text_encoder, device: torch.device, pairs: Pairs | None = None) -> DistillData:
     """The toy world: training captions for the 10 digits, and the 1,797 digits as real samples."""
-    from benchkit.toy.data import TRAIN_TEMPLATES, caption, load_digits_uint8, uint8_to_model
+    from benchkit.toy.data import (
+        TRAIN_TEMPLATES,
+        caption,
+        load_digits_uint8,
+        uint8_to_model,
+    )
 
     images, labels = load_digits_uint8()
     prompts = [caption(d, tpl) for d in range(10) for tpl in TRAIN_TEMPLATES]

@@ -20,9 +20,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from distillers.config import CommonConfig
 from distillers.flow_recipe import renoising_recipe
 from distillers.heads import FeatureDiscriminator, feature_modules
-from distillers.training import CommonConfig, Distiller, dm_loss, finite_logs, trailing_timesteps, trainable_copy
+from distillers.methods import register_method
+from distillers.training import (
+    Distiller,
+    dm_loss,
+    finite_logs,
+    trailing_timesteps,
+    trainable_copy,
+)
 
 
 @dataclass
@@ -39,8 +47,8 @@ class DMD2Config(CommonConfig):
     dm_max_t: float = 0.98
 
 
+@register_method("dmd2", supports_fsdp=True, released={1: "dmd2-sdxl-1step", 4: "dmd2-sdxl-4step"})
 class DMD2(Distiller):
-    name = "dmd2"
     Config = DMD2Config
     sampler_mode = "lcm"
 

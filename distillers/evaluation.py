@@ -9,17 +9,33 @@ README's. The final numbers to report come from ``benchkit eval`` on the exporte
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from distillers.training import Distiller
 
+# The periodic evaluation of a family's students during training, by family name:
+# ``cache_dir -> (Distiller -> {name: value})``. Families without one train without it.
+MINI_EVALS: dict[str, Callable[[Path], Callable[[Distiller], dict[str, float]]]] = {}
 
+
+def mini_eval(family: str):
+    """Decorator: the mini-evaluation ``--eval-every`` runs for a family's students."""
+
+    def add(fn):
+        MINI_EVALS[family] = fn
+        return fn
+
+    return add
+
+
+@mini_eval("toy")
 def toy_mini_eval(cache_dir: Path, seeds: int = 10):
-    from benchkit.seeding import item_generator
+    from benchkit.core.items import item_generator
+    from benchkit.toy.metrics import ToyAlignment, ToyFID
     from metrics.base import MetricContext, SampleBatch
-    from metrics.toy import ToyAlignment, ToyFID
     from prompts import load_prompt_set
 
     prompt_set = load_prompt_set("toy-digits")

@@ -17,42 +17,25 @@ A k-step stage is sampled with k DDIM trailing steps, which the exported recipe 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from distillers.flow_recipe import flow_recipe, is_flow
 from distillers.heads import FeatureDiscriminator, feature_modules
-from distillers.training import EMA, CommonConfig, Distiller, dm_loss, finite_logs, hinge_d, trailing_timesteps, trainable_copy
-
-RewardFn = Callable[[torch.Tensor, list[str]], torch.Tensor]
-
-
-def toy_alignment_reward(device: torch.device) -> RewardFn:
-    """The toy classifier's log-probability of the prompted digit: a differentiable scorer
-    (the toy counterpart of ImageReward / an aesthetic predictor)."""
-    from benchkit.toy import CLASSIFIER_DIR
-    from benchkit.toy.classifier import load_classifier
-    from benchkit.toy.data import digit_of_prompt
-
-    clf = load_classifier(CLASSIFIER_DIR).to(device).eval().requires_grad_(False)
-
-    def reward(x0: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        # images_to_input maps uint8 to the classifier's input; the same map, differentiable, from [-1, 1]:
-        images = ((x0.float().clamp(-1, 1) + 1) * 127.5)
-        from benchkit.toy.classifier import images_to_input
-
-        probe = images_to_input(torch.zeros(1, 8, 8, dtype=torch.uint8).numpy())
-        scale = images_to_input((torch.full((1, 8, 8), 255, dtype=torch.uint8)).numpy()) - probe
-        inputs = probe.to(device) + images / 255.0 * scale.to(device)
-        targets = torch.tensor([digit_of_prompt(p) or 0 for p in prompts], device=device)
-        return torch.log_softmax(clf(inputs), 1)[torch.arange(len(targets)), targets]
-
-    return reward
-
-
-REWARDS: dict[str, Callable[[torch.device], RewardFn]] = {"toy-alignment": toy_alignment_reward}
+from distillers.methods import register_method
+from distillers.training import (
+    EMA,
+    CommonConfig,
+    Distiller,
+    dm_loss,
+    finite_logs,
+    hinge_d,
+    trailing_timesteps,
+    trainable_copy,
+)
+from metrics.rewards import REWARDS, RewardFn
 
 
 @dataclass
@@ -73,8 +56,10 @@ class HyperSDConfig(CommonConfig):
     dm_ttur: int = 1
 
 
+# Not FSDP: untested under sharding (its EMA consistency target and optional fake score).
+@register_method("hyper-sd", released={1: "hyper-sdxl-1step-unet", 2: "hyper-sdxl-2step-lora", 4: "hyper-sdxl-4step-lora",
+                                      8: "hyper-sdxl-8step-lora"})
 class HyperSD(Distiller):
-    name = "hyper-sd"
     Config = HyperSDConfig
     sampler_mode = "ddim"
     reward_fn: RewardFn | None = None
@@ -97,11 +82,7 @@ class HyperSD(Distiller):
             self.nets["fake"] = self.fake.model
             self.add_optimizer("fake", [self.fake.model], cfg.lr_critic or cfg.lr)
         if cfg.reward and self.reward_fn is None:
-            from benchkit.errors import BenchkitError
-
-            if cfg.reward not in REWARDS:
-                raise BenchkitError(f"hyper-sd: unknown reward '{cfg.reward}'; available: {', '.join(REWARDS)}")
-            self.reward_fn = REWARDS[cfg.reward](self.device)
+            self.reward_fn = REWARDS.get_or_fail(cfg.reward)(self.device)
 
     def tscd_steps(self) -> int:
         cfg: HyperSDConfig = self.cfg

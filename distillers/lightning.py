@@ -24,11 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from distillers.adapter import trainable_copy
+from distillers.config import CommonConfig
 from distillers.flow_recipe import flow_recipe, is_flow
 from distillers.heads import FeatureDiscriminator, feature_modules
-from distillers.training import CommonConfig, Distiller, finite_logs, nonsat_d, trailing_timesteps
+from distillers.methods import register_method
+from distillers.training import Distiller, finite_logs, nonsat_d, trailing_timesteps
 
 
 @dataclass
@@ -47,8 +49,11 @@ class LightningConfig(CommonConfig):
     mse_weight: float = 0.0  # optional MSE to the teacher target next to the adversarial loss (paper: 0)
 
 
+# Not FSDP: it copies the student (the x0 conversion's eps copy) and the teacher (each stage's
+# discriminator) after construction, when they are already sharded.
+@register_method("lightning", released={1: "sdxl-lightning-1step", 2: "sdxl-lightning-2step", 4: "sdxl-lightning-4step",
+                                       8: "sdxl-lightning-8step"})
 class Lightning(Distiller):
-    name = "lightning"
     Config = LightningConfig
     sampler_mode = "ddim"  # Euler on eps (and on x0 for the 1-step model) is this deterministic move
 

@@ -1,15 +1,15 @@
 """Prompt conditioning for a teacher spec, built the way the family's diffusers pipeline builds it.
 
 A distiller's teacher must see at training time exactly what it sees at sampling time, so
-each family follows its pipeline's ``encode_prompt``:
+each kind of conditioning a family declares follows its pipeline's ``encode_prompt``:
 
-- SD1.5 (and the toy): the CLIP encoder's last hidden state; unconditional = encode("").
-- SDXL: both CLIP encoders' penultimate hidden states concatenated on the channel axis, the
+- "clip" (SD1.5 and the toy): the CLIP encoder's last hidden state; unconditional = encode("").
+- "clip-pooled" (SDXL): both CLIP encoders' penultimate hidden states concatenated on the channel axis, the
   pooled (projected) output of the encoder with a projection (encoder 2) as ``text_embeds``,
   and ``add_time_ids`` = (original size, crop top-left (0, 0), target size) at the model's
   default resolution. Unconditional: all zeros when the pipeline sets
   ``force_zeros_for_empty_prompt`` (SDXL base does), else encode("").
-- SD3: both CLIP encoders' penultimate hidden states concatenated, zero-padded to T5's width,
+- "clip-t5" (SD3): both CLIP encoders' penultimate hidden states concatenated, zero-padded to T5's width,
   then T5's last hidden state (zeros when the model ships no T5) appended on the sequence axis;
   pooled = both CLIP projections concatenated. Unconditional: encode("").
 
@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import torch
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from distillers.adapter import Conditioning
 
 T5_MAX_SEQUENCE_LENGTH = 256  # StableDiffusion3Pipeline's default max_sequence_length
@@ -106,21 +106,22 @@ def sd3_encoder(parts: dict[str, Any], device, joint_attention_dim: int) -> Call
 
 
 def teacher_text(model, device: torch.device) -> TeacherText:
-    """The conditioning of a loaded teacher (``benchkit.loading.LoadedModel``), by family."""
+    """The conditioning of a loaded teacher (``benchkit.models.loading.LoadedModel``), by family."""
     from distillers.data import text_encoder_fn
 
     cfg = model.unet.config
     height, width = (cfg.sample_size, cfg.sample_size) if isinstance(cfg.sample_size, int) else tuple(cfg.sample_size)
     shape = (cfg.in_channels, height, width)
     family = model.family
+    conditioning = model.family_info.conditioning  # what the family's denoiser is conditioned on
     parts = model.components or {"tokenizer": model.tokenizer, "text_encoder": model.text_encoder}
-    if family in ("toy", "sd15"):
+    if conditioning == "clip":
         if getattr(cfg, "addition_embed_type", None) == "text_time":
             raise BenchkitError(f"{model.spec.name}: its UNet takes SDXL's added conditions but the model loaded as {family}; "
                                 "set family = \"sdxl\" in the spec")
         return TeacherText(text_encoder_fn(model.tokenizer, model.text_encoder, device), None, shape, family,
                            {"text": "CLIP last hidden state", "negative": "encode('')"})
-    if family == "sdxl":
+    if conditioning == "clip-pooled":
         pipe = model.pipeline
         scale = pipe.vae_scale_factor if pipe is not None else 8
         size = [height * scale, width * scale]  # the pipeline's default resolution, which eval also uses
@@ -140,9 +141,10 @@ def teacher_text(model, device: torch.device) -> TeacherText:
         return TeacherText(encode, negative, shape, family,
                            {"text": "CLIP x2 penultimate hidden states + pooled text_embeds", "time_ids": time_ids,
                             "negative": "zeros (force_zeros_for_empty_prompt)" if zeros else "encode('')"})
-    if family == "sd3":
+    if conditioning == "clip-t5":
         encode = sd3_encoder(parts, device, cfg.joint_attention_dim)
         return TeacherText(encode, None, shape, family,
                            {"text": "CLIP x2 penultimate + T5" if parts.get("text_encoder_3") is not None else
                             "CLIP x2 penultimate + zeros for the absent T5", "negative": "encode('')"})
-    raise BenchkitError(f"{model.spec.name}: distillation supports sd15, sdxl and sd3 teachers (and the toy), not {family}")
+    raise BenchkitError(f"{model.spec.name}: distillation builds CLIP, SDXL and SD3 text conditioning, not the "
+                        f"{conditioning} conditioning of a {family} model")

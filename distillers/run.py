@@ -10,7 +10,6 @@ command resumes from the last checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import shutil
 import time
@@ -19,42 +18,28 @@ from typing import Any
 
 import torch
 
-from benchkit.atomic import write_json_atomic, write_text_atomic
-from benchkit.errors import BenchkitError
+from benchkit.core.atomic import write_json_atomic, write_text_atomic
+from benchkit.core.errors import BenchkitError
 from distillers.adapter import Denoiser, teacher_from_parts
-from distillers.data import DistillData, Pairs, pairs_as_real, toy_data
-
-METHODS = {
-    "dmd2": ("distillers.dmd2", "DMD2"),
-    "hyper-sd": ("distillers.hyper_sd", "HyperSD"),
-    "adm": ("distillers.adm", "ADM"),
-    "lightning": ("distillers.lightning", "Lightning"),
-}
-
-# Released students of each method by step count (presets from benchkit/presets.py).
-RELEASED: dict[str, dict[int, str]] = {
-    "dmd2": {1: "dmd2-sdxl-1step", 4: "dmd2-sdxl-4step"},
-    "hyper-sd": {1: "hyper-sdxl-1step-unet", 2: "hyper-sdxl-2step-lora", 4: "hyper-sdxl-4step-lora", 8: "hyper-sdxl-8step-lora"},
-    "adm": {},  # ADM/DMDX released neither code nor weights
-    "lightning": {1: "sdxl-lightning-1step", 2: "sdxl-lightning-2step", 4: "sdxl-lightning-4step", 8: "sdxl-lightning-8step"},
-}
+from distillers.data import BUILTIN_DATA, DistillData, Pairs, pairs_as_real
+from distillers.methods import get_method
 
 
 def method_class(method: str):
-    if method not in METHODS:
-        raise BenchkitError(f"unknown --method '{method}'; choose one of {', '.join(METHODS)}")
-    module, name = METHODS[method]
-    return getattr(importlib.import_module(module), name)
+    """The Distiller class of a registered method (``distillers.methods``), or one line naming the known ones."""
+    return get_method(method).cls
 
 
 def released_spec(method: str, steps: int | None = None):
     """The released student of a method (4-step unless ``steps`` says otherwise), or a clear error."""
-    from benchkit.presets import PRESETS
+    from benchkit.models.presets import PRESETS
 
-    method_class(method)
-    released = RELEASED[method]
+    info = get_method(method)
+    released = info.released
     if not released:
-        raise BenchkitError(f"--from-release: {method} has no released weights (ADM/DMDX published neither code nor weights); train one with --teacher")
+        raise BenchkitError(f"--from-release: {method} has no released weights"
+                            + (f" ({info.unreleased_reason})" if info.unreleased_reason else "")
+                            + "; train one with --teacher")
     steps = steps or (4 if 4 in released else min(released))
     if steps not in released:
         raise BenchkitError(f"--from-release: {method} was released for {', '.join(map(str, sorted(released)))} steps, not {steps}; pass --student-steps")
@@ -66,15 +51,15 @@ def released_spec(method: str, steps: int | None = None):
 
 def load_teacher(spec_name: str, device: torch.device, pairs_path: Path | None = None):
     """(loaded model, teacher Denoiser, DistillData) for a teacher spec."""
-    from benchkit.loading import load_model
-    from benchkit.presets import resolve_spec
+    from benchkit.models.loading import load_model
+    from benchkit.models.presets import resolve_spec
 
     spec = resolve_spec(spec_name)
     model = load_model(spec, device, torch.float32)
     teacher = teacher_from_parts(model.unet, model.scheduler_config)
     pairs = Pairs.load(pairs_path) if pairs_path else None
-    if spec.base == "builtin:toy-digits":
-        data = toy_data(model.tokenizer, model.text_encoder, device, pairs=pairs)
+    if model.family in BUILTIN_DATA:  # a family with its own data (the toy world's digits)
+        data = BUILTIN_DATA[model.family](model.tokenizer, model.text_encoder, device, pairs=pairs)
     else:
         from distillers.prompt_encoding import teacher_text
 
@@ -92,8 +77,8 @@ def load_teacher(spec_name: str, device: torch.device, pairs_path: Path | None =
 
 def init_weights(spec_name: str, teacher_unet) -> dict[str, torch.Tensor]:
     """The UNet weights of another spec (a student folder), checked against the teacher's architecture."""
-    from benchkit.loading import resolve_base
-    from benchkit.presets import resolve_spec
+    from benchkit.models.loading import resolve_base
+    from benchkit.models.presets import resolve_spec
 
     path = resolve_base(resolve_spec(spec_name).base) / "unet"
     try:
@@ -116,7 +101,7 @@ def write_student(out_dir: Path, teacher_path: Path, denoiser: Denoiser, recipe:
     model_index.json names it), so the folder loads with the teacher's pipeline class and runs the
     student; the teacher's denoiser is not copied.
     """
-    from distillers.training import merged_copy
+    from distillers.student import merged_copy
 
     out_dir = Path(out_dir)
     model_dir = out_dir / "model"
@@ -174,8 +159,8 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
             pairs_path: Path | None = None, device: str = "auto", checkpoint_every: int = 100, eval_every: int = 0,
             cache_dir: Path | None = None, show_progress: bool = True, half: bool = False, name: str | None = None,
             stop_after: int | None = None, init: str | None = None) -> dict[str, Any]:
-    from benchkit.hardware import resolve_device
-    from benchkit.lock import folder_lock
+    from benchkit.core.hardware import resolve_device
+    from benchkit.core.lock import folder_lock
 
     cls = method_class(method)
     config = cls.Config.from_overrides({**(overrides or {}), "steps": steps})
@@ -195,9 +180,9 @@ _DISTILL_MARKS = {"checkpoints", "train.log", "distill.json"}  # only a distill 
 def check_distill_out(out_dir: Path, teacher_spec: str, pairs_path: Path | None) -> None:
     """--out is new, empty, or an earlier distill run (resumed); never a folder of other files,
     and never the teacher's folder or the pairs file, or a folder inside or around them."""
-    from benchkit.lock import LOCK_NAME
-    from benchkit.outpaths import check_separate
-    from benchkit.presets import resolve_spec
+    from benchkit.core.lock import LOCK_NAME
+    from benchkit.core.outpaths import check_separate
+    from benchkit.models.presets import resolve_spec
 
     if out_dir.exists():
         if not out_dir.is_dir():
@@ -213,7 +198,7 @@ def check_distill_out(out_dir: Path, teacher_spec: str, pairs_path: Path | None)
 def _distill(method: str, cls, config, teacher_spec: str, out_dir: Path, pairs_path: Path | None, dev: torch.device,
              checkpoint_every: int, eval_every: int, cache_dir: Path | None, show_progress: bool, half: bool,
              name: str | None, stop_after: int | None, init: str | None) -> dict[str, Any]:
-    from benchkit.distributed import current_world
+    from benchkit.core.distributed import current_world
 
     world = current_world(dev)  # a world of one unless launched by torchrun / accelerate launch
     dev = world.device(dev)
@@ -225,10 +210,10 @@ def _distill(method: str, cls, config, teacher_spec: str, out_dir: Path, pairs_p
     if init:
         distiller.init_student(init_weights(init, model.unet))
     evaluator = None
-    if spec.base == "builtin:toy-digits" and eval_every:
-        from distillers.evaluation import toy_mini_eval
+    from distillers.evaluation import MINI_EVALS
 
-        evaluator = toy_mini_eval(Path(cache_dir or out_dir / "cache"))
+    if model.family in MINI_EVALS and eval_every:
+        evaluator = MINI_EVALS[model.family](Path(cache_dir or out_dir / "cache"))
     from distillers.training import Trainer
 
     trainer = Trainer(distiller, out_dir, checkpoint_every=checkpoint_every, eval_every=eval_every,
@@ -284,12 +269,12 @@ def check_pairs_out(out: Path) -> None:
 
 def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance: float, seed: int, device: str = "auto",
                   show_progress: bool = True, prompts: str | None = None, batch_size: int | None = None) -> Pairs:
-    """Teacher ODE pairs for ``count`` noises; ``batch_size`` (default: 100 for the toy, 8 for latent
-    models, whose CFG batch is twice that) changes memory, not the pairs: each noise is seeded by its index."""
-    from benchkit.hardware import resolve_device
-    from benchkit.loading import load_model
-    from benchkit.presets import resolve_spec
-    from benchkit.progress import progress_bar
+    """Teacher ODE pairs for ``count`` noises; ``batch_size`` (default: the family's, 100 for the toy, 8
+    for latent models, whose CFG batch is twice that) changes memory, not the pairs: each noise is seeded by its index."""
+    from benchkit.core.hardware import resolve_device
+    from benchkit.core.progress import progress_bar
+    from benchkit.models.loading import load_model
+    from benchkit.models.presets import resolve_spec
     from distillers.pairs import make_pairs
 
     spec = resolve_spec(teacher_spec)
@@ -300,8 +285,8 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
     model = load_model(spec, dev, torch.float32)
     teacher = teacher_from_parts(model.unet, model.scheduler_config)
     conditioning = None
-    if prompts is None and spec.base == "builtin:toy-digits":
-        data = toy_data(model.tokenizer, model.text_encoder, dev)
+    if prompts is None and model.family in BUILTIN_DATA:
+        data = BUILTIN_DATA[model.family](model.tokenizer, model.text_encoder, dev)
     elif prompts is None:
         raise BenchkitError(f"{teacher_spec}: give --prompts (a prompt set or file): the pairs' prompts are the training prompts")
     else:
@@ -314,7 +299,7 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
         conditioning = text.details
     with progress_bar(show_progress) as bar:
         task = bar.add_task("teacher ODE pairs", total=count, info=f"{steps} DDIM steps, CFG {guidance:g}")
-        batch = batch_size or (100 if model.family == "toy" else 8)
+        batch = batch_size or model.family_info.pairs_batch_size
         pairs = make_pairs(teacher, data, count, steps, guidance, seed, batch_size=batch, progress=lambda n: bar.advance(task, n))
     pairs.meta.update({"teacher": spec.name, "teacher_weights_sha256": model.weights_sha256, "family": model.family,
                        "conditioning": conditioning})

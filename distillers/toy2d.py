@@ -53,7 +53,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from distillers.training import dm_loss, hinge_d, nonsat_d
 
 N_MODES = 8

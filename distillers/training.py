@@ -1,9 +1,11 @@
-"""The training machinery every distiller shares.
+"""The training loop every distiller shares.
 
-- ``CommonConfig``: the fields all methods have (steps, batch, lr, LoRA, EMA, precision...).
-- ``Distiller``: base class of the four methods. It owns the student (a trainable copy of the
-  teacher, or the teacher plus a peft LoRA), the optimizers, gradient accumulation and
-  clipping through ``accelerate``, the student's sampler and DMD2-style backward simulation.
+- ``Distiller``: base class of the methods (each registers itself, ``distillers.methods``). It
+  composes the student's networks (``distillers.student``) and their sharding
+  (``distillers.sharding``), and owns what happens in a step: the optimizers, gradient
+  accumulation and clipping through ``accelerate``, the seeded per-sample draws, the student's
+  sampler and DMD2-style backward simulation; the methods fill in the hooks (``setup``,
+  ``train_step``, ``recipe``, ``on_restore``, ``on_init_student``).
 - ``Trainer``: the loop. Every random draw of step ``k`` comes from a generator seeded with
   (seed, k), so a run resumed from a checkpoint takes exactly the step it would have taken;
   checkpoints are safetensors files with a JSON header (never pickles), written atomically; a
@@ -15,117 +17,48 @@ Every rank makes each of step k's draws for the whole global batch from the same
 generator, exactly as one process would, and keeps the rows ``[rank::size]`` (``Distiller.randn``
 / ``randint`` / ``rand`` and ``RankData``); gradients are averaged over the ranks before every
 optimizer step, so an update equals the one-process update on the same global batch up to
-float summation order. Only rank 0 writes checkpoints, logs and outputs.
-
-``fsdp=True`` (``--fsdp``, two or more processes) also shards the networks that are copies of the
-teacher and trained (student, fake score, discriminator backbone) with FSDP2 ``fully_shard``, one
-unit per UNet block plus the root; every copy (EMA, fake score init) is taken before sharding, the
-EMA is sharded the same way and updated shard by shard, FSDP reduce-scatters the sharded gradients
-(the small heads stay replicated and are all-reduced as before), and checkpoints hold full,
-unsharded state, so a checkpoint is the same file with or without FSDP.
+float summation order. Only rank 0 writes checkpoints, logs and outputs. ``fsdp=True`` shards
+the trained teacher copies instead of replicating them (``distillers.sharding``); every copy
+(EMA, fake score init) is taken before sharding, so only methods that build all their networks
+at construction declare ``supports_fsdp``.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from benchkit.atomic import write_text_atomic
-from benchkit.distributed import World
-from benchkit.errors import BenchkitError
-from distillers.adapter import Conditioning, Denoiser, trainable_copy
+from benchkit.core.atomic import write_text_atomic
+from benchkit.core.distributed import World
+from benchkit.core.errors import BenchkitError
+from distillers.adapter import Conditioning, Denoiser, trainable_copy  # noqa: F401 (trainable_copy: the methods' import)
+from distillers.checkpoints import (  # noqa: F401 (re-exported)
+    CHECKPOINT,
+    CHECKPOINT_FORMAT,
+    LEGACY_CHECKPOINT,
+    read_checkpoint,
+    write_checkpoint,
+)
+from distillers.config import RUN_ONLY_FIELDS, CommonConfig
 from distillers.data import DistillData
-
-# Linear and conv layers of a diffusers UNet that DMD2's LoRA adapts (research notes, section 1).
-UNET_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
-                     "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj"]
-SD3_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
-
-
-@dataclass
-class CommonConfig:
-    steps: int = 1000
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 1e-4
-    lr_critic: float | None = None  # None: same as lr
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    max_grad_norm: float = 10.0
-    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
-    lora: bool = False
-    lora_rank: int = 64
-    lora_alpha: int = 8
-    ema_decay: float = 0.0  # 0: export the raw student; else an EMA of it is exported
-    seed: int = 0
-    student_steps: int = 1  # how many steps the exported student is sampled with
-    guidance: float = 1.75  # the teacher's classifier-free guidance scale (the real score's, for DMD)
-    # Regression of the one-step student on teacher ODE pairs before the method's own objective:
-    # DMD2's SDXL one-step recipe (train_sd_ode.py, LPIPS there; MSE here). 0 disables it.
-    ode_pretrain_steps: int = 0
-    ode_lr: float = 1e-4
-    # Memory options, neither changes what is trained: recompute activations of the trainable
-    # diffusers networks in the backward pass; keep the frozen teacher in bf16/fp16.
-    gradient_checkpointing: bool = False
-    teacher_dtype: str = "fp32"  # fp32 | bf16 | fp16
-    # Shard the trained teacher copies over the processes (FSDP2) instead of replicating them.
-    fsdp: bool = False
-
-    @classmethod
-    def from_overrides(cls, overrides: dict[str, Any], source: str = "--set"):
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for key, raw in overrides.items():
-            key = key.replace("-", "_")
-            if key not in fields:
-                raise BenchkitError(f"{source}: {cls.__name__} has no field '{key}'; fields: {', '.join(sorted(fields))}")
-            default = getattr(cls(), key)
-            kwargs[key] = _coerce(raw, default, f"{source} {key}")
-        return cls(**kwargs)
-
-
-def _coerce(raw: Any, default: Any, where: str) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    try:
-        if isinstance(default, bool):
-            if raw.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return raw.lower() in ("true", "1")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        if default is None:  # optional numbers: int if it reads as one, else float, else the string
-            for kind in (int, float):
-                try:
-                    return kind(raw)
-                except ValueError:
-                    pass
-            return raw
-        if isinstance(default, tuple):
-            return tuple(type(default[0])(v) for v in raw.split(","))
-    except ValueError:
-        raise BenchkitError(f"{where}: cannot read {raw!r} as {type(default).__name__}") from None
-    return raw
-
-
-# Config fields that say how to run, not what is trained: a resume may change them.
-RUN_ONLY_FIELDS = ("steps", "gradient_checkpointing", "teacher_dtype", "fsdp")
-# Methods whose networks are all built at construction (so every copy is taken before sharding).
-# Lightning copies the student at a phase change, after sharding; Hyper-SD is untested under FSDP.
-FSDP_METHODS = ("dmd2", "adm")
-TEACHER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from distillers.methods import method_names
+from distillers.sharding import Sharding, clip_grad_norm, is_dtensor, shard_network  # noqa: F401 (re-exported)
+from distillers.student import (  # noqa: F401
+    EMA,
+    SD3_LORA_TARGETS,
+    TEACHER_DTYPES,
+    UNET_LORA_TARGETS,
+    StudentState,
+    add_lora,
+    merged_copy,
+)
 
 
 def trailing_timesteps(n: int, T: int = 1000, first: int | None = None) -> list[int]:
@@ -136,56 +69,18 @@ def trailing_timesteps(n: int, T: int = 1000, first: int | None = None) -> list[
     return grid
 
 
-class EMA:
-    """An exponential moving average of a module, kept as a module so it can be called
-    (Hyper-SD's consistency target runs it). diffusers' EMAModel keeps a parameter list, not
-    a callable network, hence this small class."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        from torch.distributed.tensor import DTensor
-
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            if isinstance(e, DTensor):  # sharded like the student: each rank averages its own shard
-                e.to_local().lerp_(p.detach().to_local().to(e.dtype), 1 - self.decay)
-            else:
-                e.lerp_(p.detach().to(e.dtype), 1 - self.decay)
-
-
-def add_lora(model: nn.Module, rank: int, alpha: int) -> nn.Module:
-    """A peft LoRA on the model (base weights frozen); rank 64 / alpha 8 is DMD2's and Lightning's."""
-    from peft import LoraConfig
-
-    base = getattr(model, "module", model)
-    targets = UNET_LORA_TARGETS if type(base).__name__ == "UNet2DConditionModel" else SD3_LORA_TARGETS
-    names = {n.split(".")[-1] for n, _ in base.named_modules()}
-    present = [t for t in targets if t.split(".")[-1] in names or "." in t]
-    base.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=present))
-    return model
-
-
-def merged_copy(model: nn.Module) -> nn.Module:
-    """A plain model with any LoRA fused in, for export."""
-    m = copy.deepcopy(getattr(model, "module", model))
-    if getattr(m, "peft_config", None):
-        m.fuse_lora()
-        m.unload_lora()
-    return m.eval().requires_grad_(False)
-
-
 class Distiller:
-    """Base class: builds the student and provides the shared update/sampling helpers.
+    """Base class: the student, the update and sampling helpers, checkpoint state; the methods fill the hooks.
 
-    Subclasses set ``name`` and ``Config``, build their extra networks in ``setup()``, and
-    implement ``train_step(step, gen) -> dict of floats`` and ``recipe() -> dict``.
+    Subclasses are registered with ``@register_method(name, ...)`` (which sets ``name`` and
+    ``supports_fsdp``), set ``Config``, build their extra networks in ``setup()``, and implement
+    ``train_step(step, gen) -> dict of floats`` and ``recipe() -> dict``.
     """
 
     name = ""
     Config = CommonConfig
+    supports_fsdp = False  # declared at registration (distillers.methods)
+    sampler_mode = "lcm"  # lcm: re-noise x0 with fresh noise (DMD2, ADM); ddim: deterministic (Hyper, Lightning)
 
     def __init__(self, teacher: Denoiser, data: DistillData, config: CommonConfig, accelerator=None,
                  world: World | None = None):
@@ -206,157 +101,111 @@ class Distiller:
         self.acc = accelerator or Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
         self.device = self.acc.device
         self.T = teacher.schedule.T
-        self.teacher.model.to(self.device)
-        student = trainable_copy(teacher.model)
-        if config.lora:
-            student.requires_grad_(False)
-            with torch.random.fork_rng(devices=[]):  # the LoRA's gaussian init: the same on every rank
-                torch.manual_seed(config.seed)
-                add_lora(student, config.lora_rank, config.lora_alpha)
-        self.student = teacher.with_model(student.to(self.device))
-        self.nets: dict[str, nn.Module] = {"student": self.student.model}
+        self.students = StudentState(teacher, config, self.device)
+        self.shards = Sharding(self.world)  # empty without --fsdp
         self.opts: dict[str, torch.optim.Optimizer] = {}
         self.lr_scheds: dict[str, Any] = {}
-        self.ema: EMA | None = EMA(self.student.model, config.ema_decay) if config.ema_decay > 0 else None
+        self._params: dict[str, list[nn.Parameter]] = {}
+        self._opt_args: dict[str, tuple] = {}  # rebuilt on sharded parameters under --fsdp
         self.stage_state: dict[str, Any] = {}
         with torch.random.fork_rng(devices=[]):  # new heads are initialised from the seed alone
             torch.manual_seed(config.seed)
             self.setup()
         # After setup(): the trainable copies (student, fake score) were taken in float32 first.
-        self.teacher.model.to(TEACHER_DTYPES[config.teacher_dtype])
+        self.students.cast_teacher(config.teacher_dtype)
         if config.gradient_checkpointing:
             self.enable_gradient_checkpointing()
-        self.sharding: dict[str, list[str]] = {}  # network -> its FSDP units; empty without --fsdp
         self._export_model: nn.Module | None = None
         if config.fsdp:
             self.shard_networks()
 
-    # ----- FSDP
+    # ----- the student's state (distillers.student): the methods use these names
+    @property
+    def student(self) -> Denoiser:
+        return self.students.student
+
+    @student.setter
+    def student(self, denoiser: Denoiser) -> None:  # e.g. Lightning's switch to x0 prediction
+        self.students.student = denoiser
+
+    @property
+    def nets(self) -> dict[str, nn.Module]:
+        """Every trained network by name (the methods add theirs in ``setup``)."""
+        return self.students.nets
+
+    @property
+    def ema(self) -> EMA | None:
+        return self.students.ema
+
+    @property
+    def sharding(self) -> dict[str, list[str]]:
+        """Network -> its FSDP units; empty without --fsdp."""
+        return self.shards.units
+
+    def enable_gradient_checkpointing(self) -> list[str]:
+        return self.students.enable_gradient_checkpointing()
+
+    def check_networks_agree(self, skip: tuple[str, ...] = ()) -> None:
+        self.students.check_ranks_agree(self.world, skip)
+
+    # ----- FSDP (distillers.sharding)
     def shard_networks(self) -> None:
         """FSDP2 on every trained copy of the teacher (and the EMA), after all copies were taken;
         the optimizers are rebuilt on the sharded parameters (same order, so the same state layout)."""
-        from torch.distributed.device_mesh import init_device_mesh
-
         if not self.world.distributed:
             raise BenchkitError("--fsdp shards networks over processes: launch with torchrun --nproc-per-node N (N >= 2), or drop --fsdp")
         if self.global_cfg.lora:
             raise BenchkitError("--fsdp with --lora is not supported (the LoRA is small: train it data-parallel without --fsdp)")
-        if self.name not in FSDP_METHODS:
-            raise BenchkitError(f"--fsdp is supported for {', '.join(FSDP_METHODS)}, not {self.name} (it copies networks after "
-                                "sharding); run it data-parallel without --fsdp")
+        if not self.supports_fsdp:
+            raise BenchkitError(f"--fsdp is supported for {', '.join(method_names(supports_fsdp=True))}, not {self.name} "
+                                "(it copies networks after sharding); run it data-parallel without --fsdp")
         self.check_networks_agree()  # sharding keeps each rank's slice of its own copy: they must be equal first
-        mesh = init_device_mesh(self.device.type, (self.world.size,))
-        teacher_type = type(self.teacher.model)
-        for key, net in self.nets.items():
-            if isinstance(net, teacher_type) and any(p.requires_grad for p in net.parameters()):
-                self.sharding[key] = shard_network(net, mesh)
-        if self.ema is not None:
-            self.sharding["ema"] = shard_network(self.ema.model, mesh)
+        ema = self.ema.model if self.ema is not None else None
+        self.shards.shard(self.nets, ema, type(self.teacher.model), self.device.type)
         for name, (modules, lr, betas, weight_decay) in list(self._opt_args.items()):
             self.add_optimizer(name, modules, lr, betas, weight_decay)
 
-    def check_networks_agree(self, skip: tuple[str, ...] = ()) -> None:
-        """Every rank must start from the same weights (the same checkpoint or the same seeded init);
-        a cheap fingerprint per network, compared across ranks, says so."""
-        if not self.world.distributed:
-            return
-        prints = {}
-        with torch.no_grad():
-            for key, net in self.nets.items():
-                if key not in skip:
-                    params = [p.detach().double() for p in net.parameters()]
-                    prints[key] = [float(sum(p.sum() for p in params)), float(sum(p.abs().sum() for p in params))]
-        gathered = self.world.gather(prints)
-        if any(g != gathered[0] for g in gathered):
-            raise BenchkitError(f"the {self.world.size} processes built different networks "
-                                f"({', '.join(k for k in prints if any(g[k] != gathered[0][k] for g in gathered))}); "
-                                "check that every rank sees the same teacher, --init and checkpoint")
-
     def fsdp_record(self) -> dict[str, Any]:
         """What distill.json records about sharding."""
-        if not self.sharding:
-            return {"fsdp": False}
-        return {"fsdp": True,
-                "gradient_sync": "FSDP reduce-scatter (mean) for the sharded networks, all-reduce mean for the rest",
-                "sharding": {"api": "torch.distributed.fsdp.fully_shard (FSDP2)", "mesh": [self.world.size],
-                             "units": self.sharding}}
-
-    def _full_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """A sharded model's full state on rank 0 (collective: every rank calls it; the others get {})."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-    def _load_full_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-        """Rank 0's full state, broadcast and sharded into ``model`` (collective)."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-        set_model_state_dict(model, state if self.world.is_main else {},
-                             options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
-
-    def _optimizer_state(self, opt) -> dict[str, Any]:
-        """The optimizer's state_dict with every sharded tensor gathered whole (collective), so the
-        file has the layout a one-process run writes; torch.distributed.checkpoint's
-        get_optimizer_state_dict keys by parameter name instead, which a plain optimizer cannot load."""
-        from torch.distributed.tensor import DTensor
-
-        state = opt.state_dict()
-        full = {}
-        for idx in sorted(state["state"]):
-            full[idx] = {k: (v.full_tensor().cpu() if isinstance(v, DTensor) else v) for k, v in state["state"][idx].items()}
-        return {"state": full, "param_groups": state["param_groups"]}
-
-    def _shard_optimizer_state(self, opt, state: dict[str, Any]) -> dict[str, Any]:
-        """The inverse: full tensors of a saved optimizer state cut into this rank's shards (collective)."""
-        from torch.distributed.tensor import DTensor, distribute_tensor
-
-        params = [p for group in opt.param_groups for p in group["params"]]
-        sharded = {}
-        for idx in sorted(state["state"]):
-            p = params[idx]
-            sharded[idx] = {k: (distribute_tensor(v.to(p.device), p.device_mesh, p.placements)
-                                if isinstance(p, DTensor) and torch.is_tensor(v) and v.shape == p.shape else v)
-                            for k, v in state["state"][idx].items()}
-        return {"state": sharded, "param_groups": state["param_groups"]}
+        return self.shards.record()
 
     def gather_export(self) -> None:
         """Collective: the exported network (EMA or student) gathered whole into a plain module on rank 0."""
-        if not self.sharding:
-            return
-        full = self._full_state(self.ema.model if self.ema is not None else self.student.model)
-        if self.world.is_main:
-            plain = copy.deepcopy(self.teacher.model).to(torch.float32)  # the unsharded architecture
-            plain.load_state_dict(full)
-            self._export_model = plain.to(self.device).eval().requires_grad_(False)
-
-    def enable_gradient_checkpointing(self) -> list[str]:
-        """diffusers' activation recomputation on every trainable network that supports it."""
-        done = []
-        for key, net in self.nets.items():
-            base = getattr(net, "module", net)
-            if getattr(base, "_supports_gradient_checkpointing", False):
-                base.enable_gradient_checkpointing()
-                done.append(key)
-        if not done:
-            raise BenchkitError(f"--gradient-checkpointing: none of {', '.join(self.nets)} supports it (diffusers models do)")
-        return done
+        if self.sharding:
+            self._export_model = self.shards.gather_plain(self.students.exported_model(), self.teacher.model, self.device)
 
     def init_student(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Start from another student's weights (e.g. an ODE-regression student, as DMD2's one-step
         SDXL model does); EMA copies and consistency targets start from them too."""
-        base = getattr(self.student.model, "module", self.student.model)
-        if getattr(base, "peft_config", None):
+        if self.students.has_lora:
             raise BenchkitError("--init cannot be combined with --lora; merge first or train the full student")
-        self._load_net("student", base, state_dict)
+        self.shards.load_net("student", getattr(self.student.model, "module", self.student.model), state_dict)
         for key, copy_ in (("ema", self.ema), ("target", getattr(self, "target", None))):
             if copy_ is not None:
-                self._load_net(key, copy_.model, state_dict)
+                self.shards.load_net(key, copy_.model, state_dict)
         self.on_init_student(state_dict)
+
+    # ----- method hooks
+    def setup(self) -> None:
+        """Build the method's networks and optimizers (seeded from the config alone)."""
+        self.add_optimizer("student", [self.student.model], self.cfg.lr)
+
+    def train_step(self, step: int, gen: torch.Generator) -> dict[str, float]:
+        raise NotImplementedError
+
+    def recipe(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def sampler_timesteps(self) -> list[int]:
+        return trailing_timesteps(self.cfg.student_steps, self.T)
 
     def on_init_student(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Refresh copies a method took of the student at construction."""
 
-    # ----- subclass API
+    def on_restore(self) -> None:
+        """Rebuild stage-dependent networks/optimizers from ``stage_state`` before loading weights."""
+
+    # ----- one step
     def step(self, step: int, gen: torch.Generator) -> dict[str, float]:
         """What the Trainer calls: ODE pre-training steps first, then the method's steps."""
         if step < self.cfg.ode_pretrain_steps:
@@ -379,22 +228,8 @@ class Distiller:
             group["lr"] = self.cfg.ode_lr
         return self.optimize("student", loss_fn)
 
-    def setup(self) -> None:
-        self.add_optimizer("student", [self.student.model], self.cfg.lr)
-
-    def train_step(self, step: int, gen: torch.Generator) -> dict[str, float]:
-        raise NotImplementedError
-
-    def recipe(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def sampler_timesteps(self) -> list[int]:
-        return trailing_timesteps(self.cfg.student_steps, self.T)
-
-    sampler_mode = "lcm"  # lcm: re-noise x0 with fresh noise (DMD2, ADM); ddim: deterministic (Hyper, Lightning)
-
     def export_denoiser(self) -> Denoiser:
-        model = self.ema.model if self.ema is not None else self.student.model
+        model = self.students.exported_model()
         if self.sharding:
             if self._export_model is None:
                 raise BenchkitError("--fsdp: the student is sharded; Trainer.run gathers it on rank 0 for export")
@@ -411,10 +246,8 @@ class Distiller:
         opt = self.acc.prepare_optimizer(opt, device_placement=False) if self.acc.num_processes > 1 else opt
         self.opts[name] = opt
         self.lr_scheds[name] = get_constant_schedule_with_warmup(opt, self.cfg.warmup_steps)
-        self._params = getattr(self, "_params", {})
         self._params[name] = params
-        self._opt_args = getattr(self, "_opt_args", {})
-        self._opt_args[name] = (modules, lr, betas, weight_decay)  # rebuilt on sharded parameters under --fsdp
+        self._opt_args[name] = (modules, lr, betas, weight_decay)
 
     # Every per-sample draw goes through these three: ``shape[0]`` / ``n`` is this rank's share;
     # the draw is made for the global batch and this rank's rows kept (all of them in one process).
@@ -461,7 +294,7 @@ class Distiller:
                 logs[k] = logs.get(k, 0.0) + float(v) / self.cfg.grad_accum
         if self.world.distributed:
             # sharded gradients (DTensors) were already reduce-scattered (mean) by FSDP in backward
-            grads = [p.grad for p in self._params[name] if p.grad is not None and not _is_dtensor(p.grad)]
+            grads = [p.grad for p in self._params[name] if p.grad is not None and not is_dtensor(p.grad)]
             flag = torch.tensor([0.0 if bad is None else 1.0], device=grads[0].device if grads else self.device)
             self.world.average_(grads + [flag])
             if flag.item() > 0:
@@ -514,10 +347,10 @@ class Distiller:
     def state_dict(self) -> dict[str, Any]:
         """Full, unsharded state; under --fsdp a collective (every rank calls it, rank 0 gets it all)."""
         return {
-            "nets": {k: self._net_state(k, m) for k, m in self.nets.items()},
-            "opts": {k: self._optimizer_state(o) if self.sharding else o.state_dict() for k, o in self.opts.items()},
+            "nets": {k: self.shards.net_state(k, m) for k, m in self.nets.items()},
+            "opts": {k: self.shards.optimizer_state(o) for k, o in self.opts.items()},
             "lr_scheds": {k: s.state_dict() for k, s in self.lr_scheds.items()},
-            "ema": None if self.ema is None else self._net_state("ema", self.ema.model),
+            "ema": None if self.ema is None else self.shards.net_state("ema", self.ema.model),
             "stage_state": self.stage_state,
         }
 
@@ -525,68 +358,13 @@ class Distiller:
         self.stage_state = state.get("stage_state", {})
         self.on_restore()
         for k, m in self.nets.items():
-            self._load_net(k, m, state["nets"][k])
+            self.shards.load_net(k, m, state["nets"][k])
         for k, o in self.opts.items():
-            o.load_state_dict(self._shard_optimizer_state(o, state["opts"][k]) if self.sharding else state["opts"][k])
+            self.shards.load_optimizer_state(o, state["opts"][k])
         for k, s in self.lr_scheds.items():
             s.load_state_dict(state["lr_scheds"][k])
         if self.ema is not None and state.get("ema") is not None:
-            self._load_net("ema", self.ema.model, state["ema"])
-
-    def _net_state(self, key: str, model: nn.Module) -> dict[str, torch.Tensor]:
-        """One network's full state: gathered if ``key`` is sharded (collective), else its own."""
-        return self._full_state(model) if key in self.sharding else getattr(model, "module", model).state_dict()
-
-    def _load_net(self, key: str, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-        """Full ``state`` into one network: sharded from rank 0's copy if ``key`` is sharded (collective)."""
-        if key in self.sharding:
-            self._load_full_state(model, state)
-        else:
-            getattr(model, "module", model).load_state_dict(state)
-
-    def on_restore(self) -> None:
-        """Rebuild stage-dependent networks/optimizers from ``stage_state`` before loading weights."""
-
-
-def shard_network(net: nn.Module, mesh) -> list[str]:
-    """FSDP2 units: each UNet down/mid/up block (or transformer block), then the root for the rest."""
-    from torch.distributed.fsdp import fully_shard
-
-    units = []
-    for group in ("down_blocks", "up_blocks", "transformer_blocks"):
-        for i, block in enumerate(getattr(net, group, None) or []):
-            fully_shard(block, mesh=mesh)
-            units.append(f"{group}.{i}")
-    if getattr(net, "mid_block", None) is not None:
-        fully_shard(net.mid_block, mesh=mesh)
-        units.append("mid_block")
-    fully_shard(net, mesh=mesh)
-    return units + ["(root)"]
-
-
-def _is_dtensor(t) -> bool:
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(t, DTensor)
-
-
-def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-    """torch's clip_grad_norm_, also for a mix of sharded (DTensor) and replicated gradients, which
-    torch's refuses to combine: the total norm is that of both groups' norms."""
-    grads = [p.grad for p in params if p.grad is not None]
-    sharded = [g for g in grads if _is_dtensor(g)]
-    if not sharded:
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    plain = [g for g in grads if not _is_dtensor(g)]
-    norms = [torch.nn.utils.get_total_norm(sharded).full_tensor()]
-    if plain:
-        norms.append(torch.nn.utils.get_total_norm(plain))
-    total = torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
-    coef = float(torch.clamp(max_norm / (total + 1e-6), max=1.0))
-    with torch.no_grad():
-        for g in grads:
-            g.mul_(coef)
-    return total
+            self.shards.load_net("ema", self.ema.model, state["ema"])
 
 
 class RankData:
@@ -727,7 +505,7 @@ class Trainer:
 
     def run(self, stop_after: int | None = None) -> dict[str, Any]:
         """Train to ``config.steps`` (or only ``stop_after`` more steps, for tests); returns the last logs."""
-        from benchkit.progress import progress_bar
+        from benchkit.core.progress import progress_bar
 
         start = self.resume()
         self.check_ranks_agree()
@@ -759,105 +537,6 @@ class Trainer:
         if end == total:
             self.d.gather_export()  # under --fsdp: every rank helps rank 0 assemble the student it exports
         return {"step": end, "logs": logs, "history": self.history}
-
-
-# ----- checkpoint files
-# One safetensors file: the tensors, plus the rest of the state (step, config, optimizer
-# hyper-parameters, history...) as JSON in its metadata header. Loading it reads data only;
-# a pickle (torch.save) would run whatever code the file names. One file is also its own commit
-# point: it is written under a temporary name and renamed into place.
-CHECKPOINT = "latest.safetensors"
-LEGACY_CHECKPOINT = "latest.pt"  # the old pickled format: refused, never loaded
-CHECKPOINT_FORMAT = "benchkit-distill-checkpoint/1"
-# JSON has no tensors, tuples (Adam's betas), int dict keys (optimizer state) or NaN: such values are tagged.
-_TAGS = ("__tensor__", "__tuple__", "__items__", "__float__")
-
-
-def _pack(obj: Any, where: str, tensors: dict[str, torch.Tensor], stored: dict[tuple, str], storages: set[int]) -> Any:
-    """``obj`` as JSON, with each tensor put in ``tensors`` under its path and replaced by a reference."""
-    if torch.is_tensor(obj):
-        t = obj.detach()
-        view = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype, str(t.device))
-        if view in stored:  # the same tensor twice (tied weights): stored once, shared again on load
-            return {"__tensor__": stored[view]}
-        if view[0] and view[0] in storages:  # another view of a stored tensor's memory: safetensors wants a copy
-            t = t.clone()
-        storages.add(view[0])
-        name = where if where not in tensors else f"{where}#{len(tensors)}"
-        tensors[name] = t.cpu().contiguous()
-        stored[view] = name
-        return {"__tensor__": name}
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else {"__float__": repr(obj)}
-    if isinstance(obj, (list, tuple)):
-        items = [_pack(v, f"{where}/{i}", tensors, stored, storages) for i, v in enumerate(obj)]
-        return {"__tuple__": items} if isinstance(obj, tuple) else items
-    if isinstance(obj, dict):
-        if all(isinstance(k, str) and k not in _TAGS for k in obj):
-            return {k: _pack(v, f"{where}/{k}", tensors, stored, storages) for k, v in obj.items()}
-        return {"__items__": [[_pack(k, f"{where}/key", tensors, stored, storages),
-                               _pack(v, f"{where}/{k}", tensors, stored, storages)] for k, v in obj.items()]}
-    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # a numpy scalar in the history
-        return _pack(obj.item(), where, tensors, stored, storages)
-    raise TypeError(f"checkpoint state {where}: a {type(obj).__name__} is neither a tensor nor a JSON value")
-
-
-def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(obj, list):
-        return [_unpack(v, tensors) for v in obj]
-    if isinstance(obj, dict):
-        if len(obj) == 1 and next(iter(obj)) in _TAGS:
-            tag, value = next(iter(obj.items()))
-            if tag == "__tensor__":
-                return tensors[value]
-            if tag == "__tuple__":
-                return tuple(_unpack(v, tensors) for v in value)
-            if tag == "__items__":
-                return {_unpack(k, tensors): _unpack(v, tensors) for k, v in value}
-            return float(value)
-        return {k: _unpack(v, tensors) for k, v in obj.items()}
-    return obj
-
-
-def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``state`` (tensors and JSON values) as one safetensors file, atomically: a kill leaves the old file or the new one."""
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
-
-    from benchkit.atomic import atomic_target
-
-    path = Path(path)
-    tensors: dict[str, torch.Tensor] = {}
-    header = _pack(state, "state", tensors, {}, set())
-    metadata = {"format": CHECKPOINT_FORMAT, "state": json.dumps(header, allow_nan=False, separators=(",", ":"))}
-    try:
-        with atomic_target(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
-    except SafetensorError as exc:  # e.g. a full disk, as safetensors reports it
-        raise BenchkitError(f"writing {path} failed ({str(exc).splitlines()[0][:200]}); check the free space of --out") from None
-
-
-def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """What ``write_checkpoint`` wrote, its tensors on ``device``; a damaged or foreign file is one line."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            if metadata.get("format") != CHECKPOINT_FORMAT:
-                raise ValueError(f"format {metadata.get('format')!r}, not {CHECKPOINT_FORMAT!r}")
-            tensors = {k: f.get_tensor(k).to(device) for k in f.keys()}
-        state = _unpack(json.loads(metadata["state"]), tensors)
-        if not isinstance(state, dict):
-            raise ValueError("the state is not a mapping")
-        return state
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # a bad file, its JSON or its layout
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise BenchkitError(f"{path} is damaged or not a benchkit distill checkpoint ({first}); use a new --out or "
-                            f"delete {path.parent} to start over") from None
 
 
 def _comparable(config: dict) -> dict:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
+from benchkit.core.registry import Registry
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, ScorePlan
-from metrics.latency import Latency
-from metrics.toy import ToyAlignment, ToyDiversity, ToyFID
 
-REGISTRY: dict[str, type[Metric]] = {cls.name: cls for cls in (ToyFID, ToyAlignment, ToyDiversity, Latency)}
+# Every metric by name: benchkit's own below, the model families' (the toy world's) through plugins.
+REGISTRY: Registry[type[Metric]] = Registry("metric", "see `benchkit metrics`")
+register_metric = REGISTRY.register
 
 
 def _register_paper_metrics() -> None:
@@ -15,11 +16,12 @@ def _register_paper_metrics() -> None:
     from metrics.clip_score import ClipScore, ClipScoreL14
     from metrics.diversity import LPIPSDiversity, LPIPSDiversityVGG
     from metrics.fid import FID_METRICS
+    from metrics.latency import Latency
     from metrics.mps import MPS
     from metrics.preference import HPSv20, HPSv21, PickScore
 
-    for cls in (*FID_METRICS, ClipScore, ClipScoreL14, PickScore, HPSv21, HPSv20, MPS, LPIPSDiversity, LPIPSDiversityVGG):
-        REGISTRY[cls.name] = cls
+    for cls in (Latency, *FID_METRICS, ClipScore, ClipScoreL14, PickScore, HPSv21, HPSv20, MPS, LPIPSDiversity, LPIPSDiversityVGG):
+        register_metric()(cls)
 
 
 _register_paper_metrics()
@@ -64,5 +66,5 @@ def check_metrics(names: list[str], plan: ScorePlan, ctx: MetricContext) -> None
         REGISTRY[name].check(plan, ctx)
 
 
-__all__ = ["Metric", "MetricContext", "MetricValue", "SampleBatch", "ScorePlan", "REGISTRY", "build_metrics",
+__all__ = ["register_metric", "Metric", "MetricContext", "MetricValue", "SampleBatch", "ScorePlan", "REGISTRY", "build_metrics",
            "check_metrics", "describe_metrics", "parse_metric_names"]

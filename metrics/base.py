@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 
 
 @dataclass
@@ -38,10 +38,30 @@ class MetricValue:
 
 @dataclass
 class SampleBatch:
-    """Images (uint8 arrays, HxW or HxWx3) with their sample records (prompt_id, prompt, seed, meta...)."""
+    """Images (uint8 arrays, HxW or HxWx3) with their sample records (prompt_id, prompt, seed, meta...).
 
-    images: list[np.ndarray]
+    ``prepared`` holds what metrics' :meth:`Metric.preprocessors` made of each image, by key, when
+    the scorer ran them ahead (in DataLoader workers, see :mod:`metrics.loading`); a metric whose
+    key is absent prepares the images itself, with the same function. When every metric reads
+    only prepared inputs the scorer leaves ``images`` empty.
+    """
+
+    images: Sequence[np.ndarray]
     records: list[dict[str, Any]]
+    prepared: dict[str, Sequence[Any]] = field(default_factory=dict)
+
+    def subset(self, idx: list[int]) -> "SampleBatch":
+        """The items at positions ``idx``, with their prepared inputs."""
+        return SampleBatch([self.images[i] for i in idx] if len(self.images) else [], [self.records[i] for i in idx],
+                           {key: [values[i] for i in idx] for key, values in self.prepared.items()})
+
+
+class PrepareFailed:
+    """Stands in a prepared list for an image its preprocessing raised on; the error is raised
+    again when a metric asks for that input, in the order a serial pass would have met it."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
 
 
 @dataclass
@@ -109,6 +129,31 @@ class Metric:
     def value_names(cls) -> tuple[str, ...]:
         """The names of the values ``compute`` reports (what gates and tolerances may name)."""
         return (cls.name,)
+
+    def preprocessors(self) -> dict[str, Callable[[np.ndarray], Any]]:
+        """The metric's CPU-side work per image, apart from its networks: ``{key: fn}``, ``fn`` a
+        picklable, deterministic function of one decoded uint8 image (HxW or HxWxC) to what
+        :meth:`update` feeds the network (FID's protocol resize, CLIP's transform).
+
+        The scorer runs them in DataLoader workers, once per image and key, and hands the results
+        to :meth:`update` in ``batch.prepared``; :meth:`prepared` falls back to calling ``fn`` when
+        they are absent (a direct ``update`` call), so both paths give the same numbers. A key
+        names its function and everything the function depends on (weights' hash, sizes): metrics
+        with equal keys share one result. The default, ``{}``, means the metric reads ``batch.images``.
+        """
+        return {}
+
+    def prepared(self, batch: SampleBatch, key: str) -> list[Any]:
+        """``preprocessors()[key]`` of every image of ``batch``: the scorer's, or computed here."""
+        got = batch.prepared.get(key)
+        if got is None:
+            fn = self.preprocessors()[key]
+            return [fn(image) for image in batch.images]
+        if isinstance(got, list):  # (the scorer's lazy sequences raise a failed item's error when it is read)
+            for value in got:
+                if isinstance(value, PrepareFailed):
+                    raise value.error
+        return got
 
     def update(self, batch: SampleBatch) -> None:
         raise NotImplementedError

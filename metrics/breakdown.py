@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
+from benchkit.core.items import meta_values
 from metrics.base import Metric, MetricContext, SampleBatch
-from prompts.sets import meta_values
-
 
 SEED_FIELD = "seed"  # not a prompt meta field: groups by the item's seed, for seed-to-seed spread
 
@@ -55,7 +54,7 @@ class Breakdown:
                 for value in _values(rec, field):
                     members[value].append(i)
             for value, idx in members.items():
-                sub = SampleBatch([batch.images[i] for i in idx], [batch.records[i] for i in idx])
+                sub = batch.subset(idx)  # with the scorer's prepared inputs: each image is prepared once
                 self.counts[(field, value)] += len(idx)
                 for metric in self._metrics((field, value)):
                     metric.update(sub)
@@ -64,6 +63,14 @@ class Breakdown:
         """Every group's metric states and counts, to merge this breakdown into another process's."""
         return {"groups": {key: [m.state_dict() for m in ms] for key, ms in self.groups.items()},
                 "counts": dict(self.counts)}
+
+    def merge(self, other: "Breakdown") -> None:
+        """Merge another breakdown of this process (its metric objects as they are, no state copied)."""
+        for key, metrics in other.groups.items():
+            for metric, theirs in zip(self._metrics(key), metrics, strict=True):
+                metric.merge(theirs)
+        for key, n in other.counts.items():
+            self.counts[key] += n
 
     def merge_state(self, state: dict[str, Any]) -> None:
         for key, states in state["groups"].items():

@@ -14,11 +14,14 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 import torch
 from PIL import Image
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from metrics import preprocess as pp
 from metrics.scorers import MeanScoreMetric, Scorer, cached_model, hf_features
 from metrics.weights import ResolvedWeight, library_versions, resolve
@@ -70,6 +73,19 @@ def prefixed_tokens(captions: list[str], prefix: str = PREFIX) -> torch.Tensor:
     return spliced
 
 
+def open_clip_dmd2_input(image: np.ndarray, transform) -> torch.Tensor:
+    """GigaGAN/DMD2's image path: crop to the short side, LANCZOS 256, then open_clip's eval transform."""
+    return transform(Image.fromarray(pp.crop_lanczos(256)(pp.to_rgb_uint8(image))))
+
+
+def hf_processor_pixels(image: np.ndarray, processor, as_pil: bool = False) -> torch.Tensor:
+    """One image's ``pixel_values`` from a transformers (CLIP) processor: a uint8 CHW tensor (as
+    torchmetrics passes it) or, with ``as_pil``, a PIL image (as PickScore's README does)."""
+    rgb = pp.to_rgb_uint8(image)
+    item = Image.fromarray(rgb) if as_pil else torch.from_numpy(rgb).permute(2, 0, 1)
+    return processor(images=[item], return_tensors="pt")["pixel_values"][0]
+
+
 class OpenClipDMD2Scorer(Scorer):
     weight_name = "clip-vit-g-14-laion2b-s12b-b42k"
     arch = "ViT-g-14"
@@ -84,6 +100,7 @@ class OpenClipDMD2Scorer(Scorer):
                                               lambda: load_open_clip(self.weight, self.arch, device))
         cfg = open_clip.get_model_preprocess_cfg(self.model)
         self.transform = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+        self.preprocess = functools.partial(open_clip_dmd2_input, transform=self.transform)
         self.weights_sha256 = {self.weight_name: self.weight.sha256}
         self.variant = {
             "model": f"open_clip {self.arch} laion2b_s12b_b42k", "loaded_as": model_name, "protocol": "gigagan-dmd2",
@@ -93,9 +110,8 @@ class OpenClipDMD2Scorer(Scorer):
         }
 
     @torch.no_grad()
-    def __call__(self, images: list[np.ndarray], prompts: list[str]) -> np.ndarray:
-        crop = pp.crop_lanczos(256)
-        x = torch.stack([self.transform(Image.fromarray(crop(pp.to_rgb_uint8(im)))) for im in images]).to(self.device)
+    def forward(self, inputs: list[torch.Tensor], prompts: list[str]) -> np.ndarray:
+        x = torch.stack(inputs).to(self.device)
         img = self.model.encode_image(x)
         txt = self.model.encode_text(prefixed_tokens(prompts).to(self.device))
         return torch.nn.functional.cosine_similarity(img, txt, dim=1).double().cpu().numpy()
@@ -124,10 +140,13 @@ def load_hf_clip(weight: ResolvedWeight, device: torch.device, processor_dir=Non
     return model, processor
 
 
-def hf_clip_cosine(model, processor, images: list[np.ndarray], prompts: list[str], device: torch.device) -> torch.Tensor:
-    """Cosine of image and text embeddings; images as uint8 CHW tensors, as torchmetrics passes them."""
-    pixels = processor(images=[torch.from_numpy(pp.to_rgb_uint8(im)).permute(2, 0, 1) for im in images],
-                       return_tensors="pt")["pixel_values"].to(device)
+def hf_clip_cosine(model, processor, images: list[np.ndarray], prompts: list[str], device: torch.device,
+                   pixels: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Cosine of image and text embeddings; images as uint8 CHW tensors, as torchmetrics passes them
+    (or their ``pixel_values``, one per image, already made by :func:`hf_processor_pixels`)."""
+    if pixels is None:
+        pixels = [hf_processor_pixels(im, processor) for im in images]
+    pixels = torch.stack(pixels).to(device)
     text = processor(text=prompts, padding=True, truncation=True, max_length=CONTEXT, return_tensors="pt")
     img = hf_features(model.get_image_features(pixel_values=pixels))
     txt = hf_features(model.get_text_features(input_ids=text["input_ids"].to(device),
@@ -145,6 +164,7 @@ class HFClipL14Scorer(Scorer):
         self.device = device
         self.model, self.processor = cached_model(("hf_clip", str(self.weight.path), self.weight.sha256, str(device)),
                                                   lambda: load_hf_clip(self.weight, device))
+        self.preprocess = functools.partial(hf_processor_pixels, processor=self.processor)
         self.weights_sha256 = {self.weight_name: self.weight.sha256}
         self.variant = {"model": "transformers openai/clip-vit-large-patch14", "protocol": "torchmetrics-clipscore",
                         "image": "CLIPProcessor (bicubic short side 224, centre crop)",
@@ -152,8 +172,8 @@ class HFClipL14Scorer(Scorer):
                         "libraries": library_versions("transformers", "torch")}
 
     @torch.no_grad()
-    def __call__(self, images, prompts):
-        return (100 * hf_clip_cosine(self.model, self.processor, images, prompts, self.device)).double().cpu().numpy()
+    def forward(self, inputs: list[Any], prompts: list[str]) -> np.ndarray:
+        return (100 * hf_clip_cosine(self.model, self.processor, [], prompts, self.device, pixels=inputs)).double().cpu().numpy()
 
 
 class ClipScoreL14(MeanScoreMetric):

@@ -19,8 +19,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from benchkit.errors import BenchkitError
-from benchkit.loading import read_state_dict
+from benchkit.core.errors import BenchkitError
+from benchkit.core.safe_load import read_state_dict
 from metrics import preprocess as pp
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
 from metrics.scorers import cached_model

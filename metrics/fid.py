@@ -19,6 +19,7 @@ unbiased polynomial-kernel MMD over 100 subsets of at most 1000, with a seeded g
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -28,8 +29,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from benchkit.atomic import write_json_atomic
-from benchkit.errors import BenchkitError
+from benchkit.core.atomic import write_json_atomic
+from benchkit.core.errors import BenchkitError
 from metrics import preprocess as pp
 from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, SampleBatch
 from metrics.frechet import frechet_distance
@@ -137,8 +138,18 @@ def inception(device: torch.device) -> CleanFIDInception:
     return _EXTRACTORS[key]
 
 
+def prepare_view(image: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """One image through a view's CPU path: RGB, the protocol's transform, clean-fid's resize to 299."""
+    return pp.clean_resize_299(transform(pp.to_rgb_uint8(image)))
+
+
+def view_preprocessor(view: View) -> Callable[[np.ndarray], np.ndarray]:
+    """:func:`prepare_view` for ``view``, picklable (it runs in DataLoader workers)."""
+    return functools.partial(prepare_view, transform=view.transform)
+
+
 def view_features(extractor: CleanFIDInception, view: View, images: list[np.ndarray]) -> np.ndarray:
-    return extractor([pp.clean_resize_299(view.transform(pp.to_rgb_uint8(im))) for im in images])
+    return extractor([prepare_view(im, view.transform) for im in images])
 
 
 def kernel_distance(feats_gen: np.ndarray, feats_ref: np.ndarray, num_subsets: int = KID_SUBSETS,
@@ -179,7 +190,7 @@ def build_reference_stats(files: list[Path], reference: dict[str, Any], protocol
     """
     from PIL import Image
 
-    from benchkit.progress import progress_bar
+    from benchkit.core.progress import progress_bar
 
     extractor = inception(device)
     views = {}
@@ -287,10 +298,17 @@ class ProtocolFID(Metric):
         # the order in which batches or shards arrived.
         self.kid_feats: dict[str, dict[str, np.ndarray]] = {v.key: {} for v in self.protocol.views}
 
+    def _key(self, view: View) -> str:
+        return f"fid:{self.protocol.name}:{view.key}"
+
+    def preprocessors(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        """Each view's transform and clean-fid resize to 299 (the CPU-heavy part of FID)."""
+        return {self._key(view): view_preprocessor(view) for view in self.protocol.views}
+
     def update(self, batch: SampleBatch) -> None:
         keys = [f"{r.get('prompt_id')}\x1f{r.get('seed')}" for r in batch.records]
         for view in self.protocol.views:
-            feats = view_features(self.extractor, view, batch.images)
+            feats = self.extractor(self.prepared(batch, self._key(view)))
             self.moments[view.key].update(feats)
             for key, f in zip(keys, feats):
                 self.kid_feats[view.key][key] = f.astype(np.float32)

@@ -11,12 +11,10 @@ the timings of every session that contributed images.
 
 from __future__ import annotations
 
-
 import numpy as np
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
-
 
 # value name -> the stage seconds it summarises (per image, p50 over batches)
 _STAGE_VALUES = {"latency_text_encoding": "text_encoding_s", "latency_denoise_step": "denoise_step_s",

@@ -39,6 +39,7 @@ The networks are then rebuilt from benchkit's own code: a transformers ``CLIPMod
 
 from __future__ import annotations
 
+import functools
 import pickle
 import zipfile
 from pathlib import Path
@@ -49,8 +50,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from benchkit.errors import BenchkitError
-from benchkit.loading import weights_only_reason
+from benchkit.core.errors import BenchkitError
+from benchkit.core.safe_load import weights_only_reason
 from metrics import preprocess as pp
 from metrics.clip_score import CONTEXT
 from metrics.scorers import MeanScoreMetric, Scorer, cached_model
@@ -320,6 +321,11 @@ def build_models(path: Path, device: torch.device):
 # ---------------------------------------------------------------------------------------------
 
 
+def mps_pixels(image, image_processor) -> torch.Tensor:
+    """One image's ``pixel_values`` from the CLIP-ViT-H-14 image processor, the image as PIL (as MPS passes it)."""
+    return image_processor(images=[Image.fromarray(pp.to_rgb_uint8(image))], return_tensors="pt")["pixel_values"][0]
+
+
 class MPSScorer(Scorer):
     def __init__(self, device: torch.device):
         from transformers import CLIPProcessor
@@ -339,6 +345,7 @@ class MPSScorer(Scorer):
 
         self.clip, self.cross, self.processor = cached_model(
             ("mps", str(self.weight.hashed_file), self.weight.sha256, str(self.processor_weight.path), str(device)), build)
+        self.preprocess = functools.partial(mps_pixels, image_processor=self.processor.image_processor)
         self.weights_sha256 = {"mps": self.weight.sha256, "clip-vit-h-14-processor": self.processor_weight.sha256}
         self.variant = {"model": "Kwai-Kolors/MPS MPS_overall_checkpoint.pth (CLIP ViT-H-14 + Cross_model)",
                         "processor": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "condition": CONDITION,
@@ -358,9 +365,8 @@ class MPSScorer(Scorer):
         return self.clip.text_projection(hidden), self.clip.text_projection(pooled)
 
     @torch.no_grad()
-    def __call__(self, images, prompts):
-        pil = [Image.fromarray(pp.to_rgb_uint8(im)) for im in images]
-        pixels = self.processor.image_processor(images=pil, return_tensors="pt")["pixel_values"].to(self.device)
+    def forward(self, inputs: list[torch.Tensor], prompts: list[str]):
+        pixels = torch.stack(inputs).to(self.device)
         text_f, eos = self._text(self._tokens(prompts))
         cond_f, _ = self._text(self._tokens([CONDITION]).expand(len(prompts), -1))
         image_f = self.clip.visual_projection(self.clip.vision_model(pixel_values=pixels).last_hidden_state)

@@ -16,12 +16,16 @@ Both run in fp32. hpsv2 runs under CUDA autocast on a GPU, which moves its score
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
+import numpy as np
 import torch
 from PIL import Image
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from metrics import preprocess as pp
-from metrics.clip_score import CONTEXT, load_open_clip
+from metrics.clip_score import CONTEXT, hf_processor_pixels, load_open_clip
 from metrics.scorers import MeanScoreMetric, Scorer, cached_model, hf_features
 from metrics.weights import library_versions, resolve
 
@@ -46,6 +50,7 @@ class PickScoreScorer(Scorer):
         self.model, self.processor = cached_model(
             ("pickscore", str(self.model_weight.path), self.model_weight.sha256, str(self.processor_weight.path), str(device)),
             build)
+        self.preprocess = functools.partial(hf_processor_pixels, processor=self.processor, as_pil=True)
         self.weights_sha256 = {"pickscore-v1": self.model_weight.sha256,
                                "clip-vit-h-14-processor": self.processor_weight.sha256}
         self.variant = {"model": "yuvalkirstain/PickScore_v1", "processor": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
@@ -53,11 +58,9 @@ class PickScoreScorer(Scorer):
                         "libraries": library_versions("transformers", "torch")}
 
     @torch.no_grad()
-    def __call__(self, images, prompts):
-        pil = [Image.fromarray(pp.to_rgb_uint8(im)) for im in images]
-        image_inputs = self.processor(images=pil, return_tensors="pt")
+    def forward(self, inputs: list[Any], prompts: list[str]) -> np.ndarray:
         text_inputs = self.processor(text=prompts, padding=True, truncation=True, max_length=CONTEXT, return_tensors="pt")
-        img = hf_features(self.model.get_image_features(pixel_values=image_inputs["pixel_values"].to(self.device)))
+        img = hf_features(self.model.get_image_features(pixel_values=torch.stack(inputs).to(self.device)))
         txt = hf_features(self.model.get_text_features(input_ids=text_inputs["input_ids"].to(self.device),
                                                        attention_mask=text_inputs["attention_mask"].to(self.device)))
         img = img / img.norm(dim=-1, keepdim=True)
@@ -76,6 +79,11 @@ class PickScore(MeanScoreMetric):
         return PickScoreScorer(device)
 
 
+def hps_input(image: np.ndarray, size: int, mean, std) -> torch.Tensor:
+    """HPSv2's image path (:func:`metrics.preprocess.hps_pad_square`) on a uint8 image."""
+    return pp.hps_pad_square(Image.fromarray(pp.to_rgb_uint8(image)), size, list(mean), list(std))
+
+
 class HPSv2Scorer(Scorer):
     arch = "ViT-H-14"
 
@@ -92,6 +100,7 @@ class HPSv2Scorer(Scorer):
         self.mean = getattr(self.model.visual, "image_mean", None) or OPENAI_DATASET_MEAN
         self.std = getattr(self.model.visual, "image_std", None) or OPENAI_DATASET_STD
         self.tokenize = tokenize
+        self.preprocess = functools.partial(hps_input, size=self.size, mean=tuple(self.mean), std=tuple(self.std))
         self.weights_sha256 = {self.weight.name: self.weight.sha256}
         self.variant = {"model": f"open_clip {self.arch} + HPS {version} checkpoint", "hps_version": version,
                         "loaded_as": loaded_as,
@@ -100,9 +109,8 @@ class HPSv2Scorer(Scorer):
                         "libraries": library_versions("open_clip_torch", "torch", "torchvision")}
 
     @torch.no_grad()
-    def __call__(self, images, prompts):
-        x = torch.stack([pp.hps_pad_square(Image.fromarray(pp.to_rgb_uint8(im)), self.size, self.mean, self.std)
-                         for im in images]).to(self.device)
+    def forward(self, inputs: list[torch.Tensor], prompts: list[str]) -> np.ndarray:
+        x = torch.stack(inputs).to(self.device)
         img = self.model.encode_image(x, normalize=True)
         txt = self.model.encode_text(self.tokenize(prompts, context_length=CONTEXT).to(self.device), normalize=True)
         return (img * txt).sum(-1).double().cpu().numpy()

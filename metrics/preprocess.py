@@ -16,6 +16,8 @@ script runs, and tests can pin each step on small hand-checked images:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from PIL import Image
@@ -69,13 +71,15 @@ def _clean_resizer():
     return _RESIZER
 
 
+def _crop_lanczos(image: np.ndarray, size: int) -> np.ndarray:
+    return np.array(lanczos_resize(center_crop_long_edge(Image.fromarray(image)), size))
+
+
 def crop_lanczos(size: int):
-    """GigaGAN/DMD2: crop to the short side, then LANCZOS to ``size`` (uint8 in, uint8 out)."""
+    """GigaGAN/DMD2: crop to the short side, then LANCZOS to ``size`` (uint8 in, uint8 out).
 
-    def transform(image: np.ndarray) -> np.ndarray:
-        return np.array(lanczos_resize(center_crop_long_edge(Image.fromarray(image)), size))
-
-    return transform
+    A ``functools.partial`` of a module function, so it pickles into DataLoader workers."""
+    return functools.partial(_crop_lanczos, size=size)
 
 
 def patch_299(image: np.ndarray) -> np.ndarray:

@@ -17,8 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from benchkit.errors import describe_os_error
-
+from benchkit.core.errors import describe_os_error
 
 # What reading a truncated, foreign or tampered entry raises. Entries are read with
 # allow_pickle=False: an object array (a pickle inside the .npz) is refused, never unpickled.

@@ -13,7 +13,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
 
 _MODELS: dict[tuple, Any] = {}
@@ -31,13 +31,24 @@ def hf_features(output: Any) -> torch.Tensor:
 
 
 class Scorer:
-    """What a scorer provides: a score per (image, prompt) and its provenance."""
+    """What a scorer provides: a score per (image, prompt) and its provenance.
+
+    A scorer that splits its work sets ``preprocess`` (a picklable function of one uint8 image
+    to the model's input, run in DataLoader workers) and implements ``forward`` on a list of
+    those inputs; ``__call__`` is then the two in turn. One that does not implements ``__call__``.
+    """
 
     weights_sha256: dict[str, str]
     variant: dict[str, Any]
+    preprocess: Callable[[np.ndarray], Any] | None = None
+
+    def forward(self, inputs: list[Any], prompts: list[str]) -> np.ndarray:
+        raise NotImplementedError
 
     def __call__(self, images: list[np.ndarray], prompts: list[str]) -> np.ndarray:
-        raise NotImplementedError
+        if self.preprocess is None:
+            raise NotImplementedError
+        return self.forward([self.preprocess(im) for im in images], prompts)
 
 
 class MeanScoreMetric(Metric):
@@ -55,11 +66,20 @@ class MeanScoreMetric(Metric):
     def build_scorer(self, device: torch.device) -> Scorer:
         raise NotImplementedError
 
+    def _key(self) -> str:
+        return f"{self.name}:" + ",".join(f"{k}={v}" for k, v in sorted(self.scorer.weights_sha256.items()))
+
+    def preprocessors(self) -> dict[str, Callable[[np.ndarray], Any]]:
+        """The scorer's image transform, when it has one apart from its network."""
+        return {self._key(): self.scorer.preprocess} if self.scorer.preprocess is not None else {}
+
     def update(self, batch: SampleBatch) -> None:
         prompts = [r["prompt"] for r in batch.records]
+        split = self.scorer.preprocess is not None
+        inputs = self.prepared(batch, self._key()) if split else batch.images
         for start in range(0, len(prompts), self.micro_batch):
             part = slice(start, start + self.micro_batch)
-            values = self.scorer(batch.images[part], prompts[part])
+            values = self.scorer.forward(inputs[part], prompts[part]) if split else self.scorer(inputs[part], prompts[part])
             for rec, v in zip(batch.records[part], values):
                 self.scores[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = float(v)
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchkit.errors import BenchkitError
-from benchkit.filehash import sha256_file
+from benchkit.core.errors import BenchkitError
+from benchkit.core.filehash import sha256_file
 
 OVERRIDES_ENV = "BENCHKIT_WEIGHT_PATHS"
 WEIGHTS_DIR_ENV = "BENCHKIT_WEIGHTS"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from prompts.files import SUFFIXES, load_prompt_file, write_prompt_file
 from prompts.registry import BUILTIN_SETS, DATA_DIR, BuiltinSet, load_builtin
 from prompts.sets import PromptRecord, PromptSet

@@ -17,8 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from benchkit.atomic import write_text_atomic
-from benchkit.errors import BenchkitError, describe_os_error
+from benchkit.core.atomic import write_text_atomic
+from benchkit.core.errors import BenchkitError, describe_os_error
 from prompts.sets import PromptRecord, PromptSet
 
 SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from prompts.files import index_ids, parse_records
 from prompts.sets import PromptRecord, PromptSet
 

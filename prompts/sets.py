@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
+from benchkit.core.items import meta_values
 
 
 @dataclass(frozen=True)
@@ -18,14 +19,6 @@ class PromptRecord:
     prompt_id: str
     prompt: str
     meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-
-def meta_values(meta: dict[str, Any] | None, name: str) -> list[str]:
-    """The values a meta field holds, as strings; a list field (VBench ``dimension``) holds several."""
-    value = (meta or {}).get(name)
-    if value is None or value == "":
-        return []
-    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
 
 
 @dataclass

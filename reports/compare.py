@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from metrics.breakdown import SEED_FIELD
 from reports.render import CONTEXT_VARIANT_KEYS
 from reports.runs import RunSummary

@@ -35,7 +35,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nights (night TEXT PRIMARY KEY, started TEXT, config_sha256 TEXT, status TEXT);

@@ -20,11 +20,16 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from benchkit.atomic import write_bytes_atomic
-from benchkit.errors import BenchkitError, describe_os_error
-from benchkit.rundir import read_image
+from benchkit.core.atomic import write_bytes_atomic
+from benchkit.core.errors import BenchkitError, describe_os_error
+from benchkit.core.rundir import read_image
 from metrics.breakdown import SEED_FIELD
-from reports.plots import LATENCY_DEFAULT, default_latency, default_quality, quality_latency_plot
+from reports.plots import (
+    LATENCY_DEFAULT,
+    default_latency,
+    default_quality,
+    quality_latency_plot,
+)
 from reports.runs import RunSummary, load_runs, metrics_table
 
 # Variant keys that describe where a number was measured (shown in the provenance table),

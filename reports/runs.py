@@ -15,8 +15,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from benchkit.errors import BenchkitError
-from benchkit.rundir import RESULTS, RunDir
+from benchkit.core.errors import BenchkitError
+from benchkit.core.rundir import RESULTS, RunDir
 
 
 @dataclass

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distillers.adapter import Conditioning, Conversions, NoiseSchedule, teacher_from_parts
+from distillers.adapter import (
+    Conditioning,
+    Conversions,
+    NoiseSchedule,
+    teacher_from_parts,
+)
 
 SD_SCHED = {"_class_name": "DDIMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
             "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}

@@ -140,8 +140,8 @@ def test_prompt_ids_are_matched_whole(cli, tmp_path, line):
 
 def test_toy_metrics_refuse_real_images(tmp_path):
     """The toy extractor reads 8x8 digits only: a 64x64 image is not shrunk and scored as one."""
-    from benchkit.errors import BenchkitError
-    from metrics.features import ToyDigitsExtractor
+    from benchkit.core.errors import BenchkitError
+    from benchkit.toy.metrics import ToyDigitsExtractor
 
     with pytest.raises(BenchkitError, match="reads only 8x8 digits, got an image of 64x64"):
         ToyDigitsExtractor()([np.zeros((64, 64, 3), np.uint8)])

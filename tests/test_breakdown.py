@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
+from benchkit.core.items import meta_values
 from benchkit.toy.data import DIGIT_WORDS, load_digits_uint8
+from benchkit.toy.metrics import ToyAlignment, ToyFID
 from metrics import MetricContext, SampleBatch
 from metrics.breakdown import Breakdown
-from prompts.sets import meta_values
-from metrics.toy import ToyAlignment, ToyFID
 from reports.render import breakdown_tables
 from reports.runs import load_runs
 

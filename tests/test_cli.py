@@ -5,8 +5,6 @@ import json
 import pytest
 
 
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -59,6 +57,7 @@ def test_usage_errors_have_no_traceback(cli):
 
 def test_metrics_lists_every_metric_and_its_needs(cli, tmp_path, monkeypatch):
     from metric_models import save_torchvision_backbone
+
     from metrics import REGISTRY
 
     monkeypatch.setenv("BENCHKIT_WEIGHTS", str(tmp_path / "none"))

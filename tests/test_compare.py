@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from benchkit.evaluate import run_eval
-from benchkit.presets import PRESETS
+from benchkit.models.presets import PRESETS
 from prompts import load_prompt_set
 from reports.compare import compare_runs, exit_code, parse_tolerances, seed_noise_band
 from reports.runs import load_run

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from benchkit.errors import BenchkitError
-from benchkit.lock import LOCK_NAME, folder_lock
+from benchkit.core.errors import BenchkitError
+from benchkit.core.lock import LOCK_NAME, folder_lock
 
 FAST = ["--limit", "2", "--seeds", "0-1", "--steps", "1", "--quiet", "--metrics", "toy-fid,toy-diversity"]
 
@@ -180,7 +180,7 @@ def test_report_replaces_its_own_report_only(cli, tmp_path, toy_run):
 # -- atomic writes -----------------------------------------------------------------------------------------
 
 def test_atomic_write_leaves_the_old_file_when_it_fails(tmp_path, monkeypatch):
-    from benchkit import atomic
+    from benchkit.core import atomic
 
     target = tmp_path / "manifest.json"
     atomic.write_json_atomic(target, {"v": 1})
@@ -196,7 +196,7 @@ def test_atomic_write_leaves_the_old_file_when_it_fails(tmp_path, monkeypatch):
 
 
 def test_json_is_never_written_with_nan(tmp_path):
-    from benchkit.atomic import write_json_atomic
+    from benchkit.core.atomic import write_json_atomic
 
     with pytest.raises(BenchkitError, match=r"non-finite number \(NaN or infinity\) at spec.recipe.guidance_scale"):
         write_json_atomic(tmp_path / "m.json", {"spec": {"recipe": {"guidance_scale": float("nan")}}})
@@ -204,7 +204,7 @@ def test_json_is_never_written_with_nan(tmp_path):
 
 
 def test_package_writes_files_atomically():
-    """Files are written through benchkit.atomic (temp file, fsync, rename): a grep for direct writes.
+    """Files are written through benchkit.core.atomic (temp file, fsync, rename): a grep for direct writes.
 
     The exceptions write what is not replaced in place: append-only logs (opened with "a"),
     RunDir's per-image temp files (fsynced and renamed by hand), and the toy world's retraining
@@ -213,8 +213,8 @@ def test_package_writes_files_atomically():
     import re
 
     root = Path(__file__).resolve().parent.parent
-    allowed = {"benchkit/atomic.py", "benchkit/rundir.py", "benchkit/lock.py", "benchkit/toy/teacher.py",
-               "benchkit/toy/classifier.py", "benchkit/video.py"}
+    allowed = {"benchkit/core/atomic.py", "benchkit/core/rundir.py", "benchkit/core/lock.py", "benchkit/toy/teacher.py",
+               "benchkit/toy/classifier.py", "benchkit/models/video.py"}
     direct = re.compile(r"\.write_text\(|\.write_bytes\(|open\([^)]*[\"']w[b+]?[\"']")
     found = []
     for package in ("benchkit", "distillers", "metrics", "prompts", "reports"):

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
+import tomllib
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,8 @@ def toy_pairs(tmp_path_factory):
 def test_pairs_are_the_teachers_ddim_samples(toy_pairs):
     import torch
 
-    from benchkit.loading import load_model
-    from benchkit.presets import resolve_spec
+    from benchkit.models.loading import load_model
+    from benchkit.models.presets import resolve_spec
     from distillers.adapter import teacher_from_parts
     from distillers.data import Pairs, toy_data
     from distillers.pairs import ode_sample

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_distill_loops import make_data, teacher
 
-from benchkit.distributed import World
-from benchkit.errors import BenchkitError
+from benchkit.core.distributed import World
+from benchkit.core.errors import BenchkitError
 from distillers.run import distill, method_class
 from distillers.training import Trainer, read_checkpoint, step_generator
-from test_distill_loops import make_data, teacher
 
 STEPS, GLOBAL_BATCH, STOP_AT = 4, 4, 2
 # dmd2 on the toy teacher at its own lr (1e-5), generator every 2nd step.
@@ -85,8 +85,8 @@ def one_process(tmp_path_factory):
 
 
 def test_two_ranks_follow_the_one_process_loss_curve(two_ranks, one_process):
-    from benchkit.loading import load_model
-    from benchkit.presets import resolve_spec
+    from benchkit.models.loading import load_model
+    from benchkit.models.presets import resolve_spec
 
     out, _, stdout = two_ranks
     got, want = losses(out), losses(one_process)

@@ -13,14 +13,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_distill_distributed import (  # noqa: F401
+    ATOL,
+    GLOBAL_BATCH,
+    RTOL,
+    SETTINGS,
+    STEPS,
+    UPDATE_RTOL,
+    losses,
+    one_thread,
+    torchrun,
+    update_gap,
+)
+from test_distill_loops import make_data, teacher
 
-from benchkit.distributed import World
-from benchkit.errors import BenchkitError
+from benchkit.core.distributed import World
+from benchkit.core.errors import BenchkitError
 from distillers.run import distill, method_class
 from distillers.training import read_checkpoint
-from test_distill_distributed import (ATOL, GLOBAL_BATCH, RTOL, SETTINGS, STEPS, UPDATE_RTOL, losses, one_thread,  # noqa: F401
-                                      torchrun, update_gap)
-from test_distill_loops import make_data, teacher
 
 HANDOVER = 1  # the one-process run stops here; two sharded ranks take steps HANDOVER+1..STEPS
 EMA = {"ema_decay": 0.9}  # the exported student is then the EMA: sharded too, updated shard by shard, gathered
@@ -64,8 +74,8 @@ def runs(tmp_path_factory):
 
 
 def test_fsdp_ranks_follow_the_one_process_loss_curve(runs):
-    from benchkit.loading import load_model
-    from benchkit.presets import resolve_spec
+    from benchkit.models.loading import load_model
+    from benchkit.models.presets import resolve_spec
 
     out, one_process, checkpoint = runs["sharded"], runs["reference"], runs["checkpoint"]
     got, want = losses(out), losses(one_process)

@@ -136,8 +136,8 @@ def test_sd3_flow_transformer_runs_dmd2_with_a_head_on_its_blocks(tmp_path):
 
 
 def test_hyper_sd_reward_feedback_with_the_toy_classifier(tmp_path):
-    from benchkit.loading import load_model
-    from benchkit.presets import resolve_spec
+    from benchkit.models.loading import load_model
+    from benchkit.models.presets import resolve_spec
     from distillers.adapter import teacher_from_parts
     from distillers.data import toy_data
 

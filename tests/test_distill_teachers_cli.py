@@ -6,11 +6,10 @@ denoiser, pairs equal the pipeline's own DDIM samples, and the student folder is
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
+import tomllib
 import torch
-
 from tiny_pipelines import build_sd3, build_sdxl
 
 PROMPTS = ["the digit one", "a seven", "four"]
@@ -49,8 +48,8 @@ def denoiser_inputs(pipe, prompts, guidance, **call):
 
 
 def loaded_text(spec_file):
-    from benchkit.loading import load_model
-    from benchkit.presets import resolve_spec
+    from benchkit.models.loading import load_model
+    from benchkit.models.presets import resolve_spec
     from distillers.prompt_encoding import teacher_text
 
     model = load_model(resolve_spec(str(spec_file)), torch.device("cpu"), torch.float32)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_files import committed_hashes, metrics_by_name
 
 from benchkit.evaluate import run_eval
-from benchkit.presets import PRESETS
+from benchkit.models.presets import PRESETS
 from prompts import load_prompt_set
-from run_files import committed_hashes, metrics_by_name
 
 METRICS = "toy-fid,toy-alignment,toy-diversity,latency"
 QUALITY = ("toy-fid", "toy-alignment", "toy-diversity")

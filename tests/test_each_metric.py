@@ -11,11 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from metric_models import (
+    TINY_OPEN_CLIP,
+    save_clip_processor,
+    save_random_inception,
+    save_tiny_hf_clip,
+    save_tiny_mps,
+    save_tiny_open_clip,
+    save_torchvision_backbone,
+)
 from PIL import Image
 
 from benchkit.reference import coco_file_name
-from metric_models import (TINY_OPEN_CLIP, save_clip_processor, save_random_inception, save_tiny_hf_clip,
-                           save_tiny_mps, save_tiny_open_clip, save_torchvision_backbone)
 from metrics import REGISTRY
 
 

@@ -4,14 +4,13 @@ import json
 import shutil
 
 import pytest
-
-from benchkit.errors import BenchkitError
-from benchkit.evaluate import run_eval
-from benchkit.presets import PRESETS
-from benchkit.scoring import score_folder
-from prompts import DATA_DIR, load_prompt_file, load_prompt_set
-
 import torch
+
+from benchkit.core.errors import BenchkitError
+from benchkit.evaluate import run_eval
+from benchkit.folder_scoring import score_folder
+from benchkit.models.presets import PRESETS
+from prompts import DATA_DIR, load_prompt_file, load_prompt_set
 
 
 @pytest.fixture(scope="module")

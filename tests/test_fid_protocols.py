@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from metric_models import save_random_inception
 from PIL import Image
 
 from benchkit.reference import coco_file_name
 from metrics import preprocess as pp
-from metric_models import save_random_inception
 
 
 @pytest.fixture(autouse=True)
@@ -271,7 +271,7 @@ def test_kid_estimator_is_clean_fids():
 
 
 def test_missing_reference_and_stale_weights_are_one_line(tmp_path, inception_dir, monkeypatch):
-    from benchkit.errors import BenchkitError
+    from benchkit.core.errors import BenchkitError
     from metrics import MetricContext, build_metrics
 
     monkeypatch.setenv("BENCHKIT_WEIGHTS", str(inception_dir))

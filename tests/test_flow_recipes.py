@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from benchkit.errors import BenchkitError
-from benchkit.generation import Item
-from benchkit.spec import ModelSpec, Recipe, load_spec_file
 from tiny_pipelines import build_sd3
+
+from benchkit.core.errors import BenchkitError
+from benchkit.core.items import Item
+from benchkit.models.spec import ModelSpec, Recipe, load_spec_file
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +52,12 @@ def test_sigmas_set_the_steps_and_enter_the_identity_only_when_given(tmp_path):
 
 
 def run_generator(folder, recipe, items):
-    from benchkit.generation import make_generator
-    from benchkit.loading import load_model
+    from benchkit.models.loading import load_model
+    from benchkit.models.sampling import make_generator
 
     model = load_model(ModelSpec("sd3", str(folder), recipe), torch.device("cpu"), torch.float32)
     gen = make_generator(model, recipe)
-    return gen, gen.generate(items)
+    return gen, gen.generate(items)  # (generator, Generation)
 
 
 ITEMS = [Item("a", "the digit one", 0), Item("b", "seven", 3), Item("c", "four", 1)]
@@ -66,14 +66,14 @@ ITEMS = [Item("a", "the digit one", 0), Item("b", "seven", 3), Item("c", "four",
 def test_recipe_sigmas_reach_the_scheduler_and_the_transformer_exactly(sd3):
     # shift pinned to 1: the scheduler steps on the recipe's sigmas and calls the transformer at sigma * 1000
     exact = Recipe("flow-euler", {"shift": 1.0}, sigmas=(1.0, 0.75, 0.3), steps=3)
-    gen, _ = run_generator(sd3, exact, ITEMS[:1])
-    assert gen.last_trace["scheduler"] == "FlowMatchEulerDiscreteScheduler"
-    assert gen.last_trace["scheduler_sigmas"] == pytest.approx([1.0, 0.75, 0.3, 0.0], abs=1e-7)
-    assert gen.last_trace["denoiser_timesteps"] == pytest.approx([1000.0, 750.0, 300.0], abs=1e-3)
+    _, out = run_generator(sd3, exact, ITEMS[:1])
+    assert out.trace["scheduler"] == "FlowMatchEulerDiscreteScheduler"
+    assert out.trace["scheduler_sigmas"] == pytest.approx([1.0, 0.75, 0.3, 0.0], abs=1e-7)
+    assert out.trace["denoiser_timesteps"] == pytest.approx([1000.0, 750.0, 300.0], abs=1e-3)
     # the model's own shift (3.0) applies to sigmas given without a pinned shift, as in the pipeline's sigmas=
-    gen, _ = run_generator(sd3, Recipe("model-default", sigmas=(1.0, 0.5), steps=2), ITEMS[:1])
-    assert gen.last_trace["scheduler_sigmas"] == pytest.approx([1.0, shifted(0.5), 0.0], abs=1e-6)
-    assert gen.last_trace["denoiser_timesteps"] == pytest.approx([1000.0, 1000 * shifted(0.5)], abs=1e-3)
+    _, out = run_generator(sd3, Recipe("model-default", sigmas=(1.0, 0.5), steps=2), ITEMS[:1])
+    assert out.trace["scheduler_sigmas"] == pytest.approx([1.0, shifted(0.5), 0.0], abs=1e-6)
+    assert out.trace["denoiser_timesteps"] == pytest.approx([1000.0, 1000 * shifted(0.5)], abs=1e-3)
 
 
 def test_stochastic_flow_sampling_is_per_item_and_equals_renoising_by_hand(sd3):
@@ -82,14 +82,15 @@ def test_stochastic_flow_sampling_is_per_item_and_equals_renoising_by_hand(sd3):
     (1 - sigma') x0 + sigma' eps written out with the transformer and VAE directly."""
     from diffusers import StableDiffusion3Pipeline
 
-    from benchkit.seeding import item_generator
+    from benchkit.core.items import item_generator
 
     recipe = Recipe("flow-euler", {"shift": 1.0, "stochastic_sampling": True}, sigmas=(1.0, 0.6), steps=2)
     gen, together = run_generator(sd3, recipe, ITEMS)
-    alone = [gen.generate([it])[0] for it in ITEMS]
+    together = together.images
+    alone = [gen.generate([it]).images[0] for it in ITEMS]
     assert all(np.array_equal(x, y) for x, y in zip(together, alone))
     _, deterministic = run_generator(sd3, Recipe("flow-euler", {"shift": 1.0}, sigmas=(1.0, 0.6), steps=2), ITEMS[:1])
-    assert np.abs(deterministic[0].astype(int) - together[0].astype(int)).max() > 2  # the fresh noise matters
+    assert np.abs(deterministic.images[0].astype(int) - together[0].astype(int)).max() > 2  # the fresh noise matters
 
     pipe = StableDiffusion3Pipeline.from_pretrained(str(sd3), text_encoder_3=None, tokenizer_3=None)
     it = ITEMS[1]
@@ -132,11 +133,10 @@ FLOW_METHODS = [  # method, overrides, stochastic: DMD2 and ADM re-noise between
 @pytest.mark.parametrize("method,overrides,stochastic", FLOW_METHODS,
                          ids=[f"{m}-{o['student_steps']}step" for m, o, _ in FLOW_METHODS])
 def test_methods_export_flow_recipes_on_their_training_sigmas(method, overrides, stochastic):
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
     from test_distill_loops import make_data
 
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
-
-    from benchkit.generation import make_scheduler
+    from benchkit.models.generation import make_scheduler
     from distillers.adapter import Denoiser, NoiseSchedule
     from distillers.run import method_class
 
@@ -162,9 +162,8 @@ def test_methods_export_flow_recipes_on_their_training_sigmas(method, overrides,
 
 
 def test_lightning_refuses_an_x0_one_step_student_of_a_flow_teacher():
-    from test_distill_loops import make_data
-
     from diffusers import SD3Transformer2DModel
+    from test_distill_loops import make_data
 
     from distillers.adapter import Denoiser, NoiseSchedule
     from distillers.run import method_class

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchkit.generation import Generator, Item
-from benchkit.loading import load_model
-from benchkit.presets import PRESETS
-from benchkit.seeding import item_seed
-from benchkit.rundir import encode_png
+from benchkit.core.items import Item, item_seed
+from benchkit.core.rundir import encode_png
+from benchkit.models.generation import Generator
+from benchkit.models.loading import load_model
+from benchkit.models.presets import PRESETS
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +43,9 @@ def test_batch_size_1_and_8_give_the_same_images(teacher, scheduler, steps):
     recipe = PRESETS["toy-digits"].with_recipe(scheduler=scheduler, steps=steps).recipe
     gen = Generator(teacher, recipe)
     its = items()
-    by_one = [encode_png(gen.generate([it])[0]) for it in its]
-    by_eight = [encode_png(im) for start in (0, 8) for im in gen.generate(its[start : start + 8])]
-    reversed_order = [encode_png(im) for im in gen.generate(its[::-1])][::-1]
+    by_one = [encode_png(gen.generate([it]).images[0]) for it in its]
+    by_eight = [encode_png(im) for start in (0, 8) for im in gen.generate(its[start : start + 8]).images]
+    reversed_order = [encode_png(im) for im in gen.generate(its[::-1]).images][::-1]
     assert by_one == by_eight == reversed_order
 
 
@@ -55,16 +55,14 @@ def test_stochastic_sampler_noise_is_per_item(teacher):
     recipe = PRESETS["toy-digits"].with_recipe(scheduler="LCMScheduler", steps=4, guidance_scale=1.0).recipe
     gen = Generator(teacher, recipe)
     its = items()
-    by_one = np.stack([gen.generate([it])[0] for it in its]).astype(int)
-    by_eight = np.stack([im for start in (0, 8) for im in gen.generate(its[start : start + 8])]).astype(int)
+    by_one = np.stack([gen.generate([it]).images[0] for it in its]).astype(int)
+    by_eight = np.stack([im for start in (0, 8) for im in gen.generate(its[start : start + 8]).images]).astype(int)
     assert np.abs(by_one - by_eight).max() <= 1
     assert (by_one == by_eight).mean() > 0.99
 
 
 def test_counts_unet_calls(teacher):
     gen = Generator(teacher, PRESETS["toy-digits"].with_recipe(steps=4).recipe)
-    gen.generate(items(2))
-    assert gen.unet_calls_per_image == 8  # 4 steps x (uncond + cond) with guidance 2
+    assert gen.generate(items(2)).denoiser_calls == 8  # 4 steps x (uncond + cond) with guidance 2
     gen = Generator(teacher, PRESETS["toy-digits"].with_recipe(steps=4, guidance_scale=1.0).recipe)
-    gen.generate(items(2))
-    assert gen.unet_calls_per_image == 4
+    assert gen.generate(items(2)).denoiser_calls == 4

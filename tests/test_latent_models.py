@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from benchkit.core.items import Item
 from benchkit.evaluate import run_eval
-from benchkit.generation import Generator, Item
-from benchkit.loading import load_model
-from benchkit.presets import resolve_spec
+from benchkit.models.generation import Generator
+from benchkit.models.loading import load_model
+from benchkit.models.presets import resolve_spec
 from benchkit.toy.teacher import SCHEDULER_CONFIG, build_text_encoder, build_tokenizer
 from prompts import load_prompt_set
 
@@ -18,7 +19,12 @@ from prompts import load_prompt_set
 @pytest.fixture(scope="module")
 def sd_like(tmp_path_factory):
     """A tiny SD1.5-shaped pipeline, random weights, saved with StableDiffusionPipeline.save_pretrained."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64),
@@ -48,14 +54,15 @@ def test_generator_matches_the_diffusers_pipeline(sd_like):
     gen = Generator(model, spec.recipe)
     assert (gen.height, gen.width) == (16, 16)
     items = [Item("a", "a handwritten digit seven", 0), Item("b", "the digit 3", 5)]
-    ours = np.stack(gen.generate(items)).astype(np.float64) / 255.0
+    out = gen.generate(items)
+    ours = np.stack(out.images).astype(np.float64) / 255.0
     noise, _ = gen.initial_noise(items)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
     theirs = pipe([it.prompt for it in items], num_inference_steps=3, guidance_scale=3.0, latents=noise,
                   output_type="np").images
     assert ours.shape == theirs.shape == (2, 16, 16, 3)
     assert np.abs(ours - theirs).max() <= 1 / 255 + 1e-6  # equal up to the uint8 rounding
-    assert gen.unet_calls_per_image == 6
+    assert out.denoiser_calls == 6
 
 
 def test_eval_runs_end_to_end_on_a_latent_model(sd_like, tmp_path):
@@ -160,8 +167,8 @@ def test_sdxl_and_sd3_generators_match_their_diffusers_pipelines(tiny):
     """Decoding and conditioning (pooled embeds, add_time_ids, SD3's shift factor) equal the pipelines' own."""
     from diffusers import DiffusionPipeline
 
-    from benchkit.generation import make_generator
-    from benchkit.spec import ModelSpec, Recipe
+    from benchkit.models.sampling import make_generator
+    from benchkit.models.spec import ModelSpec, Recipe
 
     items = [Item("a", "the digit one", 0), Item("b", "seven", 3)]
     for base, recipe, call in (
@@ -171,7 +178,7 @@ def test_sdxl_and_sd3_generators_match_their_diffusers_pipelines(tiny):
     ):
         model = load_model(ModelSpec(base, str(tiny[base]), recipe), torch.device("cpu"), torch.float32)
         gen = make_generator(model, recipe)
-        ours = np.stack(gen.generate(items)).astype(np.float64) / 255
+        ours = np.stack(gen.generate(items).images).astype(np.float64) / 255
         noise, _ = gen.initial_noise(items)
         optional = {"text_encoder_3": None, "tokenizer_3": None} if base == "sd3" else {}  # SD3 without T5
         pipe = DiffusionPipeline.from_pretrained(str(tiny[base]), **optional)
@@ -186,14 +193,14 @@ def test_sdxl_and_sd3_generators_match_their_diffusers_pipelines(tiny):
 
 def test_stochastic_samplers_are_batch_independent(tiny):
     """LCM re-noises every step: per-item generators keep each image independent of its batch."""
-    from benchkit.generation import make_generator
-    from benchkit.spec import ModelSpec, Recipe
+    from benchkit.models.sampling import make_generator
+    from benchkit.models.spec import ModelSpec, Recipe
 
     recipe = Recipe("lcm", steps=2, timesteps=(999, 499), guidance_scale=0.0)
     model = load_model(ModelSpec("x", str(tiny["sdxl"]), recipe), torch.device("cpu"), torch.float32)
     gen = make_generator(model, recipe)
     items = [Item("a", "one", 0), Item("b", "two", 1), Item("c", "three", 2)]
-    together = gen.generate(items)
-    alone = [gen.generate([it])[0] for it in items]
+    together = gen.generate(items).images
+    alone = [gen.generate([it]).images[0] for it in items]
     assert all(np.array_equal(x, y) for x, y in zip(together, alone))
     assert not np.array_equal(together[0], together[1])

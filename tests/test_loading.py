@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
-
-from benchkit.errors import BenchkitError
-from benchkit.loading import load_model
-from benchkit.presets import resolve_spec
-from benchkit.spec import ModelSpec, Recipe
 from tiny_pipelines import tiny  # noqa: F401  (session fixture)
+
+from benchkit.core.errors import BenchkitError
+from benchkit.models.loading import load_model
+from benchkit.models.presets import resolve_spec
+from benchkit.models.spec import ModelSpec, Recipe
 
 CPU = torch.device("cpu")
 
@@ -115,11 +115,12 @@ def test_tiny_vae_replacement_is_recorded(tiny, tmp_path):
     import numpy as np
     from diffusers import StableDiffusionPipeline
 
-    from benchkit.generation import Item, make_generator
+    from benchkit.core.items import Item
+    from benchkit.models.sampling import make_generator
 
     gen = make_generator(model, spec.recipe)
     items = [Item("a", "one", 0)]
-    ours = gen.generate(items)[0].astype(np.float64) / 255
+    ours = gen.generate(items).images[0].astype(np.float64) / 255
     pipe = StableDiffusionPipeline.from_pretrained(str(tiny["sd15"]), vae=AutoencoderTiny.from_pretrained(tmp_path / "taesd"),
                                                    safety_checker=None, requires_safety_checker=False)
     theirs = pipe(["one"], num_inference_steps=1, guidance_scale=1.0, latents=gen.initial_noise(items)[0],
@@ -140,7 +141,7 @@ def test_compile_is_part_of_the_variant(tiny):
 def test_fp16_vae_is_upcast_where_it_overflows():
     from types import SimpleNamespace
 
-    from benchkit.loading import vae_dtype_for
+    from benchkit.models.loading import vae_dtype_for
 
     sdxl_like = SimpleNamespace(config=SimpleNamespace(force_upcast=True))
     sd_like = SimpleNamespace(config=SimpleNamespace(force_upcast=False))
@@ -211,7 +212,7 @@ def test_single_file_checkpoints_need_a_family_and_the_original_layout(tiny):
 
 
 def test_spec_dtype_is_advice_for_accelerators(monkeypatch):
-    from benchkit.hardware import configure_tf32, model_dtype
+    from benchkit.core.hardware import configure_tf32, model_dtype
 
     assert model_dtype(None, "float16", CPU) == torch.float32  # CogVideoX-2b's card dtype, on cpu
     assert model_dtype("bfloat16", "float16", CPU) == torch.bfloat16
@@ -232,9 +233,10 @@ def test_spec_dtype_is_advice_for_accelerators(monkeypatch):
 def test_single_file_checkpoint_loads_like_its_folder(tiny, tmp_path):
     """An original-layout all-in-one file (what A1111/ComfyUI ship) gives the same weights and images."""
     import numpy as np
-
-    from benchkit.generation import Item, make_generator
     from tiny_pipelines import write_ldm_checkpoint
+
+    from benchkit.core.items import Item
+    from benchkit.models.sampling import make_generator
 
     write_ldm_checkpoint(tiny["sd15"], tmp_path / "all-in-one.safetensors")
     recipe = Recipe("ddim", {"timestep_spacing": "trailing"}, steps=2, guidance_scale=3.0)
@@ -246,4 +248,4 @@ def test_single_file_checkpoint_loads_like_its_folder(tiny, tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b), name
     assert list(single.weight_files) == ["base:all-in-one.safetensors"]
     items = [Item("a", "one", 0)]
-    assert np.array_equal(make_generator(single, recipe).generate(items)[0], make_generator(folder, recipe).generate(items)[0])
+    assert np.array_equal(make_generator(single, recipe).generate(items).images[0], make_generator(folder, recipe).generate(items).images[0])

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from metric_models import save_tiny_hf_clip, save_tiny_open_clip
 from PIL import Image
 
-from metric_models import save_tiny_hf_clip, save_tiny_open_clip
 from metrics import MetricContext, build_metrics
 from metrics.base import SampleBatch
 
@@ -118,7 +118,7 @@ def test_clip_score_l14_matches_torchmetrics(ctx, weights_dir):
 
 
 def test_missing_clip_weights_name_the_fetch_command(tmp_path, monkeypatch):
-    from benchkit.errors import BenchkitError
+    from benchkit.core.errors import BenchkitError
 
     monkeypatch.setenv("BENCHKIT_WEIGHTS", str(tmp_path))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))

@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from metric_models import TINY_OPEN_CLIP, save_tiny_open_clip, save_torchvision_backbone
 
 
@@ -46,7 +45,7 @@ def test_eval_and_score_with_paper_metrics(tmp_path, monkeypatch, cli):
 
 
 def test_lpips_on_too_small_images_is_one_line(tmp_path, monkeypatch):
-    from benchkit.errors import BenchkitError
+    from benchkit.core.errors import BenchkitError
     from metrics import MetricContext, build_metrics
     from metrics.base import SampleBatch
 

@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
 from metric_models import save_torchvision_backbone
+
 from metrics import MetricContext, build_metrics
 from metrics.base import SampleBatch
 
@@ -79,7 +79,7 @@ def test_lpips_merge_of_shards_equals_one_pass(tmp_path, monkeypatch):
 
 
 def test_one_seed_is_a_clear_error(tmp_path, monkeypatch):
-    from benchkit.errors import BenchkitError
+    from benchkit.core.errors import BenchkitError
 
     path = save_torchvision_backbone(tmp_path, "alex")
     monkeypatch.setenv("BENCHKIT_WEIGHT_PATHS", f'{{"lpips-alexnet": "{path}"}}')

@@ -11,10 +11,10 @@ import os
 import numpy as np
 import pytest
 import torch
+from metric_models import save_clip_processor, save_tiny_mps
 from PIL import Image
 from torch import einsum
 
-from metric_models import save_clip_processor, save_tiny_mps
 from metrics import MetricContext, build_metrics
 from metrics.base import SampleBatch
 
@@ -132,7 +132,7 @@ class _EvilEval:
 
 @pytest.mark.parametrize("payload", ["os.system", "builtins.eval"])
 def test_loader_refuses_code_in_the_pickle(tmp_path, payload):
-    from benchkit.errors import BenchkitError
+    from benchkit.core.errors import BenchkitError
     from metrics.mps import load_checkpoint
 
     marker = tmp_path / "pwned"
@@ -144,7 +144,7 @@ def test_loader_refuses_code_in_the_pickle(tmp_path, payload):
 
 
 def test_loader_rejects_a_plain_state_dict(tmp_path):
-    from benchkit.errors import BenchkitError
+    from benchkit.core.errors import BenchkitError
     from metrics.mps import load_checkpoint
 
     path = tmp_path / "sd.pth"

@@ -11,9 +11,9 @@ import types
 import numpy as np
 import pytest
 import torch
+from metric_models import TINY_OPEN_CLIP, save_clip_processor, save_tiny_hf_clip
 from PIL import Image
 
-from metric_models import TINY_OPEN_CLIP, save_clip_processor, save_tiny_hf_clip
 from metrics import MetricContext, build_metrics
 from metrics.base import SampleBatch
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from benchkit.toy.data import DIGIT_WORDS, digit_of_prompt, load_digits_uint8
+from benchkit.toy.metrics import ToyAlignment, ToyDiversity, ToyFID
 from metrics import REGISTRY, MetricContext, SampleBatch
-from metrics.toy import ToyAlignment, ToyDiversity, ToyFID
 
 
 @pytest.fixture()

@@ -17,17 +17,30 @@ sweep; a sign or scaling error in the shared loss code (dm_loss, nonsat_d, hinge
 
 from __future__ import annotations
 
-import torch
-
 import math
 
-import numpy as np
 import pytest
+import torch
 from scipy.integrate import solve_ivp
 
-from benchkit.errors import BenchkitError
-from distillers.toy2d import (MODES, STD, Discriminator, ScoreNet, TimeGenerator, Toy2DConfig, alpha_sigma, coverage,
-                              cubic_t, ddim_move, distill, init_generator, sample, teacher_ode_pairs, teacher_x0)
+from benchkit.core.errors import BenchkitError
+from distillers.toy2d import (
+    MODES,
+    STD,
+    Discriminator,
+    ScoreNet,
+    TimeGenerator,
+    Toy2DConfig,
+    alpha_sigma,
+    coverage,
+    cubic_t,
+    ddim_move,
+    distill,
+    init_generator,
+    sample,
+    teacher_ode_pairs,
+    teacher_x0,
+)
 
 
 def test_teacher_posterior_mean_matches_tweedie_on_autograd_log_density():

@@ -3,7 +3,7 @@
 import json
 
 from benchkit.evaluate import run_eval
-from benchkit.presets import PRESETS
+from benchkit.models.presets import PRESETS
 from prompts import load_prompt_set
 from reports import write_report
 

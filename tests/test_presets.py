@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from benchkit.generation import make_scheduler, set_timesteps
-from benchkit.presets import PRESETS
-from benchkit.spec import spec_hash
-from benchkit.toy.teacher import SCHEDULER_CONFIG
 from tiny_pipelines import tiny  # noqa: F401  (session fixture)
+
+from benchkit.models.generation import make_scheduler, set_timesteps
+from benchkit.models.presets import PRESETS
+from benchkit.models.spec import spec_hash
+from benchkit.toy.teacher import SCHEDULER_CONFIG
 
 REQUIRED = [
     "sd15", "sdxl-base", "sd-turbo", "sdxl-turbo", "lcm-lora-sd15", "lcm-lora-sdxl", "tcd-lora-sd15", "tcd-lora-sdxl",
@@ -176,7 +176,7 @@ def test_presence_follows_the_hf_cache_and_eval_names_what_is_missing(cli, tiny,
 def test_every_preset_says_how_its_recipe_was_checked():
     """Provenance: each preset's source names its card and how the recipe was verified; a partly
     verified preset names what is unverified (README "Preset provenance")."""
-    from benchkit.presets import CARD, CARD_COPY, PARTIAL, PROVENANCE
+    from benchkit.models.presets import CARD, CARD_COPY, PARTIAL, PROVENANCE
 
     assert set(PROVENANCE) == set(PRESETS) - {"toy-digits"}
     for name, (status, note) in PROVENANCE.items():
@@ -212,7 +212,7 @@ def test_pipe_default_cards_match_the_diffusers_call_defaults(pipeline, names):
 def test_cfg_lora_and_teacher_budget_presets_stay_partial():
     """No card snippet exists for the Hyper-SD15/SDXL CFG LoRAs, sdxl-turbo at 4 steps, or DMD2's SD1.5
     checkpoint, and the 25-step SDXL teacher is benchkit's own budget: none may claim a card."""
-    from benchkit.presets import PARTIAL, PROVENANCE
+    from benchkit.models.presets import PARTIAL, PROVENANCE
 
     partial = {name for name, (status, _) in PROVENANCE.items() if status == PARTIAL}
     assert partial == {"sdxl-base-25step", "sdxl-turbo-4step", "dmd2-sd15-1step",

@@ -8,8 +8,16 @@ from collections import Counter
 
 import pytest
 
-from benchkit.errors import BenchkitError
-from prompts import BUILTIN_SETS, DATA_DIR, PromptRecord, PromptSet, load_prompt_file, load_prompt_set, write_prompt_file
+from benchkit.core.errors import BenchkitError
+from prompts import (
+    BUILTIN_SETS,
+    DATA_DIR,
+    PromptRecord,
+    PromptSet,
+    load_prompt_file,
+    load_prompt_set,
+    write_prompt_file,
+)
 
 COCO_SHA = "96abd3116ee2be49c4aaf7619a65152bb66f372a3021bee33de3bbccffab060b"
 PARTI_CATEGORIES = {"Animals": 314, "Artifacts": 287, "World Knowledge": 214, "People": 177, "Outdoor Scenes": 131,

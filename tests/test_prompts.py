@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from prompts import load_prompt_file, load_prompt_set, parse_seeds
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from PIL import Image
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from benchkit.reference import coco_file_name, coco_reference, write_reference
 from prompts import load_prompt_file
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from benchkit.evaluate import run_eval
-from benchkit.presets import PRESETS
+from benchkit.models.presets import PRESETS
 from prompts import load_prompt_set
 from reports import write_report
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from reports import load_run, metrics_table, write_report
 from reports.plots import pareto_front, quality_latency_plot
 from reports.render import GRID_GAP_PX, common_items, metric_cells, variant_conflicts

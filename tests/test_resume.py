@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from run_files import committed_hashes, metrics_by_name
 
 from benchkit.evaluate import run_eval
-from benchkit.presets import PRESETS
+from benchkit.models.presets import PRESETS
 from prompts import load_prompt_set
-from run_files import committed_hashes, metrics_by_name
 
 ARGS = ["--prompts", "toy-digits", "--limit", "6", "--seeds", "0-3", "--steps", "20", "--batch-size", "1",
         "--metrics", "toy-fid,toy-alignment,toy-diversity,latency", "--device", "cpu", "--quiet"]

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from benchkit.errors import BenchkitError
-from benchkit.rundir import RunDir
+from benchkit.core.errors import BenchkitError
+from benchkit.core.rundir import RunDir
 
 
 def make_run(tmp_path, n=3):
@@ -79,6 +79,6 @@ def test_no_space_is_one_line(tmp_path, monkeypatch):
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("benchkit.rundir.os.replace", full)
+    monkeypatch.setattr("benchkit.core.rundir.os.replace", full)
     with pytest.raises(BenchkitError, match="no space left on device while writing .*--out"):
         run.write_batch([{"prompt_id": "p", "prompt": "x", "seed": 7}], [np.zeros((8, 8), np.uint8)])

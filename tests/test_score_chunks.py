@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchkit.rundir import RunDir, encode_png
-from benchkit.scoring import score_folder
-from benchkit.evaluate import score_run
+from benchkit.core.rundir import RunDir, encode_png
+from benchkit.folder_scoring import score_folder
+from benchkit.scoring import score_run
 from benchkit.toy.data import load_digits_uint8
 from prompts import load_prompt_set
 

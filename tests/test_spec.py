@@ -1,14 +1,13 @@
 """Specs: TOML validation, and proof that each recipe reaches the scheduler exactly."""
 
 import pytest
-
-from benchkit.errors import BenchkitError
-from benchkit.generation import make_scheduler, set_timesteps
-from benchkit.presets import PRESETS, resolve_spec
-from benchkit.spec import Recipe, spec_hash
-from benchkit.toy.teacher import SCHEDULER_CONFIG
-
 import torch
+
+from benchkit.core.errors import BenchkitError
+from benchkit.models.generation import make_scheduler, set_timesteps
+from benchkit.models.presets import PRESETS, resolve_spec
+from benchkit.models.spec import Recipe, spec_hash
+from benchkit.toy.teacher import SCHEDULER_CONFIG
 
 BASE = {"_class_name": "DDPMScheduler", **SCHEDULER_CONFIG}
 

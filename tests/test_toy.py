@@ -6,7 +6,11 @@ import json
 import torch
 
 from benchkit.toy import CLASSIFIER_DIR, TEACHER_DIR
-from benchkit.toy.classifier import ClassifierTrainConfig, load_classifier, train_classifier
+from benchkit.toy.classifier import (
+    ClassifierTrainConfig,
+    load_classifier,
+    train_classifier,
+)
 from benchkit.toy.data import load_digits_uint8, split_indices
 from benchkit.toy.teacher import TeacherTrainConfig, train_teacher
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("benchkit", "distillers", "metrics", "prompts", "reports")
@@ -177,7 +177,6 @@ def _truncated_weights(sd15, tmp_path):
 
 def _truncated_lora(sd15, tmp_path):
     from diffusers import UNet2DConditionModel
-
     from tiny_pipelines import write_kohya_lora
 
     write_kohya_lora(UNet2DConditionModel.from_pretrained(sd15 / "unet"), tmp_path / "kohya.safetensors")
@@ -334,7 +333,12 @@ def _pickled_npz(path: Path, marker: Path, **plain) -> None:
 
 
 def test_cached_reference_statistics_with_pickled_objects_are_recomputed(tmp_path, marker):
-    from metrics.refstats import cached_arrays, cached_stats, load_cached_arrays, stats_key
+    from metrics.refstats import (
+        cached_arrays,
+        cached_stats,
+        load_cached_arrays,
+        stats_key,
+    )
 
     cache = tmp_path / "cache"
     parts = {"reference_sha256": "r", "kind": "test"}

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from benchkit.evaluate import run_eval
-from benchkit.generation import Item, make_generator
-from benchkit.loading import load_model
-from benchkit.presets import resolve_spec
-from benchkit.spec import ModelSpec, Recipe
-from benchkit.video import mp4_encoder, write_video
-from prompts import load_prompt_set
 from tiny_pipelines import tiny  # noqa: F401  (session fixture)
+
+from benchkit.core.items import Item
+from benchkit.evaluate import run_eval
+from benchkit.models.loading import load_model
+from benchkit.models.presets import resolve_spec
+from benchkit.models.sampling import make_generator
+from benchkit.models.spec import ModelSpec, Recipe
+from benchkit.models.video import mp4_encoder, write_video
+from prompts import load_prompt_set
 
 
 def read_apng(path):
@@ -41,12 +42,11 @@ def test_cogvideox_clips_are_batch_independent_and_written_per_item(tiny, tmp_pa
     model = load_model(ModelSpec("v", str(tiny["cogvideox"]), recipe), torch.device("cpu"), torch.float32)
     gen = make_generator(model, recipe)
     items = [Item("a", "one", 0), Item("b", "two", 1)]
-    firsts = gen.generate(items)
-    clips = gen.last_videos
+    out = gen.generate(items)
+    firsts, clips = out.images, out.videos
     assert [c.shape for c in clips] == [(9, 32, 32, 3)] * 2
     assert all(np.array_equal(f, c[0]) for f, c in zip(firsts, clips))  # the item's image is its first frame
-    gen.generate(items[1:])
-    assert np.array_equal(gen.last_videos[0], clips[1])
+    assert np.array_equal(gen.generate(items[1:]).videos[0], clips[1])
     assert not np.array_equal(clips[0][0], clips[0][-1])  # frames differ: a clip, not a still
 
 
@@ -71,7 +71,7 @@ def test_video_eval_writes_clips_next_to_first_frames(tiny, tmp_path):
 
 
 def test_nan_latents_are_an_error_not_black_frames(tiny):
-    from benchkit.errors import BenchkitError
+    from benchkit.core.errors import BenchkitError
 
     # epsilon prediction is undefined at t=999 on CogVideoX's zero-terminal-SNR schedule
     recipe = Recipe("cogvideox-ddim", {"timestep_spacing": "trailing", "prediction_type": "epsilon"}, steps=2,

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from metrics import weights as W
 
 

@@ -49,7 +49,11 @@ def build_sd15(root: Path) -> Path:
 
 
 def build_sdxl(root: Path) -> Path:
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import (
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(0)
@@ -73,7 +77,11 @@ def build_sdxl(root: Path) -> Path:
 
 def build_sd3(root: Path) -> Path:
     """SD3-shaped: MMDiT transformer, two CLIP encoders with projection, no T5 (optional in SD3)."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(0)
@@ -92,8 +100,12 @@ def build_sd3(root: Path) -> Path:
 
 
 def build_cogvideox(root: Path) -> Path:
-    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline,
-                           CogVideoXTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXPipeline,
+        CogVideoXTransformer3DModel,
+    )
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(0)
@@ -120,12 +132,11 @@ def build_cogvideox(root: Path) -> Path:
 def write_kohya_lora(unet, path: Path, rank: int = 4, alpha: float = 2.0, seed: int = 0) -> dict[str, torch.Tensor]:
     """A kohya-format LoRA (``lora_unet_*.lora_down/lora_up/alpha``) on the UNet's attention projections,
     with non-zero up weights so it changes the model. Returns the PEFT-format state dict it encodes."""
-    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
-    from safetensors.torch import save_file
-
     import copy
 
     from diffusers.utils import convert_state_dict_to_kohya
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+    from safetensors.torch import save_file
 
     model = copy.deepcopy(unet)
     config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
@@ -171,7 +182,11 @@ def write_unet_state_dict(model, path: Path, seed: int = 1) -> dict[str, torch.T
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """Every family on disk, plus a kohya LoRA, PEFT LoRAs and UNet state dicts beside them."""
-    from diffusers import StableDiffusion3Pipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import (
+        StableDiffusion3Pipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
 
     root = tmp_path_factory.mktemp("tiny")
     out = {"sd15": build_sd15(root / "sd15"), "sdxl": build_sdxl(root / "sdxl"), "sd3": build_sd3(root / "sd3"),

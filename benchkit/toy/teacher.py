@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchkit.toy.data import DIGIT_WORDS, TRAIN_TEMPLATES, caption, load_digits_uint8, uint8_to_model
+from benchkit.toy.data import (
+    DIGIT_WORDS,
+    TRAIN_TEMPLATES,
+    caption,
+    load_digits_uint8,
+    uint8_to_model,
+)
 
 MAX_TOKENS = 16
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")

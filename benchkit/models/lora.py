@@ -13,7 +13,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 
 ADAPTER = "benchkit"
 
@@ -32,7 +32,7 @@ def lora_format(path: Path, keys: list[str] | None = None) -> str:
 
 def _keys(path: Path) -> list[str]:
     """The tensor names of a LoRA file, read as data; a damaged or code-carrying file is one line."""
-    from benchkit.loading import read_state_dict, weights_only_reason
+    from benchkit.core.safe_load import read_state_dict, weights_only_reason
 
     if path.suffix == ".safetensors":  # the header only: the tensors are diffusers' to load
         from safetensors import SafetensorError, safe_open

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from benchkit.hardware import synchronize
+from benchkit.core.hardware import synchronize
 
 
 class StageTimer:

@@ -7,8 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from benchkit.atomic import write_text_atomic
-from benchkit.errors import BenchkitError
+from benchkit.core.atomic import write_text_atomic
+from benchkit.core.errors import BenchkitError
 
 
 def sha256_file(path: Path, cache_file: Path | None = None) -> str:

@@ -16,10 +16,18 @@ from typing import Any
 
 import torch
 
-from benchkit.errors import BenchkitError
-from benchkit.filehash import sha256_file
-from benchkit.locations import parse_location, require
-from benchkit.spec import ModelSpec
+from benchkit.core.errors import BenchkitError
+from benchkit.core.filehash import sha256_file
+from benchkit.core.safe_load import load_state_dict_file, weights_only_reason
+from benchkit.models.families import (
+    FAMILIES,
+    Family,
+    builtin_folder,
+    detect_family,
+    get_family,
+)
+from benchkit.models.locations import parse_location, require
+from benchkit.models.spec import ModelSpec
 
 _loads_in_process = 0  # the first load pays for imports and cold file caches; later ones do not
 
@@ -28,18 +36,10 @@ SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 COMPONENTS = ("unet", "text_encoder", "tokenizer", "vae", "scheduler")
 
 
-def builtin_path(base: str) -> Path:
-    if base == "builtin:toy-digits":
-        from benchkit.toy import TEACHER_DIR
-
-        return TEACHER_DIR
-    raise BenchkitError(f"unknown builtin model '{base}'; the only builtin is builtin:toy-digits")
-
-
 def resolve_base(base: str, model: str = "") -> Path:
     """The local folder (or single file) of a spec's base: builtin, local path or HF cache."""
     if base.startswith("builtin:"):
-        return builtin_path(base)
+        return builtin_folder(base)
     path = require(parse_location("base", base), model)
     if path.is_dir() and not (path / "model_index.json").exists():
         raise BenchkitError(f"{path} has no model_index.json: point 'base' at a diffusers-format model folder")
@@ -53,14 +53,6 @@ def hash_file(path: Path, cache_dir: Path | None = None) -> str:
     return sha256_file(path, cache_dir / "sha256-cache.json" if cache_dir else None)
 
 
-FAMILY_PIPELINES = {
-    "sd15": "StableDiffusionPipeline",
-    "sdxl": "StableDiffusionXLPipeline",
-    "sd3": "StableDiffusion3Pipeline",
-    "cogvideox": "CogVideoXPipeline",
-}
-PIPELINE_FAMILIES = {cls: fam for fam, cls in FAMILY_PIPELINES.items()}
-TOY_FAMILY = "toy"
 # components a text-to-image benchmark never runs
 SKIPPED_COMPONENTS = {"safety_checker", "feature_extractor", "image_encoder"}
 
@@ -82,7 +74,7 @@ class LoadedModel:
     size_bytes: int = 0
     load_seconds: float = 0.0
     first_load_in_process: bool = True
-    family: str = TOY_FAMILY
+    family: str = ""  # the family's name: see family_info
     pipeline: Any = None  # the diffusers pipeline holding the components (None for the toy)
     components: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # what ran: family, lora, vae dtype, compile...
@@ -91,6 +83,11 @@ class LoadedModel:
     def weights_sha256(self) -> str:
         blob = json.dumps(sorted(self.weight_files.items()))
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def family_info(self) -> Family:
+        """What this model's family does differently (pipeline, generator, media, LoRA targets...)."""
+        return get_family(self.family)
 
     @property
     def denoiser_name(self) -> str:
@@ -164,20 +161,6 @@ def _quiet_libraries() -> None:
         lib.set_verbosity_error()
 
 
-def detect_family(spec: ModelSpec, index: dict[str, Any]) -> str:
-    if spec.family:
-        return spec.family
-    cls = index.get("_class_name", "")
-    if cls in PIPELINE_FAMILIES:
-        return PIPELINE_FAMILIES[cls]
-    if "unet" in index and "text_encoder" in index and "text_encoder_2" not in index and "vae" not in index:
-        return TOY_FAMILY  # pixel-space UNet + one text encoder: the toy's layout
-    if "unet" in index and "vae" in index:
-        return "sdxl" if "text_encoder_2" in index else "sd15"
-    raise BenchkitError(f"cannot tell the pipeline family of {cls or 'this model'}; set family = "
-                        f"\"{'|'.join(FAMILY_PIPELINES)}\" in the spec")
-
-
 def _components_from_folder(path: Path, index: dict[str, Any], dtype: torch.dtype) -> tuple[dict[str, Any], list[Path]]:
     parts: dict[str, Any] = {}
     files: list[Path] = []
@@ -194,11 +177,11 @@ def _components_from_folder(path: Path, index: dict[str, Any], dtype: torch.dtyp
     return parts, files
 
 
-def _from_single_file(spec: ModelSpec, file: Path, family: str, dtype: torch.dtype) -> tuple[dict[str, Any], dict[str, Any]]:
+def _from_single_file(spec: ModelSpec, file: Path, family: Family, dtype: torch.dtype) -> tuple[dict[str, Any], dict[str, Any]]:
     """An all-in-one checkpoint (A1111/ComfyUI layout) through diffusers' from_single_file."""
     import diffusers
 
-    cls = getattr(diffusers, FAMILY_PIPELINES[family])
+    cls = getattr(diffusers, family.pipeline_class)
     kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
     if spec.config:
         kwargs["config"] = str(require(parse_location("config", spec.config), spec.name))
@@ -209,55 +192,6 @@ def _from_single_file(spec: ModelSpec, file: Path, family: str, dtype: torch.dty
         raise BenchkitError(f"cannot load single-file checkpoint {file}: {weights_only_reason(exc)[:300]}{hint}") from None
     parts = {k: v for k, v in pipe.components.items() if k != "scheduler" and k not in SKIPPED_COMPONENTS}
     return parts, dict(pipe.scheduler.config)
-
-
-def weights_only_reason(exc: BaseException) -> str:
-    """What torch's weights-only unpickler refused, in one line. Its message also advises retrying
-    without the weights-only guard, which would run the file's code: that part is left out."""
-    for line in (line.strip() for line in str(exc).splitlines()):
-        if "WeightsUnpickler error:" in line:
-            line = line.split("WeightsUnpickler error:", 1)[1].strip()
-        elif not line or "weights_only" in line or line.startswith(("Weights only load failed", "Check the documentation")):
-            continue
-        return line.split(". Please use", 1)[0][:200].rstrip(".")
-    return type(exc).__name__
-
-
-def read_state_dict(file: Path, what: str = "weights", fix: str | None = None) -> Any:
-    """What a .safetensors file or a torch.save file holds, read as data only: a torch.save file goes
-    through torch's weights-only unpickler, which refuses every class or function it does not know
-    (a plain pickle would run them). A truncated, damaged or refused file is one line naming it,
-    ending with ``fix`` (what to do) where the caller knows better than the generic advice."""
-    import pickle
-
-    from safetensors import SafetensorError
-
-    file = Path(file)
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(file))
-        except (SafetensorError, OSError) as exc:
-            raise BenchkitError(f"{what} {file}: not a readable .safetensors file ({weights_only_reason(exc)}); "
-                                f"{fix or 'it may be truncated or damaged: download or copy it again'}") from None
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise BenchkitError(f"{what} {file}: refused: it holds more than tensors ({weights_only_reason(exc)}) and loading "
-                            f"it could run code; {fix or 'use a .safetensors file or a plain state dict'}") from None
-    except Exception as exc:  # torch raises many types for a damaged file (RuntimeError, EOFError, ValueError...)
-        raise BenchkitError(f"{what} {file}: not a readable state dict ({weights_only_reason(exc)}); "
-                            f"{fix or 'it may be truncated or damaged: download or copy it again, or use .safetensors'}") from None
-
-
-def load_state_dict_file(file: Path) -> dict[str, torch.Tensor]:
-    state = read_state_dict(file)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise BenchkitError(f"weights {file}: expected a state dict (name -> tensor), got {type(state).__name__}")
-    return state
 
 
 def load_denoiser(location: Path, like: Any, dtype: torch.dtype) -> Any:
@@ -295,12 +229,12 @@ def _vae_from(location: Path, dtype: torch.dtype) -> Any:
     return cls.from_pretrained(str(folder), torch_dtype=dtype), folder
 
 
-def _build_pipeline(family: str, parts: dict[str, Any], scheduler_config: dict[str, Any], index: dict[str, Any]):
+def _build_pipeline(family: Family, parts: dict[str, Any], scheduler_config: dict[str, Any], index: dict[str, Any]):
     import inspect
 
     import diffusers
 
-    cls = getattr(diffusers, FAMILY_PIPELINES[family])
+    cls = getattr(diffusers, family.pipeline_class)
     scheduler_cls = getattr(diffusers, scheduler_config.get("_class_name", ""), None) or diffusers.DDIMScheduler
     accepted = inspect.signature(cls.__init__).parameters
     kwargs = {k: v for k, v in parts.items() if k in accepted}
@@ -334,15 +268,19 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_
     path = resolve_base(spec.base, spec.name)
     extra_files: dict[str, Path] = {}
     if path.is_file():
+        pipelines = "|".join(f.name for f in FAMILIES.values() if f.uses_pipeline)
         if not spec.family:
-            raise BenchkitError(f"base {path} is a single file: set family = \"{'|'.join(FAMILY_PIPELINES)}\" in the spec")
-        family = spec.family
+            raise BenchkitError(f"base {path} is a single file: set family = \"{pipelines}\" in the spec")
+        family = get_family(spec.family)
+        if not family.uses_pipeline:
+            raise BenchkitError(f"base {path}: a {family.name} model is a diffusers folder, not a single file; "
+                                f"single files need family = \"{pipelines}\"")
         parts, scheduler_config = _from_single_file(spec, path, family, dtype)
         extra_files[f"base:{path.name}"] = path
         base_files: list[Path] = []
     else:
         index = json.loads((path / "model_index.json").read_text())
-        family = detect_family(spec, index)
+        family = get_family(spec.family) if spec.family else detect_family(index)
         denoiser = "unet" if "unet" in index else "transformer"
         for required in (denoiser, "text_encoder", "tokenizer", "scheduler"):
             if required not in index:
@@ -354,7 +292,7 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_
         except (OSError, ValueError) as exc:
             raise BenchkitError(f"cannot read {sched_file}: {exc}") from None
     denoiser = "unet" if "unet" in parts else "transformer"
-    details: dict[str, Any] = {"family": family, "denoiser": type(parts[denoiser]).__name__}
+    details: dict[str, Any] = {"family": family.name, "denoiser": type(parts[denoiser]).__name__}
     if spec.weights:
         weights = require(parse_location("weights", spec.weights), spec.name)
         parts[denoiser] = load_denoiser(weights, parts[denoiser], dtype)
@@ -375,12 +313,13 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_
         parts["vae"] = parts["vae"].to(vae_dtype)
         details["vae_dtype"] = str(vae_dtype).replace("torch.", "")
     pipeline = None
-    if family != TOY_FAMILY:
+    if family.uses_pipeline:
         pipeline = _build_pipeline(family, parts, scheduler_config, {} if path.is_file() else index)
     if spec.lora:
         if pipeline is None:
-            raise BenchkitError(f"lora: the {family} model {path} is not a diffusers pipeline; LoRAs need family sd15, sdxl, sd3 or cogvideox")
-        from benchkit.lora import apply_lora
+            pipelines = ", ".join(f.name for f in FAMILIES.values() if f.uses_pipeline)
+            raise BenchkitError(f"lora: the {family.name} model {path} is not a diffusers pipeline; LoRAs need family {pipelines}")
+        from benchkit.models.lora import apply_lora
 
         lora_file = require(parse_location("lora", spec.lora), spec.name)
         details["lora"] = apply_lora(pipeline, lora_file, spec.lora_scale, spec.lora_fused)
@@ -412,7 +351,7 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_
         size_bytes=size,
         load_seconds=time.perf_counter() - start,
         first_load_in_process=_loads_in_process == 1,
-        family=family,
+        family=family.name,
         pipeline=pipeline,
         components=parts,
         details=details,

@@ -27,12 +27,82 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, TypedDict
 
 import numpy as np
 
-from benchkit.atomic import write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
-from benchkit.errors import BenchkitError, describe_os_error
+from benchkit.core.atomic import write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
+from benchkit.core.errors import BenchkitError, describe_os_error
+
+
+class SampleRecord(TypedDict, total=False):
+    """One line of samples.jsonl: an image (or clip) and how it was made. Keys are only ever added."""
+
+    prompt_id: str
+    prompt: str
+    seed: int
+    meta: dict[str, Any]  # the prompt set's columns (category, challenge, digit...)
+    file: str  # images/{prompt_id}_{seed}.png, relative to the run (absolute for `benchkit score`)
+    sha256: str  # of the image file
+    seconds: float  # this item's share of its batch's generation time
+    batch_id: str  # s{session}[-r{rank}]-b{index}
+    batch_seconds: float
+    batch_size: int
+    stages: dict[str, Any]  # per-stage seconds of the batch (pipelines)
+    video: str  # videos/{prompt_id}_{seed}.mp4|.png of a video model
+    video_format: str  # mp4 | apng
+    fps: str
+    frames: str
+
+
+class Session(TypedDict, total=False):
+    """One process's part of a run (one per rank and per resume)."""
+
+    started: str
+    finished: str
+    pid: int
+    load_seconds: float
+    first_load_in_process: bool
+    generated: int
+    resumed_with: int
+    batch_size: int
+    threads: int
+    warmup_seconds: float
+    warmup_images: int
+    warmup_stages: dict[str, Any]
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    rank: int
+    world_size: int
+    local_rank: int
+    backend: str | None
+
+
+class Manifest(TypedDict, total=False):
+    """manifest.json: what a run is (its identity) and how it was made. Keys are only ever added."""
+
+    benchkit_run: int  # 1: this folder is a benchkit run (what --overwrite and recovery check)
+    created: str
+    completed: str
+    status: str  # running | complete
+    command: str  # eval | score
+    identity: dict[str, Any]  # what must match for a rerun to resume: spec hash, prompts, seeds, dtype, device
+    spec: dict[str, Any]
+    model: dict[str, Any]  # path, weights sha256 and files, size, resolution, family, scheduler, LoRA...
+    prompt_set: dict[str, Any]
+    seeds: list[int]
+    seed_policy: str
+    device: str
+    dtype: str
+    batch_size: int
+    warmup_batches: int
+    hardware: dict[str, Any]
+    runtime: dict[str, Any]
+    git_sha: str | None
+    sessions: list[Session]
+    metrics_left_out: dict[str, str]
+    source: str  # `benchkit score`: the folder of images scored
+
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
@@ -181,7 +251,7 @@ class RunDir:
                 f.unlink()
 
     # -- manifest -------------------------------------------------------------------------
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         return read_json(self.manifest_path)
 
     def update_manifest(self, **changes: Any) -> dict[str, Any]:
@@ -191,11 +261,11 @@ class RunDir:
         return data
 
     # -- samples --------------------------------------------------------------------------
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[SampleRecord]:
         """Committed sample lines (a torn last line from a crash is ignored)."""
         return _committed_lines(self.samples_path)
 
-    def replace_records(self, records: list[dict[str, Any]]) -> None:
+    def replace_records(self, records: list[SampleRecord]) -> None:
         """Rewrite samples.jsonl atomically with exactly these records (no-op when unchanged)."""
         lines = "".join(json.dumps(r) + "\n" for r in records)
         current = self.samples_path.read_text(encoding="utf-8") if self.samples_path.exists() else ""
@@ -203,7 +273,7 @@ class RunDir:
             return
         write_text_atomic(self.samples_path, lines)
 
-    def recover(self, verify_hashes: bool = True) -> dict[str, dict[str, Any]]:
+    def recover(self, verify_hashes: bool = True) -> dict[str, SampleRecord]:
         """Repair after a crash and return the committed records by key (prompt_id_seed)."""
         good: dict[str, dict[str, Any]] = {}
         shard_files = self._shard_files()
@@ -230,7 +300,7 @@ class RunDir:
                     f.unlink()
         return good
 
-    def write_batch(self, records: list[dict[str, Any]], images: Iterable[np.ndarray], rank: int | None = None) -> None:
+    def write_batch(self, records: list[SampleRecord], images: Iterable[np.ndarray], rank: int | None = None) -> None:
         """Write images (temp file + rename), then commit their lines with one fsynced append.
 
         ``rank`` (multi-process runs) commits to that rank's shard file instead of samples.jsonl.
@@ -277,7 +347,7 @@ _TEMP_FILE = re.compile(r"\..+\.tmp")
 
 def _user_entries(folder: Path) -> list[str]:
     """What a folder holds besides benchkit's lock file."""
-    from benchkit.lock import LOCK_NAME
+    from benchkit.core.lock import LOCK_NAME
 
     return [p.name for p in folder.iterdir() if p.name != LOCK_NAME] if folder.is_dir() else []
 

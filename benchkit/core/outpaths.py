@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 
 
 def _real(path: Path) -> Path:

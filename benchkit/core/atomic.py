@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from benchkit.errors import BenchkitError, describe_os_error
+from benchkit.core.errors import BenchkitError, describe_os_error
 
 
 def fsync_dir(folder: Path) -> None:

@@ -2,7 +2,7 @@
 
 Two `benchkit eval` processes on one ``--out`` would both generate everything, overwrite each
 other's session records and time their batches under each other's load. The lock is an
-``flock`` on ``FOLDER/.benchkit.lock``, taken before any work and held until the command ends.
+``flock`` on ``FOLDER/.benchkit.core.lock``, taken before any work and held until the command ends.
 The kernel drops an flock when its process dies (SIGKILL included), so a dead holder's lock is
 free at once: taking it over needs no guessing from timestamps. The file also holds who took it
 (pid, host, since, command) so that the process refused can say who holds it.
@@ -24,10 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from benchkit.distributed import launched_rank
-from benchkit.errors import BenchkitError, describe_os_error
+from benchkit.core.distributed import launched_rank
+from benchkit.core.errors import BenchkitError, describe_os_error
 
-LOCK_NAME = ".benchkit.lock"
+LOCK_NAME = ".benchkit.core.lock"
 
 
 def _holder_text(path: Path) -> str:

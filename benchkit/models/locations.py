@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 
 HF_PREFIX = "hf://"
 # a path ending in one of these is a file, never an "owner/name" repo id (which may be "x/sdxl-1.0")

@@ -18,15 +18,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from benchkit.errors import BenchkitError
-from benchkit.generation import Item, make_scheduler
-from benchkit.hardware import dtype_name
-from benchkit.loading import LoadedModel
-from benchkit.seeding import item_generator
-from benchkit.spec import Recipe
-from benchkit.stages import StageTimer
-
-VIDEO_FAMILIES = ("cogvideox",)
+from benchkit.core.errors import BenchkitError
+from benchkit.core.hardware import dtype_name
+from benchkit.core.items import Item, item_generator
+from benchkit.models.generation import Generation, make_scheduler
+from benchkit.models.loading import LoadedModel
+from benchkit.models.spec import Recipe
+from benchkit.models.stages import StageTimer
 
 
 def _first(value):
@@ -63,7 +61,7 @@ def _with_item_generators(scheduler, gens: list[torch.Generator]):
 class PipelineGenerator:
     """A loaded diffusers-family model plus a recipe; ``generate(items)`` returns uint8 images.
 
-    For video models each item's image is its first frame and ``last_videos`` holds the clips.
+    For video models each item's image is its first frame and ``Generation.videos`` holds the clips.
     """
 
     def __init__(self, model: LoadedModel, recipe: Recipe):
@@ -71,11 +69,7 @@ class PipelineGenerator:
         self.recipe = recipe
         self.pipe = model.pipeline
         self.family = model.family
-        self.is_video = self.family in VIDEO_FAMILIES
-        self.unet_calls_per_image = 0
-        self.last_stages: dict[str, Any] | None = None
-        self.last_videos: list[np.ndarray] | None = None
-        self.last_trace: dict[str, Any] = {}
+        self.is_video = model.family_info.is_video
         self.call_params = set(inspect.signature(self.pipe.__call__).parameters)
         scheduler = make_scheduler(recipe, model.scheduler_config)  # fail on a bad recipe before any work
         self._check_recipe(scheduler)
@@ -149,7 +143,7 @@ class PipelineGenerator:
         return noise, gens
 
     @torch.no_grad()
-    def generate(self, items: Sequence[Item]) -> list[np.ndarray]:
+    def generate(self, items: Sequence[Item]) -> Generation:
         m, r, pipe = self.model, self.recipe, self.pipe
         scheduler = make_scheduler(r, m.scheduler_config)
         noise, gens = self.initial_noise(items)
@@ -184,9 +178,7 @@ class PipelineGenerator:
         with self.timer.decode():
             pixels = self._decode(latents)
         stages = self.timer.summary(len(items))
-        self.last_stages = stages
-        self.unet_calls_per_image = round(stages["denoiser_rows_per_item"])
-        self.last_trace = {
+        trace = {
             "scheduler": type(pipe.scheduler).__name__,
             "scheduler_config": dict(pipe.scheduler.config),
             "scheduler_timesteps": [float(t) for t in pipe.scheduler.timesteps],
@@ -197,12 +189,11 @@ class PipelineGenerator:
             "classifier_free_guidance": bool(self.timer.rows) and all(n == 2 * len(items) for n in self.timer.rows),
             "eta": eta,
         }
+        calls = round(stages["denoiser_rows_per_item"])
         if self.is_video:
             videos = _to_uint8(pixels)  # (B, F, H, W, C): channels were at dim 1 of (B, C, F, H, W)
-            self.last_videos = list(videos)
-            return [v[0] for v in videos]
-        self.last_videos = None
-        return list(_to_uint8(pixels))
+            return Generation([v[0] for v in videos], calls, videos=list(videos), stages=stages, trace=trace)
+        return Generation(list(_to_uint8(pixels)), calls, stages=stages, trace=trace)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.model.vae

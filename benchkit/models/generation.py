@@ -9,30 +9,16 @@ and latent models (SD, with a VAE) share one path.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from benchkit.errors import BenchkitError
-from benchkit.loading import LoadedModel
-from benchkit.seeding import item_generator
-from benchkit.spec import MODEL_DEFAULT_SCHEDULER, Recipe
-
-
-@dataclass(frozen=True)
-class Item:
-    """One output to generate: a prompt and a seed. ``meta`` carries prompt-set columns."""
-
-    prompt_id: str
-    prompt: str
-    seed: int
-    meta: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def key(self) -> str:
-        return f"{self.prompt_id}_{self.seed}"
+from benchkit.core.errors import BenchkitError
+from benchkit.core.items import Item, item_generator
+from benchkit.models.loading import LoadedModel
+from benchkit.models.spec import MODEL_DEFAULT_SCHEDULER, Recipe
 
 
 def make_scheduler(recipe: Recipe, base_config: dict[str, Any]):
@@ -64,25 +50,23 @@ def set_timesteps(scheduler, recipe: Recipe, device: torch.device) -> None:
         scheduler.set_timesteps(recipe.steps, device=device)
 
 
-def make_generator(model: LoadedModel, recipe: Recipe):
-    """The toy runs the written-out loop below; diffusers families run their own pipeline."""
-    if model.pipeline is None:
-        return Generator(model, recipe)
-    from benchkit.pipeline_generation import PipelineGenerator
+@dataclass
+class Generation:
+    """What one ``generate(items)`` call made, in item order, and what it measured on the way."""
 
-    return PipelineGenerator(model, recipe)
+    images: list[np.ndarray]  # uint8 (H, W) or (H, W, 3); a video's first frame
+    denoiser_calls: int  # denoiser forward rows per item (steps x 2 with classifier-free guidance)
+    videos: list[np.ndarray] | None = None  # uint8 (F, H, W, 3) clips of a video model
+    stages: dict[str, Any] | None = None  # per-stage seconds (text encoding, denoising, decode); pipelines measure them
+    trace: dict[str, Any] = field(default_factory=dict)  # the scheduler and timesteps the denoiser actually saw
 
 
 class Generator:
-    """A loaded model plus a recipe on a device; ``generate(items)`` returns uint8 images."""
-
-    last_stages: dict[str, Any] | None = None  # per-stage seconds; only pipelines measure them
-    last_videos: list[np.ndarray] | None = None
+    """A loaded model plus a recipe on a device, sampled by benchkit's written-out loop."""
 
     def __init__(self, model: LoadedModel, recipe: Recipe):
         self.model = model
         self.recipe = recipe
-        self.unet_calls_per_image = 0  # measured by the last generate() call
         make_scheduler(recipe, model.scheduler_config)  # fail on a bad recipe before any work
         vae = model.vae
         self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
@@ -111,7 +95,7 @@ class Generator:
         return noise, gens
 
     @torch.no_grad()
-    def generate(self, items: Sequence[Item]) -> list[np.ndarray]:
+    def generate(self, items: Sequence[Item]) -> Generation:
         """Images as uint8 arrays (H, W) for 1 channel or (H, W, 3)."""
         m, r = self.model, self.recipe
         device, dtype = m.device, m.dtype
@@ -144,7 +128,6 @@ class Generator:
                 uncond, text = pred.chunk(2)
                 pred = uncond + r.guidance_scale * (text - uncond)
             latents = scheduler.step(pred, t, latents, return_dict=False, **step_kwargs)[0]
-        self.unet_calls_per_image = calls * (2 if r.uses_cfg else 1)
         if m.vae is not None:
             vae = m.vae
             latents = latents.to(vae.dtype) / vae.config.scaling_factor
@@ -153,4 +136,5 @@ class Generator:
             images = latents
         images = ((images.float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
         images = images.permute(0, 2, 3, 1).numpy()
-        return [img[..., 0] if img.shape[-1] == 1 else img for img in images]
+        return Generation([img[..., 0] if img.shape[-1] == 1 else img for img in images],
+                          denoiser_calls=calls * (2 if r.uses_cfg else 1))

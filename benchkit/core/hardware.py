@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from benchkit.errors import BenchkitError
+from benchkit.core import settings
+from benchkit.core.errors import BenchkitError
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -88,10 +89,9 @@ def configure_tf32(enabled: bool | None = None) -> bool:
     """TF32 matmuls/convolutions on cuda: faster fp32 with ~1e-3 relative error, so it is part of
     what ran. ``None`` reads BENCHKIT_TF32 (1/0); unset leaves torch's defaults."""
     if enabled is None:
-        env = os.environ.get("BENCHKIT_TF32")
-        if env is None:
+        enabled = settings.tf32()
+        if enabled is None:
             return bool(torch.backends.cuda.matmul.allow_tf32)
-        enabled = env.strip().lower() in ("1", "true", "yes", "on")
     torch.backends.cuda.matmul.allow_tf32 = enabled
     torch.backends.cudnn.allow_tf32 = enabled
     return enabled

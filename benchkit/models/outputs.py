@@ -10,26 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchkit.video import mp4_encoder, write_video
+from benchkit.models.generation import Generation, make_scheduler
+from benchkit.models.video import mp4_encoder, write_video
 
 
-def attach_outputs(run_path: Path, records: list[dict[str, Any]], generator: Any) -> None:
-    stages = getattr(generator, "last_stages", None)
-    videos = getattr(generator, "last_videos", None)
-    fps = getattr(generator.recipe, "fps", None) or 8
+def attach_outputs(run_path: Path, records: list[dict[str, Any]], generation: Generation, fps: int | None) -> None:
     for i, rec in enumerate(records):
-        if stages:
-            rec["stages"] = dict(stages)
-        if videos:
-            rec.update(write_video(run_path, f"{rec['prompt_id']}_{rec['seed']}", videos[i], fps))
+        if generation.stages:
+            rec["stages"] = dict(generation.stages)
+        if generation.videos:
+            rec.update(write_video(run_path, f"{rec['prompt_id']}_{rec['seed']}", generation.videos[i], fps or 8))
 
 
 def describe_model(model: Any, generator: Any) -> dict[str, Any]:
     """Family, LoRA, replaced weights/VAE, VAE dtype, compile, and the frames of video models."""
     out: dict[str, Any] = dict(model.details) if model.details else {"family": model.family}
     if model.pipeline is not None:
-        from benchkit.generation import make_scheduler
-
         scheduler = make_scheduler(generator.recipe, model.scheduler_config)
         keep = ("timestep_spacing", "prediction_type", "shift", "use_dynamic_shifting", "steps_offset", "beta_schedule",
                 "rescale_betas_zero_snr", "original_inference_steps")

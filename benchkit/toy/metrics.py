@@ -14,13 +14,23 @@ import itertools
 from collections import defaultdict
 
 import numpy as np
+import torch
 
-from benchkit.errors import BenchkitError
+from benchkit.core.errors import BenchkitError
 from benchkit.toy.data import digit_of_prompt, load_digits_uint8
-from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, SampleBatch, ScorePlan
-from metrics.features import EXTRACTORS, ToyDigitsExtractor
+from metrics import register_metric
+from metrics.base import (
+    FeatureMoments,
+    Metric,
+    MetricContext,
+    MetricValue,
+    SampleBatch,
+    ScorePlan,
+)
+from metrics.features import get_extractor, register_extractor, to_grayscale
 from metrics.frechet import frechet_distance
 from metrics.refstats import cached_stats
+from metrics.rewards import RewardFn, register_reward
 
 TOY_SIZE = (8, 8)  # the toy world's images: 8x8 grey digits
 _EXTRACTOR_CACHE: dict[tuple[str, str], object] = {}
@@ -29,8 +39,55 @@ _EXTRACTOR_CACHE: dict[tuple[str, str], object] = {}
 def _extractor(name: str, ctx: MetricContext):
     key = (name, str(ctx.device))
     if key not in _EXTRACTOR_CACHE:
-        _EXTRACTOR_CACHE[key] = EXTRACTORS[name](ctx.device)
+        _EXTRACTOR_CACHE[key] = get_extractor(name)(ctx.device)
     return _EXTRACTOR_CACHE[key]
+
+
+@register_extractor("toy-digits-classifier")
+class ToyDigitsExtractor:
+    """Penultimate features of benchkit's toy digits classifier (the toy world's Inception)."""
+
+    name = "toy-digits-classifier"
+
+    def __init__(self, device: torch.device = torch.device("cpu")):
+        from benchkit.toy import CLASSIFIER_DIR
+        from benchkit.toy.classifier import FEATURE_DIM, load_classifier
+
+        self.model = load_classifier(CLASSIFIER_DIR).to(device)
+        self.device = device
+        self.dim = FEATURE_DIM
+        self.weights_sha256 = hashlib.sha256((CLASSIFIER_DIR / "model.safetensors").read_bytes()).hexdigest()
+
+    preprocess_key = "toy-digits-classifier:gray8"
+
+    @staticmethod
+    def preprocess(image: np.ndarray) -> np.ndarray:
+        """One image as the classifier reads it: an 8x8 grey digit (idempotent: a prepared image passes as is)."""
+        if image.shape[:2] != (8, 8):  # resizing a real image to 8x8 grey would score it as a digit, silently
+            raise BenchkitError(f"the toy digits classifier reads only 8x8 digits, got an image of "
+                                f"{image.shape[0]}x{image.shape[1]}; toy metrics are for the toy world")
+        return to_grayscale(image)
+
+    def _input(self, images: list[np.ndarray]) -> torch.Tensor:
+        from benchkit.toy.classifier import images_to_input
+
+        return images_to_input(np.stack([self.preprocess(im) for im in images])).to(self.device)
+
+    def _per_image(self, fn, images: list[np.ndarray]) -> torch.Tensor:
+        # One image per forward: CPU conv/GEMM kernels round differently for different batch
+        # sizes, and per-image calls make features bit-identical however runs are batched or
+        # sharded. The toy network is small enough (0.2 s for 1,797 digits) to afford it.
+        x = self._input(images)
+        return torch.cat([fn(x[i : i + 1]) for i in range(len(x))]).double().cpu()
+
+    @torch.no_grad()
+    def __call__(self, images: list[np.ndarray]) -> np.ndarray:
+        return self._per_image(self.model.features, images).numpy()
+
+    @torch.no_grad()
+    def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
+        return torch.softmax(self._per_image(self.model, images), dim=1).numpy()
+
 
 
 def _check_toy_images(name: str, plan: ScorePlan) -> None:
@@ -46,7 +103,25 @@ def _check_toy_images(name: str, plan: ScorePlan) -> None:
 
 
 class ToyMetric(Metric):
-    """A metric of the toy world: it reads 8x8 digits only, and refuses anything else up front."""
+    """A metric of the toy world: it reads 8x8 digits only, and refuses anything else up front.
+
+    Its extractor's ``preprocess`` (the 8x8 check and grey conversion), when it has one, runs in
+    the scorer's workers, shared by every toy metric on the same extractor."""
+
+    extractor: object
+
+    def _prep_key(self) -> str:
+        return getattr(self.extractor, "preprocess_key", f"{self.extractor.name}:preprocess")
+
+    def preprocessors(self):
+        prep = getattr(self.extractor, "preprocess", None)
+        return {self._prep_key(): prep} if prep is not None else {}
+
+    def images(self, batch: SampleBatch) -> list[np.ndarray]:
+        """The batch's images as prepared by the scorer, or as they are (the extractor prepares
+        them itself, and its preparation is idempotent)."""
+        key = self._prep_key()
+        return self.prepared(batch, key) if key in batch.prepared else batch.images
 
     @classmethod
     def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
@@ -58,6 +133,7 @@ class ToyMetric(Metric):
         return [*super().needs(), "the toy world's 8x8 digits"]
 
 
+@register_metric()
 class ToyFID(ToyMetric):
     name = "toy-fid"
     description = "Frechet distance to the 1,797 scikit-learn digits in toy-classifier feature space"
@@ -69,7 +145,7 @@ class ToyFID(ToyMetric):
         self.moments = FeatureMoments(self.extractor.dim)
 
     def update(self, batch: SampleBatch) -> None:
-        self.moments.update(self.extractor(batch.images))
+        self.moments.update(self.extractor(self.images(batch)))
 
     def merge(self, other: "ToyFID") -> None:
         self.moments.merge(other.moments)
@@ -124,6 +200,7 @@ def _target_digit(record: dict) -> int:
     return digit
 
 
+@register_metric()
 class ToyAlignment(ToyMetric):
     name = "toy-alignment"
     description = "Mean toy-classifier probability of the digit the prompt asks for (and top-1 accuracy)"
@@ -142,7 +219,7 @@ class ToyAlignment(ToyMetric):
         self.n = 0
 
     def update(self, batch: SampleBatch) -> None:
-        probs = self.extractor.probabilities(batch.images)
+        probs = self.extractor.probabilities(self.images(batch))
         targets = np.array([_target_digit(r) for r in batch.records])
         self.prob_sum += float(probs[np.arange(len(targets)), targets].sum())
         self.correct += int((probs.argmax(1) == targets).sum())
@@ -161,6 +238,7 @@ class ToyAlignment(ToyMetric):
         ]
 
 
+@register_metric()
 class ToyDiversity(ToyMetric):
     name = "toy-diversity"
     description = "Mean pairwise L2 distance of toy-classifier features across the seeds of each prompt"
@@ -172,7 +250,7 @@ class ToyDiversity(ToyMetric):
         self.by_prompt: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
 
     def update(self, batch: SampleBatch) -> None:
-        feats = self.extractor(batch.images)
+        feats = self.extractor(self.images(batch))
         for rec, f in zip(batch.records, feats):
             self.by_prompt[rec["prompt_id"]][int(rec["seed"])] = f
 
@@ -193,3 +271,27 @@ class ToyDiversity(ToyMetric):
         n = sum(len(s) for s in self.by_prompt.values())
         return [MetricValue(self.name, float(np.mean(per_prompt)), "feature-l2", True, n, variant,
                             {"prompts": len(per_prompt)})]
+
+
+@register_reward("toy-alignment")
+def toy_alignment_reward(device: torch.device) -> RewardFn:
+    """The toy classifier's log-probability of the prompted digit: a differentiable scorer
+    (the toy counterpart of ImageReward / an aesthetic predictor)."""
+    from benchkit.toy import CLASSIFIER_DIR
+    from benchkit.toy.classifier import load_classifier
+    from benchkit.toy.data import digit_of_prompt
+
+    clf = load_classifier(CLASSIFIER_DIR).to(device).eval().requires_grad_(False)
+
+    def reward(x0: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        # images_to_input maps uint8 to the classifier's input; the same map, differentiable, from [-1, 1]:
+        images = ((x0.float().clamp(-1, 1) + 1) * 127.5)
+        from benchkit.toy.classifier import images_to_input
+
+        probe = images_to_input(torch.zeros(1, 8, 8, dtype=torch.uint8).numpy())
+        scale = images_to_input((torch.full((1, 8, 8), 255, dtype=torch.uint8)).numpy()) - probe
+        inputs = probe.to(device) + images / 255.0 * scale.to(device)
+        targets = torch.tensor([digit_of_prompt(p) or 0 for p in prompts], device=device)
+        return torch.log_softmax(clf(inputs), 1)[torch.arange(len(targets)), targets]
+
+    return reward

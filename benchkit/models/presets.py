@@ -16,8 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchkit.errors import BenchkitError
-from benchkit.spec import MODEL_DEFAULT_SCHEDULER, ModelSpec, Recipe, load_spec_file
+from benchkit.core.errors import BenchkitError
+from benchkit.models.spec import (
+    MODEL_DEFAULT_SCHEDULER,
+    ModelSpec,
+    Recipe,
+    load_spec_file,
+)
 
 TOY_TEACHER = "builtin:toy-digits"
 SPEC_FILE_IN_FOLDER = "spec.toml"  # what `benchkit distill` writes next to its weights
@@ -267,7 +272,7 @@ def _presets() -> list[ModelSpec]:
     # ---- Hyper-SD (ByteDance/Hyper-SD) ----------------------------------------------------
     # The card's SD1.5 snippets use runwayml/stable-diffusion-v1-5 (SD15 is its mirror).
     for fam, prefix, base, size in (("sdxl", "Hyper-SDXL", SDXL, 1024), ("sd15", "Hyper-SD15", SD15, 512)):
-        tag = "sdxl" if fam == "sdxl" else "sd15"
+        tag = fam
         for n in (2, 4, 8):
             specs.append(ModelSpec(
                 f"hyper-{tag}-{n}step-lora", base,

@@ -11,12 +11,13 @@ import dataclasses
 import hashlib
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchkit.errors import BenchkitError
+import tomllib
+
+from benchkit.core.errors import BenchkitError
 
 # Short names for the diffusers schedulers the recipes in the field use.
 SCHEDULER_ALIASES = {
@@ -39,7 +40,6 @@ SCHEDULER_ALIASES = {
 MODEL_DEFAULT_SCHEDULER = "model-default"
 
 # Pipeline families benchkit can generate with; None means "read model_index.json".
-FAMILIES = ("sd15", "sdxl", "sd3", "cogvideox")
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,11 @@ class ModelSpec:
 
     @property
     def is_video(self) -> bool:
-        return self.family == "cogvideox" or bool(self.recipe.num_frames)
+        if self.recipe.num_frames:
+            return True
+        from benchkit.models.families import get_family
+
+        return bool(self.family) and get_family(self.family).is_video
 
     def with_recipe(self, **changes: Any) -> "ModelSpec":
         changes = {k: v for k, v in changes.items() if v is not None}
@@ -299,8 +303,11 @@ def spec_from_dict(raw: dict[str, Any], source: str, presets: dict[str, ModelSpe
             value = _resolve_location(value, folder)
         fields[key] = float(value) if key == "lora_scale" else value
     family = fields.get("family")
-    if family is not None and family not in FAMILIES:
-        raise BenchkitError(f"{source}: field 'family' must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if family is not None:
+        from benchkit.models.families import FAMILIES
+
+        if family not in FAMILIES:
+            raise BenchkitError(f"{source}: field 'family' must be one of {', '.join(FAMILIES)}, got {family!r}")
     if base_spec is not None:
         return dataclasses.replace(base_spec, recipe=recipe, **fields)
     return ModelSpec(recipe=recipe, **fields)

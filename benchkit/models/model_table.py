@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchkit.locations import find_local, spec_locations
-from benchkit.spec import ModelSpec
+from benchkit.models.locations import find_local, spec_locations
+from benchkit.models.spec import ModelSpec
 
 
 def model_row(spec: ModelSpec) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Models: specs and presets, loading, the model families and generation."""

@@ -1,0 +1,56 @@
+"""What a model family is: everything benchkit does differently for one kind of model, in one place.
+
+A family is recognised from a diffusers folder (its pipeline class, else its component layout)
+or named in a spec; it says which pipeline builds it, how it is sampled (its generator, with
+per-item noise), whether it makes images or videos, which text conditioning the distillers
+build for it, where a LoRA attaches and which metrics an eval runs by default. Loading,
+generation, eval, score and the distillers ask the family instead of comparing names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+# The default metrics of real image models: quality metrics that need no reference; each is
+# kept only if its weights are present and it can run on the prompt set and seeds.
+IMAGE_DEFAULT_METRICS = ("clip-score", "pickscore", "hpsv2", "lpips-diversity", "latency")
+
+# The LoRA targets of diffusers' UNet2DConditionModel (attention, projections, feed-forward).
+UNET_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                     "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    pipeline_class: str | None  # the diffusers pipeline that builds it; None: benchkit's own loop (the toy)
+    denoiser: str = "unet"  # the model_index component that is denoised with: unet | transformer
+    media: str = "image"  # image | video
+    conditioning: str = "clip"  # the text conditioning distillers build (distillers.prompt_encoding): clip | clip-pooled | clip-t5 | t5
+    lora_targets: tuple[str, ...] = ()  # module names a trained LoRA attaches to
+    default_metrics: tuple[str, ...] = IMAGE_DEFAULT_METRICS
+    # recognises a model_index.json whose pipeline class is not this family's (e.g. a bare layout)
+    layout: Callable[[Mapping[str, Any]], bool] | None = None
+    # builtin model names (``builtin:NAME`` in a spec's base) and the function giving their folder
+    builtins: Mapping[str, Callable[[], Path]] = field(default_factory=dict)
+    # an output size only this family makes: images of it are recognised as this family's when scored
+    signature_size: tuple[int, int] | None = None
+    pairs_batch_size: int = 8  # teacher ODE pairs generated per batch by default
+    # ``(model, recipe) -> generator`` for a family with its own sampler; None: benchkit's (see
+    # benchkit.models.sampling): its written-out loop without a pipeline, else the pipeline's
+    generator: Callable[[Any, Any], Any] | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.media == "video"
+
+    @property
+    def uses_pipeline(self) -> bool:
+        return self.pipeline_class is not None
+
+    def recognises(self, index: Mapping[str, Any]) -> bool:
+        """Whether a diffusers folder's model_index.json is this family's, by its layout."""
+        return self.layout is not None and self.layout(index)
