@@ -12,10 +12,11 @@ import argparse
 import statistics
 import time
 
-from benchkit.generation import Generator, Item
-from benchkit.hardware import resolve_device, resolve_dtype, synchronize
-from benchkit.loading import load_model
-from benchkit.presets import PRESETS
+from benchkit.core.items import Item
+from benchkit.models.generation import Generator
+from benchkit.core.hardware import resolve_device, resolve_dtype, synchronize
+from benchkit.models.loading import load_model
+from benchkit.models.presets import PRESETS
 
 
 def main() -> None:

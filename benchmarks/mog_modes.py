@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from benchkit.progress import progress_bar
+from benchkit.core.progress import progress_bar
 from distillers.toy2d import (METHODS, PAPER_TTUR, STARTS, Toy2DConfig, coverage, distill, init_generator, mode_shares,
                               sample)
 
