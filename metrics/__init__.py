@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from benchkit.core.errors import BenchkitError
 from benchkit.core.registry import Registry
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, ScorePlan
@@ -11,20 +13,12 @@ REGISTRY: Registry[type[Metric]] = Registry("metric", "see `benchkit metrics`")
 register_metric = REGISTRY.register
 
 
-def _register_paper_metrics() -> None:
-    """FID/KID protocols, CLIP score, PickScore, HPSv2, MPS and LPIPS diversity (models load lazily)."""
-    from metrics.clip_score import ClipScore, ClipScoreL14
-    from metrics.diversity import LPIPSDiversity, LPIPSDiversityVGG
-    from metrics.fid import FID_METRICS
-    from metrics.latency import Latency
-    from metrics.mps import MPS
-    from metrics.preference import HPSv20, HPSv21, PickScore
-
-    for cls in (Latency, *FID_METRICS, ClipScore, ClipScoreL14, PickScore, HPSv21, HPSv20, MPS, LPIPSDiversity, LPIPSDiversityVGG):
-        register_metric()(cls)
-
-
-_register_paper_metrics()
+# benchkit's own metric modules: importing one registers its metrics (@register_metric). They
+# import their networks' libraries (open_clip, lpips, transformers) only when a metric is built.
+BUILTIN_MODULES = ("metrics.latency", "metrics.fid", "metrics.clip_score", "metrics.preference", "metrics.mps",
+                   "metrics.diversity")
+for _module in BUILTIN_MODULES:
+    import_module(_module)
 
 
 def parse_metric_names(text: str | list[str]) -> list[str]:

@@ -89,8 +89,51 @@ class ScorePlan:
     image_sizes: set[tuple[int, int]] | None = None  # (height, width) of the images, when known
 
 
+def _sum(a: Any, b: Any) -> Any:
+    return a + b
+
+
+def _extend(a: list, b: list) -> list:
+    a.extend(b)
+    return a
+
+
+def _update(a: dict, b: dict) -> dict:
+    a.update(b)
+    return a
+
+
+def _update_each(a: dict, b: dict) -> dict:
+    for key, inner in b.items():
+        a.setdefault(key, {}).update(inner)
+    return a
+
+
+def _moments(a: Any, b: Any) -> Any:
+    if isinstance(a, dict):  # one FeatureMoments per view
+        for key, m in b.items():
+            a[key].merge(m)
+    else:
+        a.merge(b)
+    return a
+
+
+# How two values of one declared state combine when chunks or ranks are merged (torchmetrics'
+# dist_reduce_fx): ``rule(mine, theirs) -> merged``, applied in chunk order, so results do not
+# depend on how the images were split. Per-item dicts are keyed by item, so ``update`` is exact.
+MERGE_RULES: dict[str, Callable[[Any, Any], Any]] = {
+    "sum": _sum,  # running counts and sums
+    "extend": _extend,  # lists in arrival order
+    "update": _update,  # {item key: value}
+    "update_each": _update_each,  # {group: {item key: value}}
+    "moments": _moments,  # FeatureMoments (or {view: FeatureMoments}): Chan's pairwise combination
+}
+
+
 class Metric:
-    """Base class. Subclasses set ``name`` and implement update/compute/merge."""
+    """Base class. Subclasses set ``name``, declare their state with :meth:`add_state` and
+    implement update/compute; ``merge``, ``state_dict`` and ``with_state`` follow from the
+    declarations."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -100,6 +143,15 @@ class Metric:
 
     def __init__(self, ctx: MetricContext):
         self.ctx = ctx
+        self._states: dict[str, str] = {}  # declared state name -> merge rule
+
+    def add_state(self, name: str, default: Any, merge: str) -> None:
+        """Declare ``name`` as running state (what crosses chunks and ranks), starting at ``default``
+        and combined by the rule ``merge`` (a key of :data:`MERGE_RULES`)."""
+        if merge not in MERGE_RULES:
+            raise ValueError(f"{type(self).__name__}.{name}: unknown merge rule {merge!r}; one of {', '.join(MERGE_RULES)}")
+        self._states = {**self._states, name: merge}
+        setattr(self, name, default)
 
     @classmethod
     def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
@@ -162,21 +214,26 @@ class Metric:
         raise NotImplementedError
 
     def merge(self, other: "Metric") -> None:
-        raise NotImplementedError
+        """Fold ``other``'s state (the next chunk, or another rank's) into this one, state by state."""
+        for name, rule in self._states.items():
+            setattr(self, name, MERGE_RULES[rule](getattr(self, name), getattr(other, name)))
 
     def state_dict(self) -> dict[str, Any]:
-        """The running state that crosses processes (sums, moments, per-item values).
+        """The declared running state, the part that crosses processes (sums, moments, per-item values).
 
         Models, extractors and the context stay behind: a rank rebuilds a metric from its own
         copy and loads another rank's state into it before ``merge``. A snapshot (deep copy):
         a later ``update`` or ``merge`` must not change a state already taken.
         """
-        return copy.deepcopy({k: v for k, v in vars(self).items() if isinstance(v, _STATE_TYPES)})
+        return copy.deepcopy({name: getattr(self, name) for name in self._states})
 
     def with_state(self, state: dict[str, Any]) -> "Metric":
         """A shallow copy of this metric (same models) holding ``state``, ready to be merged."""
+        if set(state) != set(self._states):
+            raise ValueError(f"{self.name}: a state with {sorted(state)} for declared {sorted(self._states)}")
         twin = copy.copy(self)
-        vars(twin).update(copy.deepcopy(state))
+        for name, value in copy.deepcopy(state).items():
+            setattr(twin, name, value)
         return twin
 
 
@@ -219,6 +276,3 @@ class FeatureMoments:
             raise ValueError("need at least 2 samples for a covariance")
         return self.mean.copy(), self.scatter / (self.n - 1)
 
-
-# What Metric.state_dict carries: plain data and running moments, never modules or contexts.
-_STATE_TYPES = (bool, int, float, str, list, tuple, dict, np.ndarray, torch.Tensor, FeatureMoments)

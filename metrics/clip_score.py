@@ -23,7 +23,9 @@ from PIL import Image
 
 from benchkit.core.errors import BenchkitError
 from metrics import preprocess as pp
-from metrics.scorers import MeanScoreMetric, Scorer, cached_model, hf_features
+from metrics import register_metric
+from metrics.model_cache import cached_model
+from metrics.scorers import MeanScoreMetric, Scorer, hf_features
 from metrics.weights import ResolvedWeight, library_versions, resolve
 
 PREFIX = "A photo depicts "
@@ -117,6 +119,7 @@ class OpenClipDMD2Scorer(Scorer):
         return torch.nn.functional.cosine_similarity(img, txt, dim=1).double().cpu().numpy()
 
 
+@register_metric()
 class ClipScore(MeanScoreMetric):
     name = "clip-score"
     weights = ("clip-vit-g-14-laion2b-s12b-b42k",)
@@ -176,6 +179,7 @@ class HFClipL14Scorer(Scorer):
         return (100 * hf_clip_cosine(self.model, self.processor, [], prompts, self.device, pixels=inputs)).double().cpu().numpy()
 
 
+@register_metric()
 class ClipScoreL14(MeanScoreMetric):
     name = "clip-score-l14"
     weights = ("clip-vit-large-patch14",)

@@ -22,8 +22,9 @@ import torch
 from benchkit.core.errors import BenchkitError
 from benchkit.core.safe_load import read_state_dict
 from metrics import preprocess as pp
+from metrics import register_metric
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
-from metrics.scorers import cached_model
+from metrics.model_cache import cached_model
 from metrics.weights import library_versions, resolve
 
 _BACKBONE_WEIGHT = {"alex": "lpips-alexnet", "vgg": "lpips-vgg16"}
@@ -62,6 +63,7 @@ def to_lpips_input(image: np.ndarray) -> torch.Tensor:
     return x * 2 - 1
 
 
+@register_metric()
 class LPIPSDiversity(Metric):
     name = "lpips-diversity"
     description = "Mean pairwise LPIPS (AlexNet) between the seeds of each prompt, averaged over prompts"
@@ -84,9 +86,9 @@ class LPIPSDiversity(Metric):
         self.model, self.weights_sha256 = load_lpips(self.net, ctx.device)
         seeds = (ctx.manifest or {}).get("seeds")
         self.expected_seeds = len(seeds) if seeds else 0  # 0: unknown, score everything at compute()
-        self.pending: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
-        self.per_prompt: dict[str, float] = {}
-        self.n_images = 0
+        self.add_state("pending", defaultdict(dict), merge="update_each")  # prompt -> {seed: image} not yet compared
+        self.add_state("per_prompt", {}, merge="update")  # prompt -> mean pairwise LPIPS
+        self.add_state("n_images", 0, merge="sum")
 
     @torch.no_grad()
     def _score(self, images: dict[int, np.ndarray], prompt_id: str) -> float:
@@ -118,10 +120,8 @@ class LPIPSDiversity(Metric):
                 self._flush(pid)
 
     def merge(self, other: "LPIPSDiversity") -> None:
-        self.per_prompt.update(other.per_prompt)
-        self.n_images += other.n_images
-        for pid, images in other.pending.items():
-            self.pending[pid].update(images)
+        super().merge(other)
+        for pid in other.pending:  # a prompt whose seeds are now all here is compared at once
             if self.expected_seeds and len(self.pending[pid]) >= self.expected_seeds:
                 self._flush(pid)
 
@@ -139,6 +139,7 @@ class LPIPSDiversity(Metric):
                             {"prompts": len(values), "std_over_prompts": float(values.std(ddof=1)) if len(values) > 1 else 0.0})]
 
 
+@register_metric()
 class LPIPSDiversityVGG(LPIPSDiversity):
     name = "lpips-diversity-vgg"
     weights = ("lpips-vgg16",)

@@ -32,8 +32,11 @@ import torch
 from benchkit.core.atomic import write_json_atomic
 from benchkit.core.errors import BenchkitError
 from metrics import preprocess as pp
+from metrics import register_metric
 from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, SampleBatch
+from metrics.features import get_extractor, register_extractor
 from metrics.frechet import frechet_distance
+from metrics.model_cache import cached_model
 from metrics.refstats import cached_arrays, load_cached_arrays
 from metrics.weights import library_versions, resolve
 
@@ -91,6 +94,7 @@ def get_protocol(name: str) -> FIDProtocol:
     return PROTOCOLS[name]
 
 
+@register_extractor("clean-fid-inception-2015-12-05")
 class CleanFIDInception:
     """clean-fid's clean-mode network call on the NVlabs TorchScript Inception, from a local file.
 
@@ -127,15 +131,12 @@ class CleanFIDInception:
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim))
 
 
-_EXTRACTORS: dict[tuple, CleanFIDInception] = {}
-
-
 def inception(device: torch.device) -> CleanFIDInception:
+    """clean-fid's Inception on ``device``, through the extractor registry and the model cache."""
     w = resolve("fid-inception")
-    key = (str(device), str(w.hashed_file), w.sha256)
-    if key not in _EXTRACTORS:
-        _EXTRACTORS[key] = CleanFIDInception(device)
-    return _EXTRACTORS[key]
+    name = CleanFIDInception.name
+    return cached_model(("extractor", name, str(w.hashed_file), w.sha256, str(device)),
+                        lambda: get_extractor(name)(device))
 
 
 def prepare_view(image: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -293,10 +294,10 @@ class ProtocolFID(Metric):
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
         self.extractor = inception(ctx.device)
-        self.moments = {v.key: FeatureMoments(self.extractor.dim) for v in self.protocol.views}
+        self.add_state("moments", {v.key: FeatureMoments(self.extractor.dim) for v in self.protocol.views}, merge="moments")
         # KID needs the features themselves; kept per item so the subset draws do not depend on
         # the order in which batches or shards arrived.
-        self.kid_feats: dict[str, dict[str, np.ndarray]] = {v.key: {} for v in self.protocol.views}
+        self.add_state("kid_feats", {v.key: {} for v in self.protocol.views}, merge="update_each")
 
     def _key(self, view: View) -> str:
         return f"fid:{self.protocol.name}:{view.key}"
@@ -312,11 +313,6 @@ class ProtocolFID(Metric):
             self.moments[view.key].update(feats)
             for key, f in zip(keys, feats):
                 self.kid_feats[view.key][key] = f.astype(np.float32)
-
-    def merge(self, other: "ProtocolFID") -> None:
-        for view in self.protocol.views:
-            self.moments[view.key].merge(other.moments[view.key])
-            self.kid_feats[view.key].update(other.kid_feats[view.key])
 
     def compute(self) -> list[MetricValue]:
         if any(m.n < 2 for m in self.moments.values()):
@@ -354,4 +350,4 @@ def _metric_class(protocol: FIDProtocol) -> type[ProtocolFID]:
     })
 
 
-FID_METRICS: list[type[ProtocolFID]] = [_metric_class(p) for p in PROTOCOLS.values()]
+FID_METRICS: list[type[ProtocolFID]] = [register_metric()(_metric_class(p)) for p in PROTOCOLS.values()]

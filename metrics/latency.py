@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchkit.core.errors import BenchkitError
+from metrics import register_metric
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
 
 # value name -> the stage seconds it summarises (per image, p50 over batches)
@@ -21,6 +22,7 @@ _STAGE_VALUES = {"latency_text_encoding": "text_encoding_s", "latency_denoise_st
                  "latency_denoising": "denoising_s", "latency_vae_decode": "vae_decode_s"}
 
 
+@register_metric()
 class Latency(Metric):
     name = "latency"
     description = "p50/p90 seconds per image and per batch, throughput, cold start, peak memory, size, NFE"
@@ -36,9 +38,9 @@ class Latency(Metric):
         super().__init__(ctx)
         if not ctx.manifest or "sessions" not in ctx.manifest:
             raise BenchkitError("latency needs a run made by `benchkit eval` (it reads the timings recorded there)")
-        self.batches: dict[str, tuple[float, int]] = {}
-        self.image_seconds: list[float] = []
-        self.stages: dict[str, dict] = {}  # batch id -> stage split (real pipelines measure one)
+        self.add_state("batches", {}, merge="update")  # batch id -> (seconds, size)
+        self.add_state("image_seconds", [], merge="extend")
+        self.add_state("stages", {}, merge="update")  # batch id -> stage split (real pipelines measure one)
 
     def update(self, batch: SampleBatch) -> None:
         for rec in batch.records:
@@ -46,11 +48,6 @@ class Latency(Metric):
             self.batches[rec["batch_id"]] = (float(rec["batch_seconds"]), int(rec["batch_size"]))
             if rec.get("stages"):
                 self.stages[rec["batch_id"]] = {**rec["stages"], "batch_size": int(rec["batch_size"])}
-
-    def merge(self, other: "Latency") -> None:
-        self.image_seconds.extend(other.image_seconds)
-        self.batches.update(other.batches)
-        self.stages.update(other.stages)
 
     def compute(self) -> list[MetricValue]:
         m = self.ctx.manifest

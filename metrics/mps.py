@@ -53,8 +53,10 @@ from PIL import Image
 from benchkit.core.errors import BenchkitError
 from benchkit.core.safe_load import weights_only_reason
 from metrics import preprocess as pp
+from metrics import register_metric
 from metrics.clip_score import CONTEXT
-from metrics.scorers import MeanScoreMetric, Scorer, cached_model
+from metrics.model_cache import cached_model
+from metrics.scorers import MeanScoreMetric, Scorer
 from metrics.weights import library_versions, resolve
 
 # The "overall" condition, verbatim from the MPS README and the eval scripts (Kwai-Kolors/MPS @be9027f).
@@ -380,6 +382,7 @@ class MPSScorer(Scorer):
         return (self.clip.logit_scale.exp() * (eos * feat).sum(-1)).double().cpu().numpy()
 
 
+@register_metric()
 class MPS(MeanScoreMetric):
     name = "mps"
     weights = ("mps", "clip-vit-h-14-processor")

@@ -25,8 +25,10 @@ from PIL import Image
 
 from benchkit.core.errors import BenchkitError
 from metrics import preprocess as pp
+from metrics import register_metric
 from metrics.clip_score import CONTEXT, hf_processor_pixels, load_open_clip
-from metrics.scorers import MeanScoreMetric, Scorer, cached_model, hf_features
+from metrics.model_cache import cached_model
+from metrics.scorers import MeanScoreMetric, Scorer, hf_features
 from metrics.weights import library_versions, resolve
 
 
@@ -68,6 +70,7 @@ class PickScoreScorer(Scorer):
         return (self.model.logit_scale.exp() * (img * txt).sum(-1)).double().cpu().numpy()
 
 
+@register_metric()
 class PickScore(MeanScoreMetric):
     name = "pickscore"
     weights = ("pickscore-v1", "clip-vit-h-14-processor")
@@ -116,6 +119,7 @@ class HPSv2Scorer(Scorer):
         return (img * txt).sum(-1).double().cpu().numpy()
 
 
+@register_metric()
 class HPSv21(MeanScoreMetric):
     name = "hpsv2"
     weights = ("hpsv2.1",)
@@ -128,6 +132,7 @@ class HPSv21(MeanScoreMetric):
         return HPSv2Scorer(device, self.version)
 
 
+@register_metric()
 class HPSv20(HPSv21):
     name = "hpsv2.0"
     weights = ("hpsv2.0",)

@@ -16,14 +16,6 @@ import torch
 from benchkit.core.errors import BenchkitError
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
 
-_MODELS: dict[tuple, Any] = {}
-
-
-def cached_model(key: tuple, build: Callable[[], Any]) -> Any:
-    if key not in _MODELS:
-        _MODELS[key] = build()
-    return _MODELS[key]
-
 
 def hf_features(output: Any) -> torch.Tensor:
     """transformers 5 returns a model output from get_*_features (projection in pooler_output); 4.x a tensor."""
@@ -61,7 +53,7 @@ class MeanScoreMetric(Metric):
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
         self.scorer = self.build_scorer(ctx.device)
-        self.scores: dict[str, float] = {}
+        self.add_state("scores", {}, merge="update")  # {item key: score}
 
     def build_scorer(self, device: torch.device) -> Scorer:
         raise NotImplementedError
@@ -82,9 +74,6 @@ class MeanScoreMetric(Metric):
             values = self.scorer.forward(inputs[part], prompts[part]) if split else self.scorer(inputs[part], prompts[part])
             for rec, v in zip(batch.records[part], values):
                 self.scores[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = float(v)
-
-    def merge(self, other: "MeanScoreMetric") -> None:
-        self.scores.update(other.scores)
 
     def finish(self, mean: float) -> float:
         """The reported value from the mean of per-image scores (torchmetrics' CLIPScore clamps at 0)."""

@@ -29,18 +29,16 @@ from metrics.base import (
 )
 from metrics.features import get_extractor, register_extractor, to_grayscale
 from metrics.frechet import frechet_distance
+from metrics.model_cache import cached_model
 from metrics.refstats import cached_stats
 from metrics.rewards import RewardFn, register_reward
 
 TOY_SIZE = (8, 8)  # the toy world's images: 8x8 grey digits
-_EXTRACTOR_CACHE: dict[tuple[str, str], object] = {}
 
 
 def _extractor(name: str, ctx: MetricContext):
-    key = (name, str(ctx.device))
-    if key not in _EXTRACTOR_CACHE:
-        _EXTRACTOR_CACHE[key] = get_extractor(name)(ctx.device)
-    return _EXTRACTOR_CACHE[key]
+    """The registered extractor ``name`` on the context's device, loaded once (its weights ship with benchkit)."""
+    return cached_model(("extractor", name, str(ctx.device)), lambda: get_extractor(name)(ctx.device))
 
 
 @register_extractor("toy-digits-classifier")
@@ -142,13 +140,10 @@ class ToyFID(ToyMetric):
     def __init__(self, ctx: MetricContext, extractor: str = ToyDigitsExtractor.name):
         super().__init__(ctx)
         self.extractor = _extractor(extractor, ctx)
-        self.moments = FeatureMoments(self.extractor.dim)
+        self.add_state("moments", FeatureMoments(self.extractor.dim), merge="moments")
 
     def update(self, batch: SampleBatch) -> None:
         self.moments.update(self.extractor(self.images(batch)))
-
-    def merge(self, other: "ToyFID") -> None:
-        self.moments.merge(other.moments)
 
     def reference(self):
         images, _ = load_digits_uint8()
@@ -214,9 +209,9 @@ class ToyAlignment(ToyMetric):
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
         self.extractor = _extractor(ToyDigitsExtractor.name, ctx)
-        self.prob_sum = 0.0
-        self.correct = 0
-        self.n = 0
+        self.add_state("prob_sum", 0.0, merge="sum")
+        self.add_state("correct", 0, merge="sum")
+        self.add_state("n", 0, merge="sum")
 
     def update(self, batch: SampleBatch) -> None:
         probs = self.extractor.probabilities(self.images(batch))
@@ -224,11 +219,6 @@ class ToyAlignment(ToyMetric):
         self.prob_sum += float(probs[np.arange(len(targets)), targets].sum())
         self.correct += int((probs.argmax(1) == targets).sum())
         self.n += len(targets)
-
-    def merge(self, other: "ToyAlignment") -> None:
-        self.prob_sum += other.prob_sum
-        self.correct += other.correct
-        self.n += other.n
 
     def compute(self) -> list[MetricValue]:
         variant = {"classifier": self.extractor.name, "classifier_sha256": self.extractor.weights_sha256}
@@ -247,16 +237,12 @@ class ToyDiversity(ToyMetric):
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
         self.extractor = _extractor(ToyDigitsExtractor.name, ctx)
-        self.by_prompt: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+        self.add_state("by_prompt", defaultdict(dict), merge="update_each")  # prompt -> {seed: features}
 
     def update(self, batch: SampleBatch) -> None:
         feats = self.extractor(self.images(batch))
         for rec, f in zip(batch.records, feats):
             self.by_prompt[rec["prompt_id"]][int(rec["seed"])] = f
-
-    def merge(self, other: "ToyDiversity") -> None:
-        for pid, seeds in other.by_prompt.items():
-            self.by_prompt[pid].update(seeds)
 
     def compute(self) -> list[MetricValue]:
         per_prompt = []
