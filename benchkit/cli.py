@@ -529,7 +529,7 @@ def metrics_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-read
     from metrics import describe_metrics
 
     _use_weights(weights)
-    _print_rows(describe_metrics(), as_json, "metrics (--json for descriptions and protocols)", {
+    _print_rows(describe_metrics(), as_json, "metrics (--json for protocols, scales, directions and values)", {
         "name": lambda r: r["name"],
         "weights": lambda r: ", ".join(f"{w} ({'[green]present[/green]' if s == 'present' else f'[red]{s}[/red]'})"
                                        for w, s in r["weights"].items()) or "none",

@@ -48,7 +48,9 @@ def describe_metrics() -> list[dict]:
     for name, cls in REGISTRY.items():
         protocol = getattr(cls, "protocol", None)
         protocol = getattr(protocol, "description", protocol)  # an FID protocol object, or a toy protocol string
+        better = {True: "higher", False: "lower", None: None}[cls.higher_is_better]
         rows.append({"name": name, "description": cls.description, "protocol": protocol if isinstance(protocol, str) else None,
+                     "scale": cls.scale or None, "better": better, "values": list(cls.value_names()),
                      "weights": {w: weights.get(w, "unknown") for w in cls.weights}, "needs": cls.needs(),
                      "ready": all(weights.get(w) == "present" for w in cls.weights)})
     return rows

@@ -140,6 +140,8 @@ class Metric:
     needs_images: ClassVar[bool] = True  # False: the metric reads only sample records (latency)
     compares_seeds: ClassVar[bool] = False  # True: measured across the seeds of a prompt (diversity)
     weights: ClassVar[tuple[str, ...]] = ()  # weight registry names the metric loads (metrics/weights.py)
+    scale: ClassVar[str] = ""  # what its numbers are, for `benchkit metrics` (its values carry their unit)
+    higher_is_better: ClassVar[bool | None] = None  # None: several values with their own directions
 
     def __init__(self, ctx: MetricContext):
         self.ctx = ctx

@@ -67,6 +67,8 @@ def to_lpips_input(image: np.ndarray) -> torch.Tensor:
 class LPIPSDiversity(Metric):
     name = "lpips-diversity"
     description = "Mean pairwise LPIPS (AlexNet) between the seeds of each prompt, averaged over prompts"
+    scale = "LPIPS distance, 0 (identical) up to about 1"
+    higher_is_better = True
     compares_seeds = True
     net: ClassVar[str] = "alex"
     weights = ("lpips-alexnet",)

@@ -269,6 +269,8 @@ class ProtocolFID(Metric):
 
     protocol: FIDProtocol
     weights = ("fid-inception",)
+    scale = "Frechet distance of Inception features, 0 up; KID (unbiased MMD, x1) beside it"
+    higher_is_better = False
 
     @classmethod
     def needs(cls) -> list[str]:

@@ -27,6 +27,7 @@ class Latency(Metric):
     name = "latency"
     description = "p50/p90 seconds per image and per batch, throughput, cold start, peak memory, size, NFE"
     needs_images = False
+    scale = "seconds, images/s, bytes and denoiser calls per image"
 
     @classmethod
     def value_names(cls) -> tuple[str, ...]:

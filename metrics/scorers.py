@@ -47,6 +47,7 @@ class MeanScoreMetric(Metric):
     """Mean of a per-image score over every (prompt, seed) item."""
 
     unit: ClassVar[str] = "score"
+    higher_is_better = True
     scale: ClassVar[str] = ""
     micro_batch: ClassVar[int] = 16
 

@@ -19,16 +19,16 @@ command that fetches it; nothing is ever re-downloaded behind the user's back.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchkit.core import settings
 from benchkit.core.errors import BenchkitError
 from benchkit.core.filehash import sha256_file
 
-OVERRIDES_ENV = "BENCHKIT_WEIGHT_PATHS"
-WEIGHTS_DIR_ENV = "BENCHKIT_WEIGHTS"
+OVERRIDES_ENV = settings.WEIGHT_OVERRIDES_ENV
+WEIGHTS_DIR_ENV = settings.WEIGHTS_DIR_ENV
 PINS_FILE = "SHA256SUMS"
 
 
@@ -160,11 +160,11 @@ def parse_weight_overrides(items: list[str]) -> dict[str, str]:
 def set_overrides(overrides: dict[str, str]) -> None:
     """Make ``--weights`` visible to this process and to any worker it starts (via the environment)."""
     merged = {**_overrides(), **overrides}
-    os.environ[OVERRIDES_ENV] = json.dumps(merged, sort_keys=True)
+    settings.set_weight_overrides(json.dumps(merged, sort_keys=True))
 
 
 def _overrides() -> dict[str, str]:
-    text = os.environ.get(OVERRIDES_ENV)
+    text = settings.weight_overrides()
     if not text:
         return {}
     try:
@@ -175,20 +175,7 @@ def _overrides() -> dict[str, str]:
 
 
 def weights_dir() -> Path | None:
-    value = os.environ.get(WEIGHTS_DIR_ENV)
-    return Path(value).expanduser() if value else None
-
-
-def _hf_hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    return Path.home() / ".cache" / "huggingface" / "hub"
-
-
-def _torch_home() -> Path:
-    return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")).expanduser()
+    return settings.weights_dir()
 
 
 def _candidates(spec: WeightSpec) -> list[_Candidate]:
@@ -202,12 +189,12 @@ def _candidates(spec: WeightSpec) -> list[_Candidate]:
         if not spec.is_dir:
             cands.append(_Candidate(wd / spec.files[0], f"${WEIGHTS_DIR_ENV}"))
     if spec.hf_repo:
-        snapshots = _hf_hub_cache() / f"models--{spec.hf_repo.replace('/', '--')}" / "snapshots"
+        snapshots = settings.hf_hub_cache() / f"models--{spec.hf_repo.replace('/', '--')}" / "snapshots"
         if snapshots.is_dir():
             for snap in sorted(snapshots.iterdir()):
                 cands.append(_Candidate(snap if spec.is_dir else snap / spec.files[0], "HF cache"))
     if spec.torch_hub:
-        cands.append(_Candidate(_torch_home() / "hub" / "checkpoints" / spec.files[0], "TORCH_HOME"))
+        cands.append(_Candidate(settings.torch_home() / "hub" / "checkpoints" / spec.files[0], "TORCH_HOME"))
     for extra in spec.extra_paths:
         cands.append(_Candidate(Path(extra), "tool cache"))
     return cands
@@ -232,7 +219,7 @@ def _missing_files(spec: WeightSpec, folder: Path) -> list[str]:
 
 
 def _hash_cache_path() -> Path:
-    return Path(os.environ.get("BENCHKIT_CACHE", Path.home() / ".cache" / "benchkit")) / "weight-hashes.json"
+    return settings.cache_dir() / "weight-hashes.json"
 
 
 def file_sha256(path: Path) -> str:

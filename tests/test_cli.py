@@ -73,5 +73,8 @@ def test_metrics_lists_every_metric_and_its_needs(cli, tmp_path, monkeypatch):
     assert rows["lpips-diversity-vgg"]["weights"] == {"lpips-vgg16": "missing"} and not rows["lpips-diversity-vgg"]["ready"]
     assert "benchkit reference coco --protocol dmd2-sd15-coco30k" in rows["fid-dmd2-sd15"]["needs"][0]
     assert rows["toy-fid"]["weights"] == {} and rows["toy-fid"]["needs"] == ["the toy world's 8x8 digits"]
+    assert (rows["toy-fid"]["better"], rows["clip-score"]["better"], rows["latency"]["better"]) == ("lower", "higher", None)
+    assert rows["clip-score"]["scale"] == "cosine (x1)" and rows["latency"]["values"][0] == "latency_image_p50"
+    assert all(r["scale"] for r in rows.values()), [n for n, r in rows.items() if not r["scale"]]
     code, out, _ = cli("metrics")
     assert code == 0 and "lpips-diversity" in out

@@ -15,6 +15,21 @@ WEIGHTS_DIR_ENV = "BENCHKIT_WEIGHTS"  # a folder of metric weight files, searche
 WEIGHT_OVERRIDES_ENV = "BENCHKIT_WEIGHT_PATHS"  # --weights NAME=PATH, passed on to worker processes
 
 
+def weights_dir() -> Path | None:
+    value = os.environ.get(WEIGHTS_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def weight_overrides() -> str | None:
+    """The JSON of ``--weights NAME=PATH`` overrides, as set by :func:`set_weight_overrides`."""
+    return os.environ.get(WEIGHT_OVERRIDES_ENV)
+
+
+def set_weight_overrides(text: str) -> None:
+    """Put ``--weights`` in the environment, so that worker processes started later see it too."""
+    os.environ[WEIGHT_OVERRIDES_ENV] = text
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "benchkit")).expanduser()
 

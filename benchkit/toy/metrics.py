@@ -133,6 +133,8 @@ class ToyMetric(Metric):
 
 @register_metric()
 class ToyFID(ToyMetric):
+    scale = "Frechet distance of toy-classifier features, 0 up"
+    higher_is_better = False
     name = "toy-fid"
     description = "Frechet distance to the 1,797 scikit-learn digits in toy-classifier feature space"
     protocol = "toy-v1: grayscale uint8 8x8, /255, no resize"
@@ -197,6 +199,8 @@ def _target_digit(record: dict) -> int:
 
 @register_metric()
 class ToyAlignment(ToyMetric):
+    scale = "probability 0-1"
+    higher_is_better = True
     name = "toy-alignment"
     description = "Mean toy-classifier probability of the digit the prompt asks for (and top-1 accuracy)"
 
@@ -230,6 +234,8 @@ class ToyAlignment(ToyMetric):
 
 @register_metric()
 class ToyDiversity(ToyMetric):
+    scale = "feature L2 distance, 0 up"
+    higher_is_better = True
     name = "toy-diversity"
     description = "Mean pairwise L2 distance of toy-classifier features across the seeds of each prompt"
     compares_seeds = True
