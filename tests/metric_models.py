@@ -341,3 +341,32 @@ def save_tiny_mps(path: Path, seed: int = 0, half: bool = True):
             else:
                 sys.modules.pop(name, None)
     return model.float()
+
+
+def save_open_clip_checkpoint(folder: Path, file: str, seed: int) -> Path:
+    """An HPS-style checkpoint for open_clip, with a config that makes its architecture tiny."""
+    import open_clip
+
+    folder.mkdir(parents=True)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_OPEN_CLIP}))
+    torch.manual_seed(seed)
+    torch.save({"state_dict": open_clip.CLIP(**TINY_OPEN_CLIP).state_dict()}, folder / file)
+    return folder
+
+
+def save_every_metric_weight(folder: Path) -> dict[str, Path]:
+    """Tiny random weights for every real image metric, by weight-registry name (for --weights)."""
+    weights = {
+        "fid-inception": save_random_inception(folder / "inception"),
+        "clip-vit-g-14-laion2b-s12b-b42k": save_tiny_open_clip(folder / "clip-g", seed=1),
+        "clip-vit-large-patch14": save_tiny_hf_clip(folder / "clip-l", seed=2),
+        "pickscore-v1": save_tiny_hf_clip(folder / "pickscore", seed=3, with_processor=False),
+        "clip-vit-h-14-processor": save_clip_processor(folder / "processor"),
+        "hpsv2.1": save_open_clip_checkpoint(folder / "hps21", "HPS_v2.1_compressed.pt", 4),
+        "hpsv2.0": save_open_clip_checkpoint(folder / "hps20", "HPS_v2_compressed.pt", 5),
+        "lpips-alexnet": save_torchvision_backbone(folder / "alex", "alex"),
+        "lpips-vgg16": save_torchvision_backbone(folder / "vgg", "vgg"),
+    }
+    save_tiny_mps(folder / "MPS_overall_checkpoint.pth", seed=6)
+    weights["mps"] = folder / "MPS_overall_checkpoint.pth"
+    return weights

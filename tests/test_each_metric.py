@@ -6,35 +6,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from metric_models import (
-    TINY_OPEN_CLIP,
-    save_clip_processor,
-    save_random_inception,
-    save_tiny_hf_clip,
-    save_tiny_mps,
-    save_tiny_open_clip,
-    save_torchvision_backbone,
-)
+from metric_models import save_every_metric_weight
 from PIL import Image
 
 from benchkit.reference import coco_file_name
 from metrics import REGISTRY
-
-
-def _open_clip_folder(folder: Path, file: str, seed: int) -> Path:
-    """An HPS-style checkpoint for open_clip, with a config that makes its architecture tiny."""
-    import open_clip
-
-    folder.mkdir(parents=True)
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_OPEN_CLIP}))
-    torch.manual_seed(seed)
-    torch.save({"state_dict": open_clip.CLIP(**TINY_OPEN_CLIP).state_dict()}, folder / file)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +24,7 @@ def world(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("each")
     w = root / "weights"
-    weights = {
-        "fid-inception": save_random_inception(w / "inception"),
-        "clip-vit-g-14-laion2b-s12b-b42k": save_tiny_open_clip(w / "clip-g", seed=1),
-        "clip-vit-large-patch14": save_tiny_hf_clip(w / "clip-l", seed=2),
-        "pickscore-v1": save_tiny_hf_clip(w / "pickscore", seed=3, with_processor=False),
-        "clip-vit-h-14-processor": save_clip_processor(w / "processor"),
-        "hpsv2.1": _open_clip_folder(w / "hps21", "HPS_v2.1_compressed.pt", 4),
-        "hpsv2.0": _open_clip_folder(w / "hps20", "HPS_v2_compressed.pt", 5),
-        "lpips-alexnet": save_torchvision_backbone(w / "alex", "alex"),
-        "lpips-vgg16": save_torchvision_backbone(w / "vgg", "vgg"),
-    }
-    save_tiny_mps(w / "MPS_overall_checkpoint.pth", seed=6)
-    weights["mps"] = w / "MPS_overall_checkpoint.pth"
+    weights = save_every_metric_weight(w)
     args = [a for name, path in weights.items() for a in ("--weights", f"{name}={path}")]
 
     rng = np.random.default_rng(0)
