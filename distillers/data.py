@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import torch
 
 from benchkit.core.errors import BenchkitError
+from benchkit.core.registry import Registry
 from distillers.adapter import Conditioning
 
 ENCODE_CHUNK = 64  # prompts per text-encoder batch when caching encodings
@@ -135,20 +136,10 @@ def text_encoder_fn(tokenizer, text_encoder, device: torch.device) -> Callable[[
 
 # Families that ship their own training data (captions and real samples), by family name:
 # ``(tokenizer, text_encoder, device, pairs) -> DistillData``. Other families train on --pairs.
-BUILTIN_DATA: dict[str, Callable[..., DistillData]] = {}
+BUILTIN_DATA: Registry[Callable[..., DistillData]] = Registry("family's distillation data")
 
 
-def builtin_data(family: str):
-    """Decorator: the training data of a family's models when no --pairs file is given."""
-
-    def add(fn):
-        BUILTIN_DATA[family] = fn
-        return fn
-
-    return add
-
-
-@builtin_data("toy")
+@BUILTIN_DATA.register("toy")
 def toy_data(tokenizer, text_encoder, device: torch.device, pairs: Pairs | None = None) -> DistillData:
     """The toy world: training captions for the 10 digits, and the 1,797 digits as real samples."""
     from benchkit.toy.data import (

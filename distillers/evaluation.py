@@ -14,24 +14,15 @@ from typing import Callable
 import numpy as np
 import torch
 
+from benchkit.core.registry import Registry
 from distillers.training import Distiller
 
 # The periodic evaluation of a family's students during training, by family name:
 # ``cache_dir -> (Distiller -> {name: value})``. Families without one train without it.
-MINI_EVALS: dict[str, Callable[[Path], Callable[[Distiller], dict[str, float]]]] = {}
+MINI_EVALS: Registry[Callable[[Path], Callable[[Distiller], dict[str, float]]]] = Registry("family's mini-eval")
 
 
-def mini_eval(family: str):
-    """Decorator: the mini-evaluation ``--eval-every`` runs for a family's students."""
-
-    def add(fn):
-        MINI_EVALS[family] = fn
-        return fn
-
-    return add
-
-
-@mini_eval("toy")
+@MINI_EVALS.register("toy")
 def toy_mini_eval(cache_dir: Path, seeds: int = 10):
     from benchkit.core.items import item_generator
     from benchkit.toy.metrics import ToyAlignment, ToyFID

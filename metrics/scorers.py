@@ -48,7 +48,6 @@ class MeanScoreMetric(Metric):
 
     unit: ClassVar[str] = "score"
     higher_is_better = True
-    scale: ClassVar[str] = ""
     micro_batch: ClassVar[int] = 16
 
     def __init__(self, ctx: MetricContext):

@@ -20,11 +20,11 @@ from benchkit.core.errors import BenchkitError
 from benchkit.core.filehash import sha256_file
 from benchkit.core.safe_load import load_state_dict_file, weights_only_reason
 from benchkit.models.families import (
-    FAMILIES,
     Family,
     builtin_folder,
     detect_family,
     get_family,
+    pipeline_families,
 )
 from benchkit.models.locations import parse_location, require
 from benchkit.models.spec import ModelSpec
@@ -268,7 +268,7 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_
     path = resolve_base(spec.base, spec.name)
     extra_files: dict[str, Path] = {}
     if path.is_file():
-        pipelines = "|".join(f.name for f in FAMILIES.values() if f.uses_pipeline)
+        pipelines = "|".join(pipeline_families())
         if not spec.family:
             raise BenchkitError(f"base {path} is a single file: set family = \"{pipelines}\" in the spec")
         family = get_family(spec.family)
@@ -317,7 +317,7 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_
         pipeline = _build_pipeline(family, parts, scheduler_config, {} if path.is_file() else index)
     if spec.lora:
         if pipeline is None:
-            pipelines = ", ".join(f.name for f in FAMILIES.values() if f.uses_pipeline)
+            pipelines = ", ".join(pipeline_families())
             raise BenchkitError(f"lora: the {family.name} model {path} is not a diffusers pipeline; LoRAs need family {pipelines}")
         from benchkit.models.lora import apply_lora
 

@@ -31,6 +31,11 @@ def family_names() -> str:
     return "|".join(FAMILIES)
 
 
+def pipeline_families() -> list[str]:
+    """The families built by a diffusers pipeline: what single files and LoRAs need."""
+    return [f.name for f in FAMILIES.values() if f.uses_pipeline]
+
+
 def detect_family(index: Mapping[str, Any]) -> Family:
     """The family of a diffusers folder: by its pipeline class, else by its component layout."""
     cls = index.get("_class_name", "")
@@ -68,4 +73,4 @@ def describe_families() -> list[dict[str, Any]]:
 
 
 __all__ = ["describe_families", "FAMILIES", "IMAGE_DEFAULT_METRICS", "Family", "builtin_folder", "detect_family", "family_names",
-           "family_of_images", "get_family", "register_family"]
+           "family_of_images", "get_family", "pipeline_families", "register_family"]
