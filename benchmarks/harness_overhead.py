@@ -52,6 +52,7 @@ SIZES = {  # quick: a smoke run of the same comparison
 }
 PROMPT_TEMPLATES = ("a handwritten digit {word}", "the number {word}", "a handwritten {word}")
 BARE_SCRIPT = Path(__file__).with_name("bare_sd15_loop.py")
+SAME_PROCESS_SCRIPT = Path(__file__).with_name("same_process_generation.py")
 
 
 def build_pipeline(root: Path) -> Path:
@@ -162,14 +163,16 @@ def run(quick: bool) -> list[dict[str, Any]]:
                                "they are not doing the same work")
         shutil.rmtree(runs)
 
-        wall: dict[str, list[float]] = {"benchkit": [], "bare": []}
-        cpu: dict[str, list[float]] = {"benchkit": [], "bare": []}
+        # each repeat runs benchkit, the bare loop and the bare loop again (the A/A control: how far two
+        # identical processes drift apart on this machine), in an order that rotates between repeats
+        sides = ("benchkit", "bare", "bare-again")
+        wall: dict[str, list[float]] = {side: [] for side in sides}
+        cpu: dict[str, list[float]] = {side: [] for side in sides}
         loads = []
         for rep in range(size["repeats"]):
-            order = ("benchkit", "bare") if rep % 2 == 0 else ("bare", "benchkit")
-            for side in order:
+            for side in sides[rep % 3:] + sides[:rep % 3]:
                 out = runs / f"{side}-{rep}"
-                cmd = benchkit_cmd(out) if side == "benchkit" else bare_cmd(out, str(rep))
+                cmd = benchkit_cmd(out) if side == "benchkit" else bare_cmd(out, f"{side}-{rep}")
                 loads.append(load_average())
                 w, c = timed_process(cmd, env, REPO, side)
                 wall[side].append(w)
@@ -178,22 +181,64 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 if written != n_images:
                     raise RuntimeError(f"{NAME}: {side} wrote {written} images, expected {n_images}")
                 shutil.rmtree(out)
+        same_process = _same_process(work, spec, prompt_file, items, size, env)
+
+    def paired(values: dict[str, list[float]], side: str) -> float:
+        """Median of the per-repeat ratios side / bare: each pair ran back to back, so slow drifts of the
+        machine cancel, which a ratio of two medians would not do."""
+        return median([a / b for a, b in zip(values[side], values["bare"])])
 
     def series(values: dict[str, list[float]]) -> str:
         ratios = ", ".join(f"{b / p:.3f}" for b, p in zip(values["benchkit"], values["bare"]))
-        return (f"per-repeat ratios {ratios}; benchkit {', '.join(f'{v:.2f}' for v in values['benchkit'])}; "
-                f"bare {', '.join(f'{v:.2f}' for v in values['bare'])}")
+        control = ", ".join(f"{b / p:.3f}" for b, p in zip(values["bare-again"], values["bare"]))
+        return (f"per-repeat ratios {ratios} (A/A control bare/bare: {control}); benchkit "
+                f"{', '.join(f'{v:.2f}' for v in values['benchkit'])}; bare {', '.join(f'{v:.2f}' for v in values['bare'])}")
 
     known = [x for x in loads if x is not None]
     setup = (f"{n_images} images ({size['prompts']} prompts x {size['seeds']} seeds) at {size['px']} px, {STEPS} DDIM "
              f"steps (trailing), guidance {GUIDANCE:g}, batch {size['batch_size']}, fp32 cpu; benchkit with "
-             f"--metrics latency --warmup 0; median of {size['repeats']} interleaved repeats after one untimed run each")
+             f"--metrics latency --warmup 0; {size['repeats']} repeats of benchkit, bare and bare again in rotating "
+             f"order after one untimed run each; ratio = median of the per-repeat ratios")
     same = f"same images: max |diff| {worst}/255 in {frac:.2%} of pixel values"
     busy = f"1-min load average at the starts {min(known):.1f}-{max(known):.1f}" if known else ""
     what = f"{n_images} images {size['px']}px"
+    bk_wall, bare_wall = median(wall["benchkit"]), median(wall["bare"])
+    aa = paired(wall, "bare-again")
     return [
-        row(NAME, f"whole process wall s, {what}", median(wall["benchkit"]), median(wall["bare"]), GOAL, "<=", "s",
+        row(NAME, f"whole process wall s, {what}", bk_wall, bk_wall / paired(wall, "benchkit"), GOAL, "<=", "s",
             f"{NAME} wall: {setup}; {series(wall)}; {same}; {busy}"),
-        row(NAME, f"whole process CPU s (user+sys), {what}", median(cpu["benchkit"]), median(cpu["bare"]), GOAL, "<=",
-            "s", f"{NAME} CPU: {series(cpu)} (less sensitive than wall time to other work on the machine)"),
+        row(NAME, f"whole process CPU s (user+sys), {what}", median(cpu["benchkit"]),
+            median(cpu["benchkit"]) / paired(cpu, "benchkit"), GOAL, "<=", "s",
+            f"{NAME} CPU: {series(cpu)} (less sensitive than wall time to other work on the machine)"),
+        row(NAME, "A/A control: bare loop vs itself, whole process wall s", median(wall["bare-again"]),
+            median(wall["bare-again"]) / aa, None, "<=", "s",
+            f"{NAME} control: the bare loop run twice per repeat; its ratio to itself is what this machine's noise "
+            f"alone gives (bare {bare_wall:.2f} s median)"),
+        row(NAME, f"generation only, same process, {what}", same_process["benchkit"], same_process["bare"], GOAL, "<=",
+            "s", f"{NAME} same process: benchkit's generator and pipe(...) alternating batch by batch in one process "
+            f"(benchmarks/same_process_generation.py), {SAME_PROCESS_REPEATS[quick]} passes over the items; no loading, "
+            "imports or PNG writing"),
     ]
+
+
+SAME_PROCESS_REPEATS = {False: 3, True: 1}
+
+
+def _same_process(work: Path, spec: Path, prompt_file: Path, items: list[dict[str, Any]], size: dict[str, Any],
+                  env: dict[str, str]) -> dict[str, float]:
+    """Seconds of benchkit's generator and of the bare pipeline call, alternating in one process."""
+    import csv
+    import subprocess
+
+    quick = size is SIZES[True]
+    with prompt_file.open(newline="") as fh:
+        prompts = [[r["prompt_id"], r["prompt"], seed] for r in csv.DictReader(fh) for seed in range(size["seeds"])]
+    job = work / "same-process.json"
+    job.write_text(json.dumps({"spec": str(spec), "model": str(work / "model"), "prompts": prompts, "items": items,
+                               "steps": STEPS, "guidance": GUIDANCE, "height": size["px"], "width": size["px"],
+                               "batch_size": size["batch_size"], "repeats": SAME_PROCESS_REPEATS[quick]}))
+    proc = subprocess.run([python(), str(SAME_PROCESS_SCRIPT), str(job)], env=env, cwd=REPO, capture_output=True, check=False,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{NAME}: the same-process comparison exited with {proc.returncode}:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
