@@ -302,7 +302,7 @@ def distill_cmd(
 
     if from_release:
         spec = released_spec(method, student_steps)
-        out.print(f"{method}: released student [bold]{spec.name}[/bold] ({spec.recipe.label()}); evaluate it with `benchkit eval -m {spec.name}`")
+        out.print(f"{method}: released student [bold]{spec.name}[/bold] ({spec.recipe_label()}); evaluate it with `benchkit eval -m {spec.name}`")
         return
     if teacher is None:
         raise BenchkitError("benchkit distill: give --teacher SPEC (or --from-release)")

@@ -188,5 +188,8 @@ def _label(manifest: dict[str, Any]) -> str:
         return spec.get("name") or Path(manifest.get("source", "run")).name
     from benchkit.models.spec import Recipe
 
+    from benchkit.models.families import FAMILIES
+
     r = Recipe(**{**recipe, "timesteps": tuple(recipe["timesteps"]) if recipe.get("timesteps") else None})
-    return f"{spec.get('name')} · {r.label()}"
+    family = FAMILIES.get(spec.get("family") or (manifest.get("model") or {}).get("family") or "")
+    return f"{spec.get('name')} · {r.label(embedded_guidance=family is not None and family.guidance == 'embedded')}"

@@ -109,11 +109,14 @@ def teacher_text(model, device: torch.device) -> TeacherText:
     """The conditioning of a loaded teacher (``benchkit.models.loading.LoadedModel``), by family."""
     from distillers.data import text_encoder_fn
 
+    family = model.family
+    conditioning = model.family_info.conditioning  # what the family's denoiser is conditioned on
+    if conditioning not in ("clip", "clip-pooled", "clip-t5"):
+        raise BenchkitError(f"{model.spec.name}: distillation builds CLIP, SDXL and SD3 text conditioning, not the "
+                            f"{conditioning} conditioning of a {family} model")
     cfg = model.unet.config
     height, width = (cfg.sample_size, cfg.sample_size) if isinstance(cfg.sample_size, int) else tuple(cfg.sample_size)
     shape = (cfg.in_channels, height, width)
-    family = model.family
-    conditioning = model.family_info.conditioning  # what the family's denoiser is conditioned on
     parts = model.components or {"tokenizer": model.tokenizer, "text_encoder": model.text_encoder}
     if conditioning == "clip":
         if getattr(cfg, "addition_embed_type", None) == "text_time":
@@ -146,5 +149,4 @@ def teacher_text(model, device: torch.device) -> TeacherText:
         return TeacherText(encode, None, shape, family,
                            {"text": "CLIP x2 penultimate + T5" if parts.get("text_encoder_3") is not None else
                             "CLIP x2 penultimate + zeros for the absent T5", "negative": "encode('')"})
-    raise BenchkitError(f"{model.spec.name}: distillation builds CLIP, SDXL and SD3 text conditioning, not the "
-                        f"{conditioning} conditioning of a {family} model")
+    raise AssertionError(conditioning)  # refused above

@@ -21,7 +21,7 @@ def test_the_builtin_families_are_registered_through_the_plugin_entry_point():
     from benchkit.core.plugins import plugin_modules
 
     assert "benchkit.models.families" in plugin_modules()
-    assert list(FAMILIES) == ["toy", "sd15", "sdxl", "sd3", "cogvideox"]
+    assert list(FAMILIES) == ["toy", "sd15", "sdxl", "sd3", "flux", "cogvideox"]
 
 
 @pytest.mark.parametrize("index, family", [
@@ -39,8 +39,8 @@ def test_a_folder_is_recognised_by_pipeline_class_then_layout(index, family):
 
 
 def test_an_unrecognised_folder_is_one_line_naming_the_families():
-    with pytest.raises(BenchkitError, match=r"set family = \"toy\|sd15\|sdxl\|sd3\|cogvideox\""):
-        detect_family({"_class_name": "FluxPipeline", "transformer": []})
+    with pytest.raises(BenchkitError, match=r"set family = \"toy\|sd15\|sdxl\|sd3\|flux\|cogvideox\""):
+        detect_family({"_class_name": "SomeoneElsesPipeline", "transformer": []})
 
 
 def test_builtins_come_from_their_family():
@@ -64,8 +64,10 @@ def test_what_each_family_declares():
     assert {get_family(n).conditioning for n in ("toy", "sd15")} == {"clip"}
     assert "add_q_proj" in get_family("sd3").lora_targets and "time_emb_proj" in get_family("sdxl").lora_targets
     assert get_family("toy").default_metrics == ("toy-fid", "toy-alignment", "toy-diversity", "latency")
-    with pytest.raises(BenchkitError, match="unknown model family 'flux'"):
-        get_family("flux")
+    assert get_family("flux").guidance == "embedded" and get_family("flux").packed_latents
+    assert get_family("sd3").guidance == "cfg" and not get_family("sd3").packed_latents
+    with pytest.raises(BenchkitError, match="unknown model family 'nope'"):
+        get_family("nope")
 
 
 def test_a_spec_names_a_registered_family(tmp_path):
@@ -74,8 +76,8 @@ def test_a_spec_names_a_registered_family(tmp_path):
     spec = tmp_path / "m.toml"
     spec.write_text('name = "m"\nbase = "builtin:toy-digits"\nfamily = "toy"\n[recipe]\nscheduler = "ddim"\nsteps = 2\n')
     assert load_spec_file(spec).family == "toy"
-    spec.write_text('name = "m"\nbase = "builtin:toy-digits"\nfamily = "flux"\n[recipe]\nscheduler = "ddim"\nsteps = 2\n')
-    with pytest.raises(BenchkitError, match="field 'family' must be one of toy, sd15, sdxl, sd3, cogvideox, got 'flux'"):
+    spec.write_text('name = "m"\nbase = "builtin:toy-digits"\nfamily = "nope"\n[recipe]\nscheduler = "ddim"\nsteps = 2\n')
+    with pytest.raises(BenchkitError, match="field 'family' must be one of toy, sd15, sdxl, sd3, flux, cogvideox, got 'nope'"):
         load_spec_file(spec)
 
 
@@ -83,9 +85,9 @@ def test_a_family_registered_from_outside_is_used_by_loading():
     """What an outside package's plugin module does on import: register a Family. Nothing in benchkit changes."""
     from benchkit.models.families import Family, register_family
 
-    register_family()(Family("outside", "a test family", "FluxPipeline", denoiser="transformer"))
+    register_family()(Family("outside", "a test family", "SanaPipeline", denoiser="transformer"))
     try:
-        assert detect_family({"_class_name": "FluxPipeline"}).name == "outside"
+        assert detect_family({"_class_name": "SanaPipeline"}).name == "outside"
         assert get_family("outside").uses_pipeline
     finally:
         FAMILIES._items.pop("outside")
@@ -109,4 +111,4 @@ def test_benchkit_families_lists_them(cli):
     rows = json.loads(out)
     assert rows == describe_families()
     assert [r["name"] for r in rows] == list(FAMILIES)
-    assert rows[0]["builtins"] == ["builtin:toy-digits"] and rows[4]["media"] == "video"
+    assert rows[0]["builtins"] == ["builtin:toy-digits"] and rows[[r["name"] for r in rows].index("cogvideox")]["media"] == "video"

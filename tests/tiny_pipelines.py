@@ -99,6 +99,31 @@ def build_sd3(root: Path) -> Path:
     return root
 
 
+def build_flux(root: Path, guidance_embeds: bool = True) -> Path:
+    """FLUX.1-shaped: one double- and one single-stream block over 2x2-packed 16-channel latents, CLIP
+    (pooled) + T5, guidance embedding (dev) or none (schnell), the dynamic-shift flow scheduler."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    # rotary axes (2, 2, 4) sum to the head dim; joint/pooled dims are T5's d_model and CLIP's width
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=32, guidance_embeds=guidance_embeds, axes_dims_rope=(2, 2, 4))
+    encoder_2 = T5EncoderModel(T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
+                                        pad_token_id=0, eos_token_id=3))
+    # FLUX.1-dev's shipped scheduler config (schnell's has use_dynamic_shifting false)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0 if guidance_embeds else 1.0, use_dynamic_shifting=guidance_embeds,
+                                                base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+                                                max_image_seq_len=4096)
+    pipe = FluxPipeline(scheduler=scheduler, vae=tiny_vae(latent_channels=16, shift_factor=0.1159, scaling_factor=0.3611),
+                        text_encoder=CLIPTextModel(clip_config(len(tok))), tokenizer=tok, text_encoder_2=encoder_2,
+                        tokenizer_2=build_tokenizer(), transformer=transformer)
+    pipe.save_pretrained(root)
+    return root
+
+
 def build_cogvideox(root: Path) -> Path:
     from diffusers import (
         AutoencoderKLCogVideoX,

@@ -24,7 +24,7 @@ def model_row(spec: ModelSpec) -> dict[str, Any]:
     r = spec.recipe
     return {
         **spec.to_dict(),
-        "recipe_label": r.label(),
+        "recipe_label": spec.recipe_label(),
         "resolution": [r.height, r.width] if r.height and r.width else None,
         "files": files,
         "present": builtin or all(f["present"] for f in files),

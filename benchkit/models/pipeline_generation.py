@@ -1,4 +1,4 @@
-"""Generation through the diffusers pipeline of a family: SD1.5, SDXL, SD3 and CogVideoX.
+"""Generation through the diffusers pipeline of a family: SD1.5, SDXL, SD3, FLUX and CogVideoX.
 
 The pipelines are the reference for everything family-specific (SDXL's two encoders, pooled
 embeddings and add_time_ids; SD3's three encoders and flow matching; CogVideoX's 3D latents
@@ -86,11 +86,13 @@ class PipelineGenerator:
             self.latent_frames = (self.num_frames - 1) // temporal + 1
         else:
             self.vae_scale = self.pipe.vae_scale_factor
-            sample = _first(cfg.sample_size)
+            # the denoiser's sample size, else the pipeline's default (FLUX's transformer has none)
+            sample = _first(getattr(cfg, "sample_size", None) or self.pipe.default_sample_size)
             self.height = recipe.height or sample * self.vae_scale
             self.width = recipe.width or sample * self.vae_scale
             self.num_frames = None
-        multiple = self.vae_scale * (getattr(cfg, "patch_size", None) or 1)
+        self.packed = model.family_info.packed_latents
+        multiple = self.vae_scale * (getattr(cfg, "patch_size", None) or 1) * (2 if self.packed else 1)
         if self.height % multiple or self.width % multiple:
             raise BenchkitError(f"recipe.height/width must be multiples of {multiple} for this model, got {self.height}x{self.width}")
         encoders = [m for k, m in model.components.items() if k.startswith("text_encoder") and m is not None]
@@ -118,6 +120,9 @@ class PipelineGenerator:
         step_params = inspect.signature(scheduler.step).parameters
         if r.eta is not None and ("eta" not in step_params or "eta" not in self.call_params):
             raise BenchkitError(f"recipe.eta: {type(scheduler).__name__} with {type(self.pipe).__name__} takes no eta; remove it from the recipe")
+        for field in ("true_cfg_scale", "negative_prompt", "max_sequence_length"):
+            if getattr(r, field) is not None and field not in self.call_params:
+                raise BenchkitError(f"recipe.{field}: {type(self.pipe).__name__} takes no {field}; remove it from the recipe")
         if r.num_frames and not self.is_video:
             raise BenchkitError(f"recipe.num_frames: {self.family} is an image model; remove num_frames")
 
@@ -134,11 +139,15 @@ class PipelineGenerator:
     def initial_noise(self, items: Sequence[Item]) -> tuple[torch.Tensor, list[torch.Generator]]:
         channels = self.model.unet.config.in_channels
         lat_h, lat_w = self.height // self.vae_scale, self.width // self.vae_scale
+        gens = [item_generator(it.prompt_id, it.seed) for it in items]
+        if self.packed:  # drawn as the pipeline draws it, (1, C/4, h, w) per item, then packed into 2x2 patches
+            channels //= 4
+            noise = torch.cat([torch.randn((1, channels, lat_h, lat_w), generator=g, dtype=torch.float32) for g in gens])
+            return self.pipe._pack_latents(noise, len(items), channels, lat_h, lat_w), gens
         if self.is_video:
             shape = (1, self.latent_frames, channels, lat_h, lat_w)
         else:
             shape = (1, channels, lat_h, lat_w)
-        gens = [item_generator(it.prompt_id, it.seed) for it in items]
         noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens])
         return noise, gens
 
@@ -168,6 +177,9 @@ class PipelineGenerator:
             kwargs["eta"] = eta
         if self.is_video:
             kwargs["num_frames"] = self.num_frames
+        for field in ("true_cfg_scale", "negative_prompt", "max_sequence_length"):
+            if getattr(r, field) is not None:
+                kwargs[field] = getattr(r, field)
         self.timer.reset()
         out = pipe(**kwargs)
         latents = out.frames if self.is_video else out.images
@@ -186,8 +198,11 @@ class PipelineGenerator:
             "denoiser_timesteps": list(self.timer.timesteps),
             "guidance_scale": float(pipe.guidance_scale),
             # measured: the denoiser saw a conditional and an unconditional row per item
-            "classifier_free_guidance": bool(self.timer.rows) and all(n == 2 * len(items) for n in self.timer.rows),
+            # (in one batched call, or as a second call per step: the true CFG of FLUX's pipeline)
+            "classifier_free_guidance": bool(self.timer.rows) and sum(self.timer.rows) == 2 * len(items) * len(pipe.scheduler.timesteps),
             "eta": eta,
+            "guidance": self.model.family_info.guidance,  # cfg, or an input of a guidance-distilled transformer
+            "true_cfg_scale": r.true_cfg_scale,
         }
         calls = round(stages["denoiser_rows_per_item"])
         if self.is_video:
@@ -198,6 +213,8 @@ class PipelineGenerator:
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.model.vae
         latents = latents.to(vae.dtype)
+        if self.packed:
+            latents = self.pipe._unpack_latents(latents, self.height, self.width, self.vae_scale)
         if self.is_video:
             return self.pipe.decode_latents(latents)
         cfg = vae.config

@@ -33,11 +33,15 @@ SD3_MEDIUM = "stabilityai/stable-diffusion-3-medium-diffusers"
 DMD2 = "tianweiy/DMD2"
 HYPER = "ByteDance/Hyper-SD"
 LIGHTNING = "ByteDance/SDXL-Lightning"
+FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
+FLUX_DEV = "black-forest-labs/FLUX.1-dev"
+TURBO_ALPHA = "alimama-creative/FLUX.1-Turbo-Alpha"
 
 OPENRAIL_M = "CreativeML OpenRAIL-M"
 OPENRAIL_PP = "CreativeML OpenRAIL++-M"
 SAI_COMMUNITY = "Stability AI Community License"
 SAI_NC = "Stability AI Non-Commercial Research Community License"
+FLUX_DEV_LICENSE = "FLUX.1 [dev] Non-Commercial License"
 # The DMD2 card's metadata says cc-by-nc-4.0 while its "License" section says CC BY-NC-SA 4.0.
 DMD2_LICENSE = "CC BY-NC 4.0 (card metadata); CC BY-NC-SA 4.0 (card text and code)"
 # The Hyper-SD card's metadata said openrail++ while it held only the SD1.5/SDXL files
@@ -357,6 +361,7 @@ def _presets() -> list[ModelSpec]:
             name, repo, Recipe(MODEL_DEFAULT_SCHEDULER, steps=steps, guidance_scale=cfg, height=1024, width=1024),
             f"{name.upper()} teacher: flow-matching Euler (shipped), {steps} steps, CFG {cfg:g}", SAI_COMMUNITY,
             family="sd3", dtype=dtype, source=_src(name, repo, status, note)))
+    specs += _flux_presets()
     # ---- video teachers (ADM's): CogVideoX, 49 frames at 8 fps, 720x480 ----------------------
     for name, repo, dtype, lic in (("cogvideox-2b", "THUDM/CogVideoX-2b", "float16", "Apache-2.0"),
                                    ("cogvideox-5b", "THUDM/CogVideoX-5b", "bfloat16", "CogVideoX License")):
@@ -368,6 +373,61 @@ def _presets() -> list[ModelSpec]:
             source=_src(name, repo, CARD, f"CogVideoXPipeline {dtype}, num_inference_steps=50, "
                         "num_frames=49, guidance_scale=6, export_to_video fps=8; 720x480 only; "
                         "2B Apache 2.0, 5B CogVideoX LICENSE")))
+    return specs
+
+
+def _flux_presets() -> list[ModelSpec]:
+    """FLUX.1: schnell (timestep-distilled, 4 steps) and dev (guidance-distilled) with its few-step LoRAs.
+
+    Every one runs the shipped FlowMatchEulerDiscreteScheduler; the pipeline computes the sigmas
+    (linspace(1, 1/N, N)) and, for dev, the resolution-dependent shift. ``guidance_scale`` is dev's
+    embedded guidance, not CFG (one transformer call per step).
+    """
+    schnell_card = ("FluxPipeline bfloat16, guidance_scale=0.0, num_inference_steps=4, max_sequence_length=256 "
+                    "(copied card snippet in corradomio/python_projects check_flux_schnell.py); the card names "
+                    "no size and the pipeline's default is 1024x1024; Apache-2.0")
+    specs = [
+        ModelSpec("flux.1-schnell", FLUX_SCHNELL,
+                  Recipe(MODEL_DEFAULT_SCHEDULER, steps=4, guidance_scale=0.0, height=1024, width=1024,
+                         max_sequence_length=256),
+                  "FLUX.1 [schnell]: timestep-distilled, 4 flow-Euler steps, no guidance, 256 T5 tokens", "Apache-2.0",
+                  family="flux", dtype="bfloat16", source=_src("flux.1-schnell", FLUX_SCHNELL, CARD_COPY, schnell_card)),
+        # UNVERIFIED: the dev card was not in the stored material; 50 steps, guidance 3.5, 1024x1024 and
+        # max_sequence_length=512 are the values the diffusers FLUX docs use for dev
+        ModelSpec("flux.1-dev", FLUX_DEV,
+                  Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=3.5, height=1024, width=1024,
+                         max_sequence_length=512),
+                  "FLUX.1 [dev] teacher: guidance-distilled, 50 flow-Euler steps, embedded guidance 3.5",
+                  FLUX_DEV_LICENSE, family="flux", dtype="bfloat16",
+                  source=_src("flux.1-dev", FLUX_DEV, PARTIAL, "unverified: card not in the stored material; "
+                              "50 steps, guidance_scale=3.5, 1024x1024, max_sequence_length=512 from the diffusers "
+                              "FLUX documentation; gated repo, FLUX.1 [dev] Non-Commercial License")),
+    ]
+    for n in (8, 16):
+        specs.append(ModelSpec(
+            f"hyper-flux.1-dev-{n}step-lora", FLUX_DEV,
+            Recipe(MODEL_DEFAULT_SCHEDULER, steps=n, guidance_scale=3.5, height=1024, width=1024),
+            f"Hyper-SD FLUX.1-dev {n}-step LoRA fused at lora_scale 0.125: flow Euler, embedded guidance 3.5",
+            HYPER_LICENSE + "; FLUX.1-dev: " + FLUX_DEV_LICENSE, family="flux", dtype="bfloat16",
+            lora=f"hf://{HYPER}/Hyper-FLUX.1-dev-{n}steps-lora.safetensors", lora_scale=0.125,
+            source=_src(f"hyper-flux.1-dev-{n}step-lora", HYPER, CARD_COPY if n == 8 else PARTIAL,
+                        "copied card snippet (sarath-menon/cog-flux development/hyper-sd.py): FluxPipeline "
+                        "FLUX.1-dev, load_lora_weights(Hyper-FLUX.1-dev-8steps-lora.safetensors), "
+                        "fuse_lora(lora_scale=0.125), num_inference_steps=8, guidance_scale=3.5; the snippet "
+                        "casts to float16, bfloat16 kept (FLUX's own dtype); no size given, pipeline default 1024"
+                        + ("" if n == 8 else "; the 16-step file follows the 8-step snippet with 16 steps "
+                           "(unverified)"))))
+    # UNVERIFIED: the Turbo-Alpha card was not in the stored material (only a ComfyUI workflow saying
+    # 8 steps); load_lora_weights + fuse_lora() at 1.0, guidance 3.5, 1024x1024, 512 tokens are remembered
+    specs.append(ModelSpec(
+        "flux.1-turbo-alpha", FLUX_DEV,
+        Recipe(MODEL_DEFAULT_SCHEDULER, steps=8, guidance_scale=3.5, height=1024, width=1024, max_sequence_length=512),
+        "FLUX.1-Turbo-Alpha (alimama) 8-step LoRA on FLUX.1-dev, fused at 1.0: flow Euler, embedded guidance 3.5",
+        "FLUX.1 [dev] Non-Commercial License (the LoRA's card names the base's license)", family="flux",
+        dtype="bfloat16", lora=f"hf://{TURBO_ALPHA}/diffusion_pytorch_model.safetensors",
+        source=_src("flux.1-turbo-alpha", TURBO_ALPHA, PARTIAL, "unverified: card not in the stored material; a "
+                    "ComfyUI workflow (phyblas/ironna_comfyui_workflow) confirms 8 steps; fuse_lora() at 1.0, "
+                    "guidance_scale=3.5, 1024x1024, max_sequence_length=512 are the card's as remembered")))
     return specs
 
 

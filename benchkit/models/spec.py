@@ -63,6 +63,11 @@ class Recipe:
     width: int | None = None
     num_frames: int | None = None  # video models: frames per sample
     fps: int | None = None  # video models: frames per second of the written file
+    # real classifier-free guidance of a guidance-embedded model (FLUX.1-dev's and Qwen-Image's pipelines'
+    # true_cfg_scale): a second, negative-prompt call per step, on top of the embedded guidance_scale
+    true_cfg_scale: float | None = None
+    negative_prompt: str | None = None  # the unconditional prompt true CFG mixes with (cards use "" or " ")
+    max_sequence_length: int | None = None  # T5 tokens the pipeline encodes (FLUX.1-schnell 256, dev 512)
 
     @property
     def scheduler_class(self) -> str:
@@ -70,9 +75,13 @@ class Recipe:
 
     @property
     def uses_cfg(self) -> bool:
+        """Whether guidance_scale asks for classifier-free guidance (a guidance-embedded family's
+        guidance_scale is an input instead; see Family.guidance)."""
         return self.guidance_scale > 1.0
 
-    def label(self) -> str:
+    def label(self, embedded_guidance: bool = False) -> str:
+        """One line for tables; ``embedded_guidance``: the family feeds guidance_scale to the
+        transformer (FLUX.1-dev) rather than mixing two predictions."""
         spacing = self.scheduler_kwargs.get("timestep_spacing")
         parts = [self.scheduler_class.replace("Scheduler", ""), f"{self.steps} step" + ("s" if self.steps != 1 else "")]
         if spacing:
@@ -85,8 +94,12 @@ class Recipe:
             parts.append("sigma=" + ",".join(f"{s:.4g}" for s in self.sigmas))
         if self.scheduler_kwargs.get("stochastic_sampling"):
             parts.append("stochastic")
-        if self.uses_cfg:
+        if embedded_guidance and self.guidance_scale > 0:
+            parts.append(f"guidance {self.guidance_scale:g}")
+        elif self.uses_cfg:
             parts.append(f"cfg {self.guidance_scale:g}")
+        if self.true_cfg_scale is not None and self.true_cfg_scale > 1:
+            parts.append(f"true cfg {self.true_cfg_scale:g}")
         if self.eta is not None:
             parts.append(f"eta {self.eta:g}")
         if self.num_frames:
@@ -136,7 +149,7 @@ class ModelSpec:
         for k, default in _LATER_SPEC_DEFAULTS.items():
             if d.get(k) == default:
                 d.pop(k)
-        for k in ("num_frames", "fps", "sigmas"):
+        for k in ("num_frames", "fps", "sigmas", "true_cfg_scale", "negative_prompt", "max_sequence_length"):
             if d["recipe"].get(k) is None:
                 d["recipe"].pop(k)
         return d
@@ -146,6 +159,13 @@ class ModelSpec:
         inputs an output folder must not overlap."""
         values = [getattr(self, f) for f in LOCATION_FIELDS]
         return [v for v in values if v and not str(v).startswith(("builtin:", "hf://")) and Path(v).expanduser().exists()]
+
+    def recipe_label(self) -> str:
+        """The recipe's one-line label, saying "guidance" rather than "cfg" where the family embeds it."""
+        from benchkit.models.families import FAMILIES
+
+        family = FAMILIES.get(self.family) if self.family else None
+        return self.recipe.label(embedded_guidance=family is not None and family.guidance == "embedded")
 
     @property
     def is_video(self) -> bool:
@@ -189,6 +209,9 @@ _RECIPE_TYPES: dict[str, tuple[type, ...]] = {
     "width": (int, type(None)),
     "num_frames": (int, type(None)),
     "fps": (int, type(None)),
+    "true_cfg_scale": (int, float, type(None)),
+    "negative_prompt": (str, type(None)),
+    "max_sequence_length": (int, type(None)),
 }
 
 
@@ -211,13 +234,15 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
         where = _FLAGS.get(key, f"field 'recipe.{key}'") if source == "command line" else f"field 'recipe.{key}'"
         return BenchkitError(f"{source}: {where} must be {rule}, got {value!r}")
 
-    for key in ("steps", "height", "width", "num_frames", "fps"):
+    for key in ("steps", "height", "width", "num_frames", "fps", "max_sequence_length"):
         if raw.get(key) is not None and raw[key] < 1:
             raise bad(key, "a positive integer", raw[key])
     if raw.get("steps") is not None and raw["steps"] > 10_000:
         raise bad("steps", "at most 10000", raw["steps"])
     if "guidance_scale" in raw and not (math.isfinite(raw["guidance_scale"]) and 0 <= raw["guidance_scale"] <= 100):
         raise bad("guidance_scale", "a finite number from 0 to 100 (1 turns guidance off)", raw["guidance_scale"])
+    if raw.get("true_cfg_scale") is not None and not (math.isfinite(raw["true_cfg_scale"]) and 1 <= raw["true_cfg_scale"] <= 100):
+        raise bad("true_cfg_scale", "a finite number from 1 to 100 (1 turns true CFG off)", raw["true_cfg_scale"])
     if raw.get("eta") is not None and not (math.isfinite(raw["eta"]) and 0 <= raw["eta"] <= 1):
         raise bad("eta", "a number from 0 to 1", raw["eta"])
     for key, value in raw.get("scheduler_kwargs", {}).items():
@@ -241,8 +266,9 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
         if timesteps is not None:
             raise BenchkitError(f"{source}: give recipe.timesteps or recipe.sigmas, not both (flow models take sigmas)")
         raw = {**raw, "sigmas": tuple(float(s) for s in numbers), "steps": len(numbers)}
-    if "guidance_scale" in raw:
-        raw = {**raw, "guidance_scale": float(raw["guidance_scale"])}
+    for key in ("guidance_scale", "true_cfg_scale"):
+        if raw.get(key) is not None:
+            raw = {**raw, key: float(raw[key])}
     return Recipe(**raw)
 
 

@@ -18,7 +18,7 @@ FAMILIES: Registry[Family] = Registry("model family", "see `benchkit families`")
 register_family = FAMILIES.register
 
 # benchkit's own families, in the order they are tried on a folder's layout
-BUILTIN = ("toy", "sd15", "sdxl", "sd3", "cogvideox")
+BUILTIN = ("toy", "sd15", "sdxl", "sd3", "flux", "cogvideox")
 for _name in BUILTIN:
     import_module(f"benchkit.models.families.{_name}")
 
@@ -68,7 +68,7 @@ def family_of_images(sizes: set[tuple[int, int]]) -> Family | None:
 def describe_families() -> list[dict[str, Any]]:
     """One row per family, for `benchkit families`."""
     return [{"name": f.name, "description": f.description, "pipeline": f.pipeline_class, "denoiser": f.denoiser,
-             "media": f.media, "conditioning": f.conditioning, "lora_targets": list(f.lora_targets),
+             "media": f.media, "conditioning": f.conditioning, "guidance": f.guidance, "lora_targets": list(f.lora_targets),
              "default_metrics": list(f.default_metrics), "builtins": sorted(f.builtins)} for f in FAMILIES.values()]
 
 

@@ -29,7 +29,14 @@ class Family:
     pipeline_class: str | None  # the diffusers pipeline that builds it; None: benchkit's own loop (the toy)
     denoiser: str = "unet"  # the model_index component that is denoised with: unet | transformer
     media: str = "image"  # image | video
-    conditioning: str = "clip"  # the text conditioning distillers build (distillers.prompt_encoding): clip | clip-pooled | clip-t5 | t5
+    conditioning: str = "clip"  # the text conditioning distillers build (distillers.prompt_encoding): clip | clip-pooled | clip-t5 | t5 | t5-clip-pooled
+    # what recipe.guidance_scale does: "cfg" mixes a conditional and an unconditional prediction (two
+    # denoiser rows per item); "embedded" feeds it to a guidance-distilled transformer as an input (FLUX.1-dev:
+    # one row), and real CFG is recipe.true_cfg_scale with a negative prompt
+    guidance: str = "cfg"
+    # latents the pipeline takes as a sequence of 2x2 patches (FLUX): noise is drawn per item in the
+    # unpacked (B, C, H, W) shape, as the pipeline draws it, then packed with the pipeline's own helper
+    packed_latents: bool = False
     lora_targets: tuple[str, ...] = ()  # module names a trained LoRA attaches to
     default_metrics: tuple[str, ...] = IMAGE_DEFAULT_METRICS
     # recognises a model_index.json whose pipeline class is not this family's (e.g. a bare layout)
