@@ -231,3 +231,10 @@ def test_values_corrected_against_the_cards():
     assert PRESETS["dmd2-sd15-1step"].weights.endswith(
         "/model/sdv1.5/laion6.25_sd_baseline_8node_guidance1.75_lr5e-7_seed10_dfake10_diffusion1000_gan1e-3_resume_"
         "fid8.35_checkpoint_model_041000/pytorch_model.bin")
+
+
+def test_sd35_large_turbo_follows_its_card():
+    turbo = PRESETS["sd3.5-large-turbo"]
+    assert (turbo.family, turbo.dtype, turbo.recipe.scheduler, turbo.recipe.steps, turbo.recipe.guidance_scale,
+            turbo.recipe.height) == ("sd3", "bfloat16", "model-default", 4, 0.0, 1024)
+    assert not turbo.recipe.uses_cfg

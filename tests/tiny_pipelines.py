@@ -124,6 +124,44 @@ def build_flux(root: Path, guidance_embeds: bool = True) -> Path:
     return root
 
 
+def build_sana(root: Path, sprint: bool = False) -> Path:
+    """SANA-shaped: a one-block linear DiT, a two-level DC-AE, a one-layer Gemma-2 encoder; SANA's
+    flow DPM-Solver as shipped, or SANA-Sprint's SCM scheduler and guidance embedding."""
+    from diffusers import (
+        AutoencoderDC,
+        DPMSolverMultistepScheduler,
+        SanaPipeline,
+        SanaSprintPipeline,
+        SanaTransformer2DModel,
+        SCMScheduler,
+    )
+    from transformers import Gemma2Config, Gemma2Model
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    transformer = SanaTransformer2DModel(patch_size=1, in_channels=4, out_channels=4, num_layers=1, num_attention_heads=2,
+                                         attention_head_dim=4, num_cross_attention_heads=2, cross_attention_head_dim=4,
+                                         cross_attention_dim=8, caption_channels=8, sample_size=8,
+                                         guidance_embeds=sprint, qk_norm="rms_norm_across_heads" if sprint else None)
+    vae = AutoencoderDC(in_channels=3, latent_channels=4, attention_head_dim=2, encoder_block_types=("ResBlock", "EfficientViTBlock"),
+                        decoder_block_types=("ResBlock", "EfficientViTBlock"), encoder_block_out_channels=(8, 8),
+                        decoder_block_out_channels=(8, 8), encoder_qkv_multiscales=((), (5,)), decoder_qkv_multiscales=((), (5,)),
+                        encoder_layers_per_block=(1, 1), decoder_layers_per_block=(1, 1), downsample_block_type="conv",
+                        upsample_block_type="interpolate", decoder_norm_types="rms_norm", decoder_act_fns="silu",
+                        scaling_factor=0.41407)
+    encoder = Gemma2Model(Gemma2Config(vocab_size=len(tok), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                       num_attention_heads=2, num_key_value_heads=2, head_dim=4, pad_token_id=0,
+                                       bos_token_id=2, eos_token_id=3))
+    if sprint:
+        pipe = SanaSprintPipeline(tokenizer=tok, text_encoder=encoder, vae=vae, transformer=transformer,
+                                  scheduler=SCMScheduler())
+    else:  # SANA 1.6B ships DPM-Solver++ on flow sigmas, shift 3
+        scheduler = DPMSolverMultistepScheduler(flow_shift=3.0, use_flow_sigmas=True, prediction_type="flow_prediction")
+        pipe = SanaPipeline(tokenizer=tok, text_encoder=encoder, vae=vae, transformer=transformer, scheduler=scheduler)
+    pipe.save_pretrained(root)
+    return root
+
+
 def build_cogvideox(root: Path) -> Path:
     from diffusers import (
         AutoencoderKLCogVideoX,

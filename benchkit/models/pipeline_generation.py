@@ -180,6 +180,7 @@ class PipelineGenerator:
         for field in ("true_cfg_scale", "negative_prompt", "max_sequence_length"):
             if getattr(r, field) is not None:
                 kwargs[field] = getattr(r, field)
+        kwargs.update(self.model.family_info.pipeline_kwargs)
         self.timer.reset()
         out = pipe(**kwargs)
         latents = out.frames if self.is_video else out.images
@@ -203,6 +204,7 @@ class PipelineGenerator:
             "eta": eta,
             "guidance": self.model.family_info.guidance,  # cfg, or an input of a guidance-distilled transformer
             "true_cfg_scale": r.true_cfg_scale,
+            "pipeline_kwargs": dict(self.model.family_info.pipeline_kwargs),
         }
         calls = round(stages["denoiser_rows_per_item"])
         if self.is_video:

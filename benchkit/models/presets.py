@@ -361,7 +361,16 @@ def _presets() -> list[ModelSpec]:
             name, repo, Recipe(MODEL_DEFAULT_SCHEDULER, steps=steps, guidance_scale=cfg, height=1024, width=1024),
             f"{name.upper()} teacher: flow-matching Euler (shipped), {steps} steps, CFG {cfg:g}", SAI_COMMUNITY,
             family="sd3", dtype=dtype, source=_src(name, repo, status, note)))
+    turbo = "stabilityai/stable-diffusion-3.5-large-turbo"
+    specs.append(ModelSpec(
+        "sd3.5-large-turbo", turbo, _no_cfg(MODEL_DEFAULT_SCHEDULER, 4, 1024),
+        "SD3.5-Large-Turbo (ADD student of SD3.5-Large): flow-matching Euler (shipped), 4 steps, no CFG", SAI_COMMUNITY,
+        family="sd3", dtype="bfloat16",
+        source=_src("sd3.5-large-turbo", turbo, CARD_COPY, "a copy of the card snippet (corradomio/python_projects "
+                    "check_sd.py): StableDiffusion3Pipeline bfloat16, num_inference_steps=4, guidance_scale=0.0; no "
+                    "size given, the pipeline's default is 1024x1024; Stability Community License")))
     specs += _flux_presets()
+    specs += _sana_presets()
     # ---- video teachers (ADM's): CogVideoX, 49 frames at 8 fps, 720x480 ----------------------
     for name, repo, dtype, lic in (("cogvideox-2b", "THUDM/CogVideoX-2b", "float16", "Apache-2.0"),
                                    ("cogvideox-5b", "THUDM/CogVideoX-5b", "bfloat16", "CogVideoX License")):
@@ -429,6 +438,29 @@ def _flux_presets() -> list[ModelSpec]:
                     "ComfyUI workflow (phyblas/ironna_comfyui_workflow) confirms 8 steps; fuse_lora() at 1.0, "
                     "guidance_scale=3.5, 1024x1024, max_sequence_length=512 are the card's as remembered")))
     return specs
+
+
+def _sana_presets() -> list[ModelSpec]:
+    """SANA 1.6B (20 steps, CFG 4.5) and its 2-step consistency student SANA-Sprint, both at 1024 px."""
+    sana, sprint = "Efficient-Large-Model/Sana_1600M_1024px_BF16_diffusers", "Efficient-Large-Model/Sana_Sprint_1.6B_1024px_diffusers"
+    # UNVERIFIED: the licence (NVIDIA's NSCL v2-custom per the cards' metadata) was not in the stored copies
+    license_ = "NVIDIA Source Code License (NSCL v2-custom; unverified)"
+    return [
+        ModelSpec("sana-1.6b", sana,
+                  Recipe(MODEL_DEFAULT_SCHEDULER, steps=20, guidance_scale=4.5, height=1024, width=1024),
+                  "SANA 1.6B teacher: shipped flow DPM-Solver, 20 steps, CFG 4.5", license_, family="sana",
+                  dtype="bfloat16",
+                  source=_src("sana-1.6b", sana, CARD_COPY, "copies of the card snippet (yottalabsai/nunchaku "
+                              "examples/sana_1600m.py, RuurdBijlsma/photos-processing): SanaPipeline variant bf16, "
+                              "bfloat16, height=width=1024, guidance_scale=4.5, num_inference_steps=20")),
+        ModelSpec("sana-sprint-1.6b", sprint,
+                  Recipe(MODEL_DEFAULT_SCHEDULER, steps=2, guidance_scale=4.5, height=1024, width=1024),
+                  "SANA-Sprint 1.6B: SCM scheduler, 2 steps (intermediate t=1.3), embedded guidance 4.5", license_,
+                  family="sana-sprint", dtype="bfloat16",
+                  source=_src("sana-sprint-1.6b", sprint, CARD_COPY, "a copy of the card snippet (SANA-Sprint "
+                              "test script): SanaSprintPipeline bfloat16, num_inference_steps=2; guidance 4.5, "
+                              "1024 px and max/intermediate timesteps 1.5708/1.3 are the pipeline's defaults")),
+    ]
 
 
 PRESETS: dict[str, ModelSpec] = {spec.name: spec for spec in _presets()}

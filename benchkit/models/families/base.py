@@ -37,6 +37,9 @@ class Family:
     # latents the pipeline takes as a sequence of 2x2 patches (FLUX): noise is drawn per item in the
     # unpacked (B, C, H, W) shape, as the pipeline draws it, then packed with the pipeline's own helper
     packed_latents: bool = False
+    # fixed keyword arguments of every pipeline call, each with the reason in the family's module
+    # (SANA: use_resolution_binning off, so images are made at exactly the recipe's size)
+    pipeline_kwargs: Mapping[str, Any] = field(default_factory=dict)
     lora_targets: tuple[str, ...] = ()  # module names a trained LoRA attaches to
     default_metrics: tuple[str, ...] = IMAGE_DEFAULT_METRICS
     # recognises a model_index.json whose pipeline class is not this family's (e.g. a bare layout)
