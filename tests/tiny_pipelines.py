@@ -162,6 +162,29 @@ def build_sana(root: Path, sprint: bool = False) -> Path:
     return root
 
 
+def build_zimage(root: Path) -> Path:
+    """Z-Image-shaped: a one-layer single-stream DiT over 2x2 patches of 16-channel latents, a two-layer
+    Qwen3 encoder whose tokenizer carries a chat template, Z-Image-Turbo's flow scheduler (shift 3)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    tok.chat_template = "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}{% endfor %}"
+    # rotary axes (4, 6, 6) sum to the head dim 32 / 2; cap_feat_dim is the encoder's width
+    transformer = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=32, n_layers=1,
+                                           n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=16, axes_dims=[4, 6, 6],
+                                           axes_lens=[64, 32, 32])
+    encoder = Qwen3Model(Qwen3Config(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, num_key_value_heads=2, head_dim=8, pad_token_id=0,
+                                     bos_token_id=2, eos_token_id=3))
+    pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False),
+                          vae=tiny_vae(latent_channels=16, shift_factor=0.1159, scaling_factor=0.3611), text_encoder=encoder,
+                          tokenizer=tok, transformer=transformer)
+    pipe.save_pretrained(root)
+    return root
+
+
 def build_cogvideox(root: Path) -> Path:
     from diffusers import (
         AutoencoderKLCogVideoX,

@@ -86,13 +86,16 @@ class PipelineGenerator:
             self.latent_frames = (self.num_frames - 1) // temporal + 1
         else:
             self.vae_scale = self.pipe.vae_scale_factor
-            # the denoiser's sample size, else the pipeline's default (FLUX's transformer has none)
-            sample = _first(getattr(cfg, "sample_size", None) or self.pipe.default_sample_size)
-            self.height = recipe.height or sample * self.vae_scale
-            self.width = recipe.width or sample * self.vae_scale
+            # the denoiser's sample size, else the pipeline's default (FLUX's transformer has none), else the family's
+            sample = _first(getattr(cfg, "sample_size", None) or getattr(self.pipe, "default_sample_size", None))
+            default = sample * self.vae_scale if sample else model.family_info.default_size
+            if default is None and not (recipe.height and recipe.width):
+                raise BenchkitError(f"recipe.height/width: {model.family} models have no default size; set both in the recipe")
+            self.height = recipe.height or default
+            self.width = recipe.width or default
             self.num_frames = None
         self.packed = model.family_info.packed_latents
-        multiple = self.vae_scale * (getattr(cfg, "patch_size", None) or 1) * (2 if self.packed else 1)
+        multiple = self.vae_scale * (getattr(cfg, "patch_size", None) or 1) * model.family_info.latent_patch
         if self.height % multiple or self.width % multiple:
             raise BenchkitError(f"recipe.height/width must be multiples of {multiple} for this model, got {self.height}x{self.width}")
         encoders = [m for k, m in model.components.items() if k.startswith("text_encoder") and m is not None]

@@ -371,6 +371,15 @@ def _presets() -> list[ModelSpec]:
                     "size given, the pipeline's default is 1024x1024; Stability Community License")))
     specs += _flux_presets()
     specs += _sana_presets()
+    zimage = "Tongyi-MAI/Z-Image-Turbo"
+    specs.append(ModelSpec(
+        "z-image-turbo", zimage, _no_cfg(MODEL_DEFAULT_SCHEDULER, 9, 1024),
+        "Z-Image-Turbo (6B): shipped flow Euler (shift 3), 9 steps, no guidance", "Apache-2.0", family="zimage",
+        dtype="bfloat16",
+        source=_src("z-image-turbo", zimage, CARD_COPY, "copies of the card snippet (KAFKA2306/hf-cache-hub, "
+                    "wannaQac/vitepress-blog): ZImagePipeline bfloat16, height=width=1024, num_inference_steps=9 "
+                    "('actually results in 8 DiT forwards'), guidance_scale=0.0; diffusers 0.42.1 makes 9 calls; "
+                    "licence Apache-2.0 as remembered (unverified)")))
     # ---- video teachers (ADM's): CogVideoX, 49 frames at 8 fps, 720x480 ----------------------
     for name, repo, dtype, lic in (("cogvideox-2b", "THUDM/CogVideoX-2b", "float16", "Apache-2.0"),
                                    ("cogvideox-5b", "THUDM/CogVideoX-5b", "bfloat16", "CogVideoX License")):

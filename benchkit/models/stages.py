@@ -64,7 +64,10 @@ class StageTimer:
         if torch.is_tensor(t):
             t = t.reshape(-1)[0].item()
         self.timesteps.append(float(t) if t is not None else float("nan"))
-        self.rows.append(int(sample.shape[0]) if torch.is_tensor(sample) else 0)
+        if isinstance(sample, (list, tuple)):  # Z-Image's transformer takes one latent per row
+            self.rows.append(len(sample))
+        else:
+            self.rows.append(int(sample.shape[0]) if torch.is_tensor(sample) else 0)
 
     def _denoise_end(self, module, args, output):
         self.last_denoise = self._now()

@@ -37,6 +37,10 @@ class Family:
     # latents the pipeline takes as a sequence of 2x2 patches (FLUX): noise is drawn per item in the
     # unpacked (B, C, H, W) shape, as the pipeline draws it, then packed with the pipeline's own helper
     packed_latents: bool = False
+    # the denoiser takes latents in p x p patches: image sides must be multiples of the VAE factor times p
+    latent_patch: int = 1
+    # the image side when neither the recipe nor the denoiser's config says (Z-Image's pipeline: 1024)
+    default_size: int | None = None
     # fixed keyword arguments of every pipeline call, each with the reason in the family's module
     # (SANA: use_resolution_binning off, so images are made at exactly the recipe's size)
     pipeline_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -52,6 +56,9 @@ class Family:
     # ``(model, recipe) -> generator`` for a family with its own sampler; None: benchkit's (see
     # benchkit.models.sampling): its written-out loop without a pipeline, else the pipeline's
     generator: Callable[[Any, Any], Any] | None = None
+    # ``(spec, device, dtype, cache_dir) -> LoadedModel`` for a family whose models are not diffusers weights
+    # (an outside command); None: benchkit.models.loading reads the spec's diffusers folder or file
+    load: Callable[[Any, Any, Any, Any], Any] | None = None
 
     @property
     def is_video(self) -> bool:

@@ -17,6 +17,7 @@ FLUX = register_family()(Family(
     conditioning="t5-clip-pooled",
     guidance="embedded",
     packed_latents=True,
+    latent_patch=2,
     # the double- and single-stream blocks' attention and projections (Hyper-SD's and Turbo-Alpha's LoRAs)
     lora_targets=("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
                   "proj_mlp", "proj_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"),
