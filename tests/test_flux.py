@@ -132,7 +132,7 @@ def test_true_cfg_runs_a_negative_prompt_call_per_step(flux):
     _, out, calls = generate(flux["dev"], recipe)
     assert calls.rows == [2] * 4  # the conditional and the negative call, each over the whole batch
     assert out.trace["classifier_free_guidance"] is True and out.trace["true_cfg_scale"] == 4.0
-    assert out.stages["denoiser_rows_per_item"] == 4
+    assert out.stages["denoiser_rows_per_item"] == 4 and out.stages["steps"] == 2  # two calls in each step
     plain = Recipe("model-default", steps=2, guidance_scale=3.5, height=16, width=16, max_sequence_length=16)
     _, without, _ = generate(flux["dev"], plain)
     assert not np.array_equal(np.stack(out.images), np.stack(without.images))

@@ -185,6 +185,36 @@ def build_zimage(root: Path) -> Path:
     return root
 
 
+def build_qwenimage(root: Path) -> Path:
+    """Qwen-Image-shaped: a two-block MMDiT over packed latents of a three-level one-frame video VAE
+    (4 latent channels, per-channel statistics), a two-layer Qwen2.5-VL, the shipped flow scheduler."""
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline, QwenImageTransformer2DModel
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16,
+                                              num_attention_heads=3, joint_attention_dim=16, guidance_embeds=False,
+                                              axes_dims_rope=(8, 4, 4))
+    vae = AutoencoderKLQwenImage(base_dim=24, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1, temperal_downsample=[False, True],
+                                 latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[1.5, 0.8, 1.2, 1.0])
+    config = Qwen2_5_VLConfig(
+        text_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "num_key_value_heads": 2, "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+                     "rope_theta": 1000000.0, "vocab_size": len(tok), "bos_token_id": 2, "eos_token_id": 3},
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
+        hidden_size=16, vocab_size=len(tok), bos_token_id=2, eos_token_id=3, vision_end_token_id=len(tok) - 1, vision_start_token_id=len(tok) - 2,
+        vision_token_id=len(tok) - 3)
+    # Qwen-Image's shipped scheduler config: dynamic exponential shift between log 0.5 and log 0.9, terminal 0.02
+    scheduler = FlowMatchEulerDiscreteScheduler(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=8192, max_shift=0.9,
+                                                shift=1.0, shift_terminal=0.02, use_dynamic_shifting=True,
+                                                time_shift_type="exponential")
+    pipe = QwenImagePipeline(scheduler=scheduler, vae=vae, text_encoder=Qwen2_5_VLForConditionalGeneration(config),
+                             tokenizer=tok, transformer=transformer)
+    pipe.save_pretrained(root)
+    return root
+
+
 def build_cogvideox(root: Path) -> Path:
     from diffusers import (
         AutoencoderKLCogVideoX,

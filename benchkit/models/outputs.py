@@ -28,7 +28,11 @@ def describe_model(model: Any, generator: Any) -> dict[str, Any]:
     if model.pipeline is not None:
         scheduler = make_scheduler(generator.recipe, model.scheduler_config)
         keep = ("timestep_spacing", "prediction_type", "shift", "use_dynamic_shifting", "steps_offset", "beta_schedule",
-                "rescale_betas_zero_snr", "original_inference_steps")
+                "rescale_betas_zero_snr", "original_inference_steps",
+                # what moves a flow model's sigmas: the dynamic shift's range, its form, a terminal shift,
+                # DPM-Solver's flow shift, re-noising
+                "base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len", "time_shift_type", "shift_terminal",
+                "flow_shift", "use_flow_sigmas", "stochastic_sampling")
         out["scheduler"] = {"class": type(scheduler).__name__,
                             "config": {k: v for k, v in scheduler.config.items() if k in keep}}
         out["resolution"] = [generator.height, generator.width]

@@ -225,9 +225,12 @@ class PipelineGenerator:
         cfg = vae.config
         mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
         if mean is not None and std is not None:  # VAEs with per-channel statistics (as SDXL's pipeline does)
-            mean = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1)
-            std = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1)
-            latents = latents * std / cfg.scaling_factor + mean
+            shape = (1, -1) + (1,) * (latents.dim() - 2)  # (B, C, H, W), or (B, C, 1, H, W) for a video VAE
+            mean = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(shape)
+            std = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(shape)
+            # a video VAE (Qwen-Image's) has no scaling factor: its statistics alone normalise the latents
+            latents = latents * std / (getattr(cfg, "scaling_factor", None) or 1.0) + mean
         else:
             latents = latents / cfg.scaling_factor + (getattr(cfg, "shift_factor", None) or 0.0)
-        return vae.decode(latents, return_dict=False)[0]
+        pixels = vae.decode(latents, return_dict=False)[0]
+        return pixels[:, :, 0] if pixels.dim() == 5 else pixels  # an image through a video VAE: its one frame

@@ -371,6 +371,7 @@ def _presets() -> list[ModelSpec]:
                     "size given, the pipeline's default is 1024x1024; Stability Community License")))
     specs += _flux_presets()
     specs += _sana_presets()
+    specs += _qwen_image_presets()
     zimage = "Tongyi-MAI/Z-Image-Turbo"
     specs.append(ModelSpec(
         "z-image-turbo", zimage, _no_cfg(MODEL_DEFAULT_SCHEDULER, 9, 1024),
@@ -470,6 +471,45 @@ def _sana_presets() -> list[ModelSpec]:
                               "test script): SanaSprintPipeline bfloat16, num_inference_steps=2; guidance 4.5, "
                               "1024 px and max/intermediate timesteps 1.5708/1.3 are the pipeline's defaults")),
     ]
+
+
+def _qwen_image_presets() -> list[ModelSpec]:
+    """Qwen-Image (50 steps, true CFG 4 with the negative prompt " ") and Qwen-Image-Lightning's LoRAs."""
+    import math
+
+    qwen, lightning = "Qwen/Qwen-Image", "lightx2v/Qwen-Image-Lightning"
+    card = ("copies of the card snippet (Ascend/MindSpeed-MM infer_qwen_image_text2img_bf16.py, tcherney/ai "
+            "qwen.py): QwenImagePipeline bfloat16, negative_prompt=' ', num_inference_steps=50, true_cfg_scale=4.0, "
+            "aspect ratio 1:1 = 1328x1328; the card also appends a 'positive magic' suffix (', Ultra HD, 4K, "
+            "cinematic composition.') to each prompt, which benchkit does not: prompt sets are scored as written; "
+            "licence Apache-2.0 as remembered (unverified)")
+    specs = [ModelSpec(
+        "qwen-image", qwen, Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=1.0, height=1328, width=1328,
+                                   true_cfg_scale=4.0, negative_prompt=" "),
+        "Qwen-Image (20B) teacher: shipped flow Euler, 50 steps, true CFG 4 with negative prompt ' ', 1328 px",
+        "Apache-2.0", family="qwenimage", dtype="bfloat16", source=_src("qwen-image", qwen, CARD_COPY, card))]
+    # ModelTC/Qwen-Image-Lightning generate_with_diffusers.py (342260e): shift 3 as a fixed dynamic shift
+    # (base = max = log 3), no terminal shift; true_cfg_scale=1.0 with negative prompt " "
+    lightning_scheduler = {"base_image_seq_len": 256, "base_shift": math.log(3), "max_image_seq_len": 8192,
+                           "max_shift": math.log(3), "shift": 1.0, "shift_terminal": None, "use_dynamic_shifting": True,
+                           "time_shift_type": "exponential", "stochastic_sampling": False}
+    for n, version in ((8, "V1.1"), (4, "V1.0")):
+        specs.append(ModelSpec(
+            f"qwen-image-lightning-{n}step", qwen,
+            Recipe("FlowMatchEulerDiscreteScheduler", dict(lightning_scheduler), steps=n, guidance_scale=1.0,
+                   height=1024, width=1024, true_cfg_scale=1.0, negative_prompt=" "),
+            f"Qwen-Image-Lightning {n}-step LoRA ({version}) fused at 1.0: flow Euler with shift 3, no CFG",
+            "Apache-2.0", family="qwenimage", dtype="bfloat16",
+            lora=f"hf://{lightning}/Qwen-Image-Lightning-{n}steps-{version}.safetensors",
+            source=_src(f"qwen-image-lightning-{n}step", lightning, CARD_COPY,
+                        "ModelTC/Qwen-Image-Lightning generate_with_diffusers.py at 342260e as copied by nunchaku "
+                        "examples/v1/qwen-image-lightning.py: FlowMatchEulerDiscreteScheduler.from_config(base_shift="
+                        "max_shift=log(3), max_image_seq_len=8192, shift=1.0, shift_terminal=None, dynamic "
+                        "exponential shifting), negative_prompt=' ', true_cfg_scale=1.0, num_inference_steps=N, "
+                        f"1024x1024; load_lora_weights of the N-step {version} file (the releases that script was written "
+                        "for; V2.0 files came later and are not presets); the snippet does not fuse, and fusing at "
+                        "scale 1.0 gives the same weights")))
+    return specs
 
 
 PRESETS: dict[str, ModelSpec] = {spec.name: spec for spec in _presets()}

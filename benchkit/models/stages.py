@@ -81,7 +81,10 @@ class StageTimer:
     def summary(self, n_items: int) -> dict[str, Any]:
         """Seconds per stage for the batch (not per image) and the measured denoiser calls."""
         denoise = (self.last_denoise - self.first_denoise) if self.first_denoise is not None else 0.0
-        steps = len(self.timesteps)
+        # sampling steps: a second call at the same time (the negative prompt of FLUX's and Qwen-Image's
+        # true CFG) is part of its step, so step seconds stay comparable across guidance kinds
+        ts = self.timesteps
+        steps = sum(1 for i, t in enumerate(ts) if i == 0 or t != ts[i - 1])
         return {
             "text_encoding_s": self.text_seconds,
             "denoising_s": denoise,
