@@ -251,8 +251,11 @@ def _build_pipeline(family: Family, parts: dict[str, Any], scheduler_config: dic
     return pipe
 
 
-def vae_dtype_for(vae: Any, device: torch.device, dtype: torch.dtype) -> torch.dtype:
-    """fp16 VAE decoding overflows on mps and for VAEs that say so (SDXL's force_upcast): fp32 there."""
+def vae_dtype_for(vae: Any, device: torch.device, dtype: torch.dtype, family_fp32: bool = False) -> torch.dtype:
+    """fp16 VAE decoding overflows on mps and for VAEs that say so (SDXL's force_upcast): fp32 there;
+    and fp32 whatever the model's dtype where the family's card decodes so (Wan's VAE)."""
+    if family_fp32 and vae is not None:
+        return torch.float32
     if dtype != torch.float16 or vae is None:
         return dtype
     if device.type == "mps" or getattr(vae.config, "force_upcast", False):
@@ -309,7 +312,7 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_
         if isinstance(module, torch.nn.Module):
             parts[name] = module.to(device).eval().requires_grad_(False)
     if parts.get("vae") is not None:
-        vae_dtype = vae_dtype_for(parts["vae"], device, dtype)
+        vae_dtype = vae_dtype_for(parts["vae"], device, dtype, family.vae_float32)
         parts["vae"] = parts["vae"].to(vae_dtype)
         details["vae_dtype"] = str(vae_dtype).replace("torch.", "")
     pipeline = None

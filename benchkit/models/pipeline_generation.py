@@ -75,11 +75,19 @@ class PipelineGenerator:
         self._check_recipe(scheduler)
         denoiser = model.unet
         cfg = denoiser.config
+        family = model.family_info
         if self.is_video:
             self.vae_scale = self.pipe.vae_scale_factor_spatial
-            self.height = recipe.height or cfg.sample_height * self.vae_scale
-            self.width = recipe.width or cfg.sample_width * self.vae_scale
-            self.num_frames = recipe.num_frames or cfg.sample_frames
+            # the transformer's sample size (CogVideoX), else the family's default (Wan's pipeline: 480 x 832 x 81)
+            if getattr(cfg, "sample_height", None):
+                size = (cfg.sample_height * self.vae_scale, cfg.sample_width * self.vae_scale)
+            else:
+                size = family.default_size or (None, None)
+            self.height = recipe.height or size[0]
+            self.width = recipe.width or size[1]
+            self.num_frames = recipe.num_frames or getattr(cfg, "sample_frames", None) or family.default_frames
+            if not (self.height and self.width and self.num_frames):
+                raise BenchkitError(f"recipe.height/width/num_frames: {model.family} models have no default; set them in the recipe")
             temporal = self.pipe.vae_scale_factor_temporal
             if (self.num_frames - 1) % temporal:
                 raise BenchkitError(f"recipe.num_frames must be 1 + a multiple of {temporal} for this model, got {self.num_frames}")
@@ -88,14 +96,17 @@ class PipelineGenerator:
             self.vae_scale = self.pipe.vae_scale_factor
             # the denoiser's sample size, else the pipeline's default (FLUX's transformer has none), else the family's
             sample = _first(getattr(cfg, "sample_size", None) or getattr(self.pipe, "default_sample_size", None))
-            default = sample * self.vae_scale if sample else model.family_info.default_size
+            default = (sample * self.vae_scale,) * 2 if sample else family.default_size
             if default is None and not (recipe.height and recipe.width):
                 raise BenchkitError(f"recipe.height/width: {model.family} models have no default size; set both in the recipe")
-            self.height = recipe.height or default
-            self.width = recipe.width or default
+            self.height = recipe.height or default[0]
+            self.width = recipe.width or default[1]
             self.num_frames = None
-        self.packed = model.family_info.packed_latents
-        multiple = self.vae_scale * (getattr(cfg, "patch_size", None) or 1) * model.family_info.latent_patch
+        self.packed = family.packed_latents
+        self.channels_first = family.video_latents == "cfhw"
+        patch = getattr(cfg, "patch_size", None) or 1
+        patch = patch[-1] if isinstance(patch, (list, tuple)) else patch  # Wan's (frames, height, width)
+        multiple = self.vae_scale * patch * family.latent_patch
         if self.height % multiple or self.width % multiple:
             raise BenchkitError(f"recipe.height/width must be multiples of {multiple} for this model, got {self.height}x{self.width}")
         encoders = [m for k, m in model.components.items() if k.startswith("text_encoder") and m is not None]
@@ -148,7 +159,10 @@ class PipelineGenerator:
             noise = torch.cat([torch.randn((1, channels, lat_h, lat_w), generator=g, dtype=torch.float32) for g in gens])
             return self.pipe._pack_latents(noise, len(items), channels, lat_h, lat_w), gens
         if self.is_video:
-            shape = (1, self.latent_frames, channels, lat_h, lat_w)
+            if self.channels_first:
+                shape = (1, channels, self.latent_frames, lat_h, lat_w)
+            else:
+                shape = (1, self.latent_frames, channels, lat_h, lat_w)
         else:
             shape = (1, channels, lat_h, lat_w)
         noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens])
@@ -220,7 +234,7 @@ class PipelineGenerator:
         latents = latents.to(vae.dtype)
         if self.packed:
             latents = self.pipe._unpack_latents(latents, self.height, self.width, self.vae_scale)
-        if self.is_video:
+        if self.is_video and hasattr(self.pipe, "decode_latents"):  # CogVideoX's own (frames-first latents)
             return self.pipe.decode_latents(latents)
         cfg = vae.config
         mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
@@ -233,4 +247,6 @@ class PipelineGenerator:
         else:
             latents = latents / cfg.scaling_factor + (getattr(cfg, "shift_factor", None) or 0.0)
         pixels = vae.decode(latents, return_dict=False)[0]
+        if self.is_video:
+            return pixels  # (B, C, F, H, W)
         return pixels[:, :, 0] if pixels.dim() == 5 else pixels  # an image through a video VAE: its one frame

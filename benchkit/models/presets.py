@@ -381,6 +381,7 @@ def _presets() -> list[ModelSpec]:
                     "wannaQac/vitepress-blog): ZImagePipeline bfloat16, height=width=1024, num_inference_steps=9 "
                     "('actually results in 8 DiT forwards'), guidance_scale=0.0; diffusers 0.42.1 makes 9 calls; "
                     "licence Apache-2.0 as remembered (unverified)")))
+    specs += _wan_presets()
     # ---- video teachers (ADM's): CogVideoX, 49 frames at 8 fps, 720x480 ----------------------
     for name, repo, dtype, lic in (("cogvideox-2b", "THUDM/CogVideoX-2b", "float16", "Apache-2.0"),
                                    ("cogvideox-5b", "THUDM/CogVideoX-5b", "bfloat16", "CogVideoX License")):
@@ -509,6 +510,44 @@ def _qwen_image_presets() -> list[ModelSpec]:
                         f"1024x1024; load_lora_weights of the N-step {version} file (the releases that script was written "
                         "for; V2.0 files came later and are not presets); the snippet does not fuse, and fusing at "
                         "scale 1.0 gives the same weights")))
+    return specs
+
+
+# Wan's cards' English negative prompt (the diffusers copies of the Wan 2.1 cards)
+WAN_NEGATIVE = ("Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
+                "overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, "
+                "poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still "
+                "picture, messy background, three legs, many people in the background, walking backwards")
+
+
+def _wan_presets() -> list[ModelSpec]:
+    """Wan 2.1 T2V 1.3B (480p) and 14B (720p) teachers, and lightx2v's 4-step CFG- and step-distilled LoRA."""
+    card = ("copies of the diffusers card snippet (ostris/ai-toolkit inference.py, zlaval/llm_engineering "
+            "video_gen.py, diffusers docs wan.md): AutoencoderKLWan float32, WanPipeline bfloat16, "
+            "UniPCMultistepScheduler flow_shift {shift} ('5.0 for 720P, 3.0 for 480P'), {h}x{w}, num_frames=81, "
+            "guidance_scale=5.0, the English negative prompt, export_to_video fps=16; 50 steps is the pipeline's "
+            "default; licence Apache-2.0")
+    specs = []
+    for name, repo, (h, w), shift in (("wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", (480, 832), 3.0),
+                                      ("wan2.1-t2v-14b", "Wan-AI/Wan2.1-T2V-14B-Diffusers", (720, 1280), 5.0)):
+        specs.append(ModelSpec(
+            name, repo, Recipe("UniPCMultistepScheduler", {"flow_shift": shift}, steps=50, guidance_scale=5.0,
+                               height=h, width=w, num_frames=81, fps=16, negative_prompt=WAN_NEGATIVE),
+            f"{name} video teacher: UniPC on flow sigmas (shift {shift:g}), 50 steps, CFG 5, 81 frames at 16 fps",
+            "Apache-2.0", family="wan", dtype="bfloat16",
+            source=_src(name, repo, CARD_COPY, card.format(shift=shift, h=h, w=w))))
+    lora = "lightx2v/Wan2.1-T2V-14B-StepDistill-CfgDistill-Lightx2v"
+    specs.append(ModelSpec(
+        "wan2.1-t2v-14b-lightx2v-4step", "Wan-AI/Wan2.1-T2V-14B-Diffusers",
+        Recipe("UniPCMultistepScheduler", {"flow_shift": 5.0}, steps=4, guidance_scale=1.0, height=720, width=1280,
+               num_frames=81, fps=16),
+        "lightx2v's step- and CFG-distilled LoRA on Wan 2.1 T2V 14B: 4 steps, no CFG, shift 5 (720p)", "Apache-2.0",
+        family="wan", dtype="bfloat16", lora=f"hf://{lora}/loras/Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors",
+        source=_src("wan2.1-t2v-14b-lightx2v-4step", lora, PARTIAL,
+                    "unverified: the card was not in the stored material and the LoRA's file name is remembered; "
+                    "LightX2V's docs (ModelTC/lightx2v step_distill.md) give 4 steps without CFG and its configs "
+                    "sample_shift 5 on t = 1000, 750, 500, 250; WanPipeline takes no explicit timesteps, so this "
+                    "preset runs UniPC's own 4-step spacing with shift 5, which is not the same schedule")))
     return specs
 
 

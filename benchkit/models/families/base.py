@@ -39,8 +39,13 @@ class Family:
     packed_latents: bool = False
     # the denoiser takes latents in p x p patches: image sides must be multiples of the VAE factor times p
     latent_patch: int = 1
-    # the image side when neither the recipe nor the denoiser's config says (Z-Image's pipeline: 1024)
-    default_size: int | None = None
+    # (height, width) when neither the recipe nor the denoiser's config says (Z-Image's pipeline: 1024 x 1024;
+    # Wan's: 480 x 832), and the frames of a video family likewise (Wan: 81)
+    default_size: tuple[int, int] | None = None
+    default_frames: int | None = None
+    # how a video pipeline lays out its latents: "fchw" (CogVideoX: frames before channels) or "cfhw" (Wan)
+    video_latents: str = "fchw"
+    vae_float32: bool = False  # the card decodes in fp32 whatever the model's dtype (Wan)
     # fixed keyword arguments of every pipeline call, each with the reason in the family's module
     # (SANA: use_resolution_binning off, so images are made at exactly the recipe's size)
     pipeline_kwargs: Mapping[str, Any] = field(default_factory=dict)

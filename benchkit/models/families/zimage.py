@@ -18,6 +18,6 @@ ZIMAGE = register_family()(Family(
     denoiser="transformer",
     conditioning="qwen3",
     latent_patch=2,
-    default_size=1024,  # the pipeline's own default (height = height or 1024)
+    default_size=(1024, 1024),  # the pipeline's own default (height = height or 1024)
     lora_targets=("to_q", "to_k", "to_v", "to_out.0", "w1", "w2", "w3"),
 ))
