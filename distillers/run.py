@@ -49,12 +49,25 @@ def released_spec(method: str, steps: int | None = None):
     return PRESETS[name]
 
 
-def load_teacher(spec_name: str, device: torch.device, pairs_path: Path | None = None):
-    """(loaded model, teacher Denoiser, DistillData) for a teacher spec."""
-    from benchkit.models.loading import load_model
+def resolve_teacher(spec_name: str):
+    """The teacher's spec; a model benchkit cannot open (an outside command: its family loads it, no
+    denoiser here) is one line before any work."""
+    from benchkit.models.families import get_family
     from benchkit.models.presets import resolve_spec
 
     spec = resolve_spec(spec_name)
+    family = get_family(spec.family) if spec.family else None
+    if family is not None and family.load is not None:
+        raise BenchkitError(f"teacher '{spec_name}': a {family.name} model ({family.description.split(':')[0]}) has no "
+                            "denoiser benchkit can distill from; give a diffusers teacher")
+    return spec
+
+
+def load_teacher(spec_name: str, device: torch.device, pairs_path: Path | None = None):
+    """(loaded model, teacher Denoiser, DistillData) for a teacher spec."""
+    from benchkit.models.loading import load_model
+
+    spec = resolve_teacher(spec_name)
     model = load_model(spec, device, torch.float32)
     teacher = teacher_from_parts(model.unet, model.scheduler_config)
     pairs = Pairs.load(pairs_path) if pairs_path else None
@@ -165,6 +178,7 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
     cls = method_class(method)
     config = cls.Config.from_overrides({**(overrides or {}), "steps": steps})
     out_dir = Path(out_dir)
+    resolve_teacher(teacher_spec)
     check_distill_out(out_dir, teacher_spec, pairs_path)
     dev = resolve_device(device)
     with folder_lock(out_dir, "benchkit distill"):
@@ -274,10 +288,9 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
     from benchkit.core.hardware import resolve_device
     from benchkit.core.progress import progress_bar
     from benchkit.models.loading import load_model
-    from benchkit.models.presets import resolve_spec
     from distillers.pairs import make_pairs
 
-    spec = resolve_spec(teacher_spec)
+    spec = resolve_teacher(teacher_spec)
     if count < 1 or steps < 1:
         raise BenchkitError("--count and --steps must be at least 1")
     check_pairs_out(Path(out))

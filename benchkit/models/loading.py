@@ -266,6 +266,9 @@ def vae_dtype_for(vae: Any, device: torch.device, dtype: torch.dtype, family_fp3
 def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_dir: Path | None = None) -> LoadedModel:
     """Load a spec's components (base, replaced denoiser, replaced VAE, LoRA) onto a device."""
     global _loads_in_process
+    own = get_family(spec.family) if spec.family else None
+    if own is not None and own.load is not None:  # not diffusers weights (an outside command): the family loads it
+        return own.load(spec, device, dtype, cache_dir)
     _quiet_libraries()
     start = time.perf_counter()
     path = resolve_base(spec.base, spec.name)

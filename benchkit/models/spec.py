@@ -128,9 +128,15 @@ class ModelSpec:
     config: str | None = None  # diffusers folder/repo with the configs a single-file `base` needs
     compile: bool = False  # torch.compile the UNet/transformer (part of the latency variant)
     source: str = ""  # upstream model card / repository, for people
+    # an outside generator (benchkit/models/command_generation.py): the program run once per batch, argv
+    # as a list (no shell), and the seconds one batch may take; such a spec has no base and no weights
+    command: tuple[str, ...] | None = None
+    timeout_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if d["command"] is not None:
+            d["command"] = list(d["command"])
         d["recipe"]["scheduler"] = self.recipe.scheduler_class
         for key in ("timesteps", "sigmas"):
             if d["recipe"][key] is not None:
@@ -144,7 +150,7 @@ class ModelSpec:
         spec that does not use them keeps the hash (and run folder) it always had.
         """
         d = self.to_dict()
-        for k in ("name", "description", "license", "source"):
+        for k in ("name", "description", "license", "source", "timeout_s"):  # a timeout changes no image
             d.pop(k)
         for k, default in _LATER_SPEC_DEFAULTS.items():
             if d.get(k) == default:
@@ -158,6 +164,7 @@ class ModelSpec:
         """The locations that are paths on this machine (not repo ids, hf:// files or builtins): the
         inputs an output folder must not overlap."""
         values = [getattr(self, f) for f in LOCATION_FIELDS]
+        values += [a for a in self.command or () if Path(a).is_absolute()]  # the files an outside command names
         return [v for v in values if v and not str(v).startswith(("builtin:", "hf://")) and Path(v).expanduser().exists()]
 
     def recipe_label(self) -> str:
@@ -184,7 +191,7 @@ class ModelSpec:
 
 
 _LATER_SPEC_DEFAULTS = {"family": None, "weights": None, "lora": None, "lora_scale": 1.0, "lora_fused": True,
-                        "vae": None, "config": None, "compile": False}
+                        "vae": None, "config": None, "compile": False, "command": None}
 
 
 def spec_hash(spec: ModelSpec, weights_sha256: str) -> str:
@@ -276,9 +283,9 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
 _SPEC_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "base": (str,), "description": (str,), "license": (str,), "dtype": (str,),
     "family": (str,), "weights": (str,), "lora": (str,), "lora_scale": (int, float), "lora_fused": (bool,),
-    "vae": (str,), "config": (str,), "compile": (bool,), "source": (str,),
+    "vae": (str,), "config": (str,), "compile": (bool,), "source": (str,), "command": (list,), "timeout_s": (int, float),
 }
-_TYPE_WORDS = {(str,): "a string", (int, float): "a number", (bool,): "true or false"}
+_TYPE_WORDS = {(str,): "a string", (int, float): "a number", (bool,): "true or false", (list,): "a list of strings"}
 _FILE_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".json", ".toml")  # never an owner/name repo id
 LOCATION_FIELDS = ("base", "weights", "lora", "vae", "config")
 _SPEC_FIELDS = set(_SPEC_TYPES) | {"recipe", "extends"}
@@ -314,9 +321,11 @@ def spec_from_dict(raw: dict[str, Any], source: str, presets: dict[str, ModelSpe
     if not isinstance(recipe_raw, dict):
         raise BenchkitError(f"{source}: 'recipe' must be a table ([recipe])")
     recipe_base = _recipe_fields(base_spec.recipe) if base_spec else {}
+    if "command" in raw and base_spec is None:  # an outside program samples with its own scheduler unless told
+        recipe_base = {"scheduler": MODEL_DEFAULT_SCHEDULER}
     recipe = _build_recipe({**recipe_base, **recipe_raw}, source)
     for key in ("name", "base"):
-        if key not in raw and base_spec is None:
+        if key not in raw and base_spec is None and not (key == "base" and "command" in raw):
             raise BenchkitError(f"{source}: missing field '{key}' (or use extends = \"PRESET\")")
     fields: dict[str, Any] = {}
     for key, types in _SPEC_TYPES.items():
@@ -327,7 +336,8 @@ def spec_from_dict(raw: dict[str, Any], source: str, presets: dict[str, ModelSpe
             raise BenchkitError(f"{source}: field '{key}' must be {_TYPE_WORDS[types]}, got {value!r}")
         if key in LOCATION_FIELDS and folder is not None and value:
             value = _resolve_location(value, folder)
-        fields[key] = float(value) if key == "lora_scale" else value
+        fields[key] = float(value) if key in ("lora_scale", "timeout_s") else value
+    fields.update(_command_fields(raw, fields, source, folder))
     family = fields.get("family")
     if family is not None:
         from benchkit.models.families import FAMILIES
@@ -337,6 +347,51 @@ def spec_from_dict(raw: dict[str, Any], source: str, presets: dict[str, ModelSpe
     if base_spec is not None:
         return dataclasses.replace(base_spec, recipe=recipe, **fields)
     return ModelSpec(recipe=recipe, **fields)
+
+
+# the family that runs a spec's command (benchkit/models/families/command.py)
+COMMAND_FAMILY = "command"
+# what a command spec does not have: its program loads its own model
+_NOT_WITH_COMMAND = (*LOCATION_FIELDS, "family", "lora_scale", "lora_fused", "compile")
+
+
+def _command_fields(raw: dict[str, Any], fields: dict[str, Any], source: str, folder: Path | None) -> dict[str, Any]:
+    """``command`` and ``timeout_s`` checked, and a command spec's diffusers fields cleared (an ``extends``
+    keeps the preset's recipe, not its weights). Relative paths in the command resolve against ``folder``."""
+    if "command" not in raw:
+        if "timeout_s" in raw:
+            raise BenchkitError(f"{source}: field 'timeout_s' applies to an outside generator; give 'command' too")
+        return {}
+    command = raw["command"]
+    if not command or not all(isinstance(a, str) and a and "\0" not in a for a in command):
+        raise BenchkitError(f"{source}: field 'command' must be a non-empty list of non-empty strings "
+                            f"(the program and its arguments, e.g. [\"python\", \"gen.py\"]), got {command!r}")
+    clash = [k for k in _NOT_WITH_COMMAND if k in raw]
+    if clash:
+        raise BenchkitError(f"{source}: field '{clash[0]}' does not go with 'command': an outside generator loads its own "
+                            f"model (pass its files as arguments of the command)")
+    if "timeout_s" in raw:
+        _check_timeout(fields["timeout_s"], source)
+    resolved = tuple(command) if folder is None else tuple(_resolve_argument(a, i, folder) for i, a in enumerate(command))
+    cleared = {k: _LATER_SPEC_DEFAULTS[k] for k in _NOT_WITH_COMMAND if k in _LATER_SPEC_DEFAULTS}
+    return {**cleared, "base": "", "family": COMMAND_FAMILY, "command": resolved}
+
+
+def _check_timeout(value: float, source: str) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise BenchkitError(f"{source}: field 'timeout_s' must be a positive number of seconds, got {value!r}")
+
+
+def _resolve_argument(arg: str, index: int, folder: Path) -> str:
+    """A command argument that is a relative path means one next to the spec file: the program when it is
+    given as a path (``./gen.sh``; a bare name such as ``python`` is looked up on PATH when run), and any
+    argument naming a file or folder there or starting with ``./`` or ``../``. Flags and values stay as written."""
+    if arg == "~" or arg.startswith("~/"):
+        return str(Path(arg).expanduser())
+    if Path(arg).is_absolute() or arg.startswith("-"):
+        return arg
+    as_path = arg.startswith(("./", "../")) or (index == 0 and "/" in arg) or (index > 0 and (folder / arg).exists())
+    return str((folder / arg).resolve()) if as_path else arg
 
 
 def read_toml(path: Path, what: str, encoding: str = "utf-8") -> tuple[dict[str, Any], bytes]:
