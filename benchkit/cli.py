@@ -545,7 +545,7 @@ def families_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-rea
 
     _print_rows(describe_families(), as_json, "model families (set `family` in a spec to choose one)", {
         "name": lambda r: r["name"],
-        "pipeline": lambda r: r["pipeline"] or "benchkit's own loop",
+        "pipeline": lambda r: r["runs"],
         "makes": lambda r: r["media"],
         "default metrics": lambda r: ", ".join(r["default_metrics"]),
         "what": lambda r: escape(r["description"]),

@@ -67,7 +67,9 @@ def family_of_images(sizes: set[tuple[int, int]]) -> Family | None:
 
 def describe_families() -> list[dict[str, Any]]:
     """One row per family, for `benchkit families`."""
-    return [{"name": f.name, "description": f.description, "pipeline": f.pipeline_class, "denoiser": f.denoiser,
+    return [{"name": f.name, "description": f.description, "pipeline": f.pipeline_class,
+             "runs": f.pipeline_class or ("its own loader and generator" if f.load is not None else "benchkit's own loop"),
+             "denoiser": f.denoiser,
              "media": f.media, "conditioning": f.conditioning, "guidance": f.guidance, "lora_targets": list(f.lora_targets),
              "default_metrics": list(f.default_metrics), "builtins": sorted(f.builtins)} for f in FAMILIES.values()]
 
