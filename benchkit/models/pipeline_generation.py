@@ -1,8 +1,10 @@
-"""Generation through the diffusers pipeline of a family: SD1.5, SDXL, SD3, FLUX and CogVideoX.
+"""Generation through the diffusers pipeline of any family that has one (SD1.5 to Wan).
 
 The pipelines are the reference for everything family-specific (SDXL's two encoders, pooled
-embeddings and add_time_ids; SD3's three encoders and flow matching; CogVideoX's 3D latents
-and rotary embeddings), so benchkit calls them rather than re-writing them. It keeps the
+embeddings and add_time_ids; SD3's and FLUX's flow matching and text encoders; CogVideoX's and
+Wan's 3D latents), so benchkit calls them rather than re-writing them. What differs in the
+latents benchkit draws and decodes (packed, patched, frames- or channels-first, per-channel
+statistics) the family declares (benchkit.models.families.base.Family). It keeps the
 parts that make a benchmark: per-item noise from (prompt_id, seed) passed as ``latents``
 (and per-item generators for stochastic samplers), so an image does not depend on the batch
 it was in; the recipe's scheduler built and checked before the call; its own VAE decoding
