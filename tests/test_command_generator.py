@@ -250,19 +250,27 @@ def test_eval_runs_the_command_per_batch_and_resumes_only_what_is_missing(user, 
     assert manifest["model"]["files"] == {"script:fake.py": script_sha}  # in the run's identity
     assert manifest["spec"]["command"] == manifest["model"]["command"]["argv"]
 
-    # killed after its first batch: the last image written but not committed; a rerun makes only that one
+    # killed after its first batch: the last image written but not committed; a rerun makes only that one.
+    # The killed session left its scratch folder (marked as benchkit's): the rerun removes it, and keeps a
+    # folder of the same name pattern that does not carry benchkit's mark
     lines = (out / "samples.jsonl").read_text().splitlines(keepends=True)
     (out / "samples.jsonl").write_text("".join(lines[:3]))
+    leftover, unmarked = out / ".benchkit-command-killed", out / ".benchkit-command-not-ours"
+    for folder in (leftover, unmarked):
+        folder.mkdir()
+        (folder / "p0_0.png").write_bytes(b"half-written")
+    (leftover / ".made-by-benchkit").write_text("")
     kept = {r["file"]: r["sha256"] for r in recs[:3]}
     run_eval(spec, prompt_set, [0, 1], out, metrics=["latency"], device="cpu", batch_size=3, warmup_batches=0,
              cache_dir=tmp_path / "c", show_progress=False)
     sent = requests(log)
     assert len(sent) == 3 and [i["prompt_id"] + f"_{i['seed']}" for i in sent[2]["items"]] == [items[3].key]
+    assert not leftover.exists() and (unmarked / "p0_0.png").read_bytes() == b"half-written"
     again = records(out)
     assert len(again) == 4 and {r["file"]: r["sha256"] for r in again[:3]} == kept
     assert again[3]["sha256"] == recs[3]["sha256"] and again[3]["batch_id"] == "s2-b0"
     assert [s["generated"] for s in json.loads((out / "manifest.json").read_text())["sessions"]] == [4, 1]
-    assert scratch_folders(out) == []
+    assert scratch_folders(out) == [unmarked.name]  # this session's own are gone; the unmarked one was never ours
 
 
 def test_an_image_column_is_sent_as_a_path(user, tmp_path):

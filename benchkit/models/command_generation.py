@@ -63,6 +63,9 @@ STAGES_FILE = "stages.json"
 REQUIRED_STAGES = ("text_encoding_s", "denoising_s", "vae_decode_s")  # what the latency metric splits a batch into
 IMAGE_COLUMN = "image"  # the prompt-set column holding an item's input image
 SCRATCH_PREFIX = ".benchkit-command-"
+# written into every scratch folder as it is made: a leftover folder of a killed session is removed
+# on the next only when it carries this mark (benchkit made it), never by its name alone
+SCRATCH_MARK = ".made-by-benchkit"
 STOP_GRACE_S = 2.0  # between SIGTERM and SIGKILL of a program past its timeout
 # a script the command names: checked to exist before any work, like the program itself
 _SCRIPT_SUFFIXES = (".py", ".sh", ".bash", ".zsh", ".js", ".mjs", ".rb", ".pl", ".lua", ".r", ".jl")
@@ -154,7 +157,22 @@ class CommandGenerator:
                                 f"its images must have): set recipe.height and recipe.width in the spec")
         self.height, self.width = recipe.height, recipe.width
         self.timeout = spec.timeout_s
-        self.scratch_dir: Path | None = None
+        self._scratch_dir: Path | None = None
+
+    @property
+    def scratch_dir(self) -> Path | None:
+        return self._scratch_dir
+
+    @scratch_dir.setter
+    def scratch_dir(self, folder: Path | None) -> None:
+        """Work in ``folder`` (the run, whose lock this process holds), first removing the scratch folders a
+        killed earlier session left there: only those carrying benchkit's mark."""
+        self._scratch_dir = folder
+        if folder is None:
+            return
+        for leftover in Path(folder).glob(f"{SCRATCH_PREFIX}*"):
+            if leftover.is_dir() and not leftover.is_symlink() and (leftover / SCRATCH_MARK).is_file():
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def request(self, items: Sequence[Item], output_dir: Path) -> dict[str, Any]:
         """The JSON object the program reads from stdin (see the module docstring)."""
@@ -193,6 +211,7 @@ class CommandGenerator:
         parent = self.scratch_dir
         try:
             folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
+            (folder / SCRATCH_MARK).write_text("benchkit made this folder for one batch of an outside generator\n")
         except OSError as exc:
             raise describe_os_error(exc, parent or tempfile.gettempdir(), "creating a folder in") from None
         try:
@@ -237,7 +256,7 @@ class CommandGenerator:
 
         found = next((folder / f"{item.key}{s}" for s in IMAGE_SUFFIXES if (folder / f"{item.key}{s}").is_file()), None)
         if found is None:
-            wrote = sorted(p.name for p in folder.iterdir() if p.name != STAGES_FILE)
+            wrote = sorted(p.name for p in folder.iterdir() if p.name not in (STAGES_FILE, SCRATCH_MARK))
             what = f"it wrote {', '.join(wrote[:5])}" + (", ..." if len(wrote) > 5 else "") if wrote else "it wrote nothing"
             raise BenchkitError(f"model '{self.name}': the command wrote no image for {item.key}: expected {item.key}.png "
                                 f"in the request's output_dir ({what})")
