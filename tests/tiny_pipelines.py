@@ -236,6 +236,40 @@ def build_wan(root: Path) -> Path:
     return root
 
 
+def build_hunyuanvideo(root: Path) -> Path:
+    """HunyuanVideo-shaped: one dual- and one single-stream block over (1, 2, 2) patches with guidance
+    embedding, a two-level causal 3-D VAE (4x time), a two-layer Llama and a CLIP with pooled output."""
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+    from transformers import CLIPTextModel, LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    tok.model_max_length = 512
+    transformer = HunyuanVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10,
+                                                 num_layers=1, num_single_layers=1, num_refiner_layers=1, patch_size=2,
+                                                 patch_size_t=1, guidance_embeds=True, text_embed_dim=16,
+                                                 pooled_projection_dim=32, rope_axes_dim=(2, 4, 4))
+    vae = AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=4,
+                                    down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+                                    up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+                                    layers_per_block=1, act_fn="silu", norm_num_groups=4, scaling_factor=0.476986,
+                                    spatial_compression_ratio=8, temporal_compression_ratio=4, mid_block_add_attention=True)
+    llama = LlamaModel(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=37, num_hidden_layers=3,
+                                   num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                                   pad_token_id=0, bos_token_id=2, eos_token_id=3, head_dim=4))
+    clip_tok = build_tokenizer()
+    pipe = HunyuanVideoPipeline(text_encoder=llama, tokenizer=tok, transformer=transformer, vae=vae,
+                                scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+                                text_encoder_2=CLIPTextModel(clip_config(len(clip_tok), max_positions=77)), tokenizer_2=clip_tok)
+    pipe.save_pretrained(root)
+    return root
+
+
 def build_cogvideox(root: Path) -> Path:
     from diffusers import (
         AutoencoderKLCogVideoX,

@@ -382,6 +382,16 @@ def _presets() -> list[ModelSpec]:
                     "('actually results in 8 DiT forwards'), guidance_scale=0.0; diffusers 0.42.1 makes 9 calls; "
                     "licence Apache-2.0 as remembered (unverified)")))
     specs += _wan_presets()
+    hunyuan = "hunyuanvideo-community/HunyuanVideo"
+    specs.append(ModelSpec(
+        "hunyuanvideo", hunyuan,
+        Recipe(MODEL_DEFAULT_SCHEDULER, steps=30, guidance_scale=6.0, height=320, width=512, num_frames=61, fps=15),
+        "HunyuanVideo T2V teacher: shipped flow Euler (shift 7), 30 steps, embedded guidance 6, 61 frames at 15 fps",
+        "Tencent Hunyuan Community License (unverified)", family="hunyuanvideo", dtype="bfloat16",
+        source=_src("hunyuanvideo", hunyuan, CARD_COPY, "copies of the diffusers card snippet (AtlantixJJ/HunyuanVideo "
+                    "scripts/test.py, sayakpaul/poc-style-bot): transformer bfloat16 with the other components in "
+                    "float16 (benchkit runs one dtype: bfloat16), height=320, width=512, num_frames=61, "
+                    "num_inference_steps=30, export fps=15; guidance 6.0 is the pipeline's default")))
     # ---- video teachers (ADM's): CogVideoX, 49 frames at 8 fps, 720x480 ----------------------
     for name, repo, dtype, lic in (("cogvideox-2b", "THUDM/CogVideoX-2b", "float16", "Apache-2.0"),
                                    ("cogvideox-5b", "THUDM/CogVideoX-5b", "bfloat16", "CogVideoX License")):
