@@ -140,10 +140,12 @@ def _run_eval(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Pat
     dev = world.device(dev)
     show_progress = show_progress and world.is_main
     ev = _plan(spec, prompt_set, seeds, metric_names, plan, dev, dtype, batch_size, warmup_batches, cache_dir, world)
+    items = make_items(prompt_set, seeds)
+    if hasattr(ev.generator, "check_items"):  # inputs an item needs beside its prompt (an image-to-video model's image)
+        ev.generator.check_items(items)
     run, done, session_no = _open_run(out, ev, world, overwrite)
     if hasattr(ev.generator, "scratch_dir"):  # a generator that works through files (an outside command) does so in the run
         ev.generator.scratch_dir = run.path
-    items = make_items(prompt_set, seeds)
     todo = world.shard([it for it in items if it.key not in done])
     calls = _generate(run, ev, todo, len(done), session_no, spec, batch_size, warmup_batches, dev, world, show_progress)
     _fold(run, ev, items, calls, spec, world)

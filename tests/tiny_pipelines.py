@@ -270,10 +270,13 @@ def build_hunyuanvideo(root: Path) -> Path:
     return root
 
 
-def build_cogvideox(root: Path) -> Path:
+def build_cogvideox(root: Path, image_to_video: bool = False) -> Path:
+    """CogVideoX-shaped; ``image_to_video``: the I2V variant, whose transformer takes the first frame's
+    latents beside the noise (twice the input channels) with learned positional embeddings, as 5B-I2V ships."""
     from diffusers import (
         AutoencoderKLCogVideoX,
         CogVideoXDDIMScheduler,
+        CogVideoXImageToVideoPipeline,
         CogVideoXPipeline,
         CogVideoXTransformer3DModel,
     )
@@ -282,10 +285,13 @@ def build_cogvideox(root: Path) -> Path:
     torch.manual_seed(0)
     tok = build_tokenizer()
     tok.model_max_length = 226
-    transformer = CogVideoXTransformer3DModel(num_attention_heads=4, attention_head_dim=8, in_channels=4, out_channels=4,
-                                              time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=4,
+    # (rotary embeddings split the head dim in quarters and eighths: 16 keeps every part even)
+    i2v = {"use_learned_positional_embeddings": True, "use_rotary_positional_embeddings": True} if image_to_video else {}
+    transformer = CogVideoXTransformer3DModel(num_attention_heads=4, attention_head_dim=16 if image_to_video else 8,
+                                              in_channels=8 if image_to_video else 4,
+                                              out_channels=4, time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=4,
                                               sample_height=4, sample_frames=9, patch_size=2, temporal_compression_ratio=4,
-                                              max_text_seq_length=226)
+                                              max_text_seq_length=226, **i2v)
     vae = AutoencoderKLCogVideoX(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
                                  up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
                                  latent_channels=4, layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4)
@@ -295,7 +301,8 @@ def build_cogvideox(root: Path) -> Path:
     config = {k: v for k, v in SCHEDULER_CONFIG.items() if k not in ("steps_offset", "prediction_type")}
     scheduler = CogVideoXDDIMScheduler(**config, prediction_type="v_prediction",
                                        timestep_spacing="trailing", rescale_betas_zero_snr=True, snr_shift_scale=1.0)
-    pipe = CogVideoXPipeline(tokenizer=tok, text_encoder=encoder, vae=vae, transformer=transformer, scheduler=scheduler)
+    cls = CogVideoXImageToVideoPipeline if image_to_video else CogVideoXPipeline
+    pipe = cls(tokenizer=tok, text_encoder=encoder, vae=vae, transformer=transformer, scheduler=scheduler)
     pipe.save_pretrained(root)
     return root
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from benchkit.core.errors import BenchkitError
 
 if TYPE_CHECKING:
     import torch
@@ -47,3 +50,20 @@ def meta_values(meta: dict[str, Any] | None, name: str) -> list[str]:
     if value is None or value == "":
         return []
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+IMAGE_COLUMN = "image"  # the prompt-set column naming an item's input image (image-to-video)
+
+
+def input_image(item: Item) -> Path | None:
+    """The input image an item's ``image`` column names, resolved against the folder benchkit runs in;
+    None without one. A path that is not a file is one line naming the prompt."""
+    value = dict(item.meta).get(IMAGE_COLUMN)
+    if value is None or value == "":
+        return None
+    path = Path(str(value)).expanduser()
+    path = path if path.is_absolute() else Path.cwd() / path
+    if not path.is_file():
+        raise BenchkitError(f"prompt '{item.prompt_id}': its {IMAGE_COLUMN} {value} is not a file (relative paths "
+                            f"are relative to the folder benchkit runs in)")
+    return path

@@ -53,6 +53,8 @@ class SampleRecord(TypedDict, total=False):
     video_format: str  # mp4 | apng
     fps: str
     frames: str
+    input_image: str  # image-to-video: the image the item was conditioned on, and its sha256
+    input_image_sha256: str
 
 
 class Session(TypedDict, total=False):

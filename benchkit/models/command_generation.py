@@ -52,7 +52,7 @@ import torch
 
 from benchkit.core.errors import BenchkitError, describe_os_error
 from benchkit.core.hardware import dtype_name
-from benchkit.core.items import Item, item_seed
+from benchkit.core.items import Item, input_image, item_seed
 from benchkit.models.generation import Generation
 from benchkit.models.loading import LoadedModel, hash_file
 from benchkit.models.spec import ModelSpec, Recipe
@@ -61,7 +61,6 @@ REQUEST_VERSION = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what is looked for, in this order
 STAGES_FILE = "stages.json"
 REQUIRED_STAGES = ("text_encoding_s", "denoising_s", "vae_decode_s")  # what the latency metric splits a batch into
-IMAGE_COLUMN = "image"  # the prompt-set column holding an item's input image
 SCRATCH_PREFIX = ".benchkit-command-"
 # written into every scratch folder as it is made: a leftover folder of a killed session is removed
 # on the next only when it carries this mark (benchkit made it), never by its name alone
@@ -195,16 +194,10 @@ class CommandGenerator:
                        "image": self._input_image(it)} for it in items],
         }
 
-    def _input_image(self, item: Item) -> str | None:
-        value = dict(item.meta).get(IMAGE_COLUMN)
-        if value is None or value == "":
-            return None
-        path = Path(str(value)).expanduser()
-        path = path if path.is_absolute() else Path.cwd() / path
-        if not path.is_file():
-            raise BenchkitError(f"prompt '{item.prompt_id}': its {IMAGE_COLUMN} {value} is not a file (relative paths "
-                                f"are relative to the folder benchkit runs in)")
-        return str(path)
+    @staticmethod
+    def _input_image(item: Item) -> str | None:
+        path = input_image(item)
+        return None if path is None else str(path)
 
     def generate(self, items: Sequence[Item]) -> Generation:
         items = list(items)

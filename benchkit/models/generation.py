@@ -59,6 +59,7 @@ class Generation:
     videos: list[np.ndarray] | None = None  # uint8 (F, H, W, 3) clips of a video model
     stages: dict[str, Any] | None = None  # per-stage seconds (text encoding, denoising, decode); pipelines measure them
     trace: dict[str, Any] = field(default_factory=dict)  # the scheduler and timesteps the denoiser actually saw
+    inputs: list[dict[str, Any]] | None = None  # per item: what conditioned it beside the prompt (an input image, its sha256)
 
 
 class Generator:

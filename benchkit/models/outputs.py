@@ -18,6 +18,8 @@ def attach_outputs(run_path: Path, records: list[dict[str, Any]], generation: Ge
     for i, rec in enumerate(records):
         if generation.stages:
             rec["stages"] = dict(generation.stages)
+        if generation.inputs:
+            rec.update(generation.inputs[i])
         if generation.videos:
             rec.update(write_video(run_path, f"{rec['prompt_id']}_{rec['seed']}", generation.videos[i], fps or 8))
 

@@ -22,7 +22,7 @@ import torch
 
 from benchkit.core.errors import BenchkitError
 from benchkit.core.hardware import dtype_name
-from benchkit.core.items import Item, item_generator
+from benchkit.core.items import Item, input_image, item_generator
 from benchkit.models.generation import Generation, make_scheduler
 from benchkit.models.loading import LoadedModel
 from benchkit.models.spec import Recipe
@@ -152,12 +152,46 @@ class PipelineGenerator:
         default = params["eta"].default
         return float(default) if isinstance(default, (int, float)) else None
 
+    def _noise_channels(self) -> int:
+        """The channels of the noise: the VAE's latent channels (the denoiser may take more: packed 2x2
+        patches, or an image-to-video model's image latents beside the noise), else the denoiser's inputs."""
+        vae_cfg = self.model.vae.config if self.model.vae is not None else {}
+        channels = vae_cfg.get("latent_channels") or vae_cfg.get("z_dim")
+        if channels:
+            return int(channels)
+        return self.model.unet.config.in_channels // (4 if self.packed else 1)
+
+    def check_items(self, items: Sequence[Item]) -> None:
+        """Before any work: an image-to-video model needs every item's input image to be a file."""
+        if self.model.family_info.image_input:
+            missing = [it.prompt_id for it in items if input_image(it) is None]
+            if missing:
+                raise BenchkitError(f"prompt '{missing[0]}': {self.family} is an image-to-video model and its prompt has "
+                                    "no image column; give the prompt set an 'image' column naming each prompt's image")
+
+    def _input_images(self, items: Sequence[Item]) -> tuple[list[Any], list[dict[str, Any]]]:
+        """The items' input images (PIL, RGB) and what the records say of them (path, sha256)."""
+        from PIL import Image
+
+        from benchkit.core.filehash import sha256_file
+
+        self.check_items(items)
+        images, records = [], []
+        for it in items:
+            path = input_image(it)
+            try:
+                with Image.open(path) as im:
+                    images.append(im.convert("RGB"))
+            except OSError as exc:
+                raise BenchkitError(f"prompt '{it.prompt_id}': its image {path} is not a readable image ({exc})") from None
+            records.append({"input_image": str(path), "input_image_sha256": sha256_file(path)})
+        return images, records
+
     def initial_noise(self, items: Sequence[Item]) -> tuple[torch.Tensor, list[torch.Generator]]:
-        channels = self.model.unet.config.in_channels
+        channels = self._noise_channels()
         lat_h, lat_w = self.height // self.vae_scale, self.width // self.vae_scale
         gens = [item_generator(it.prompt_id, it.seed) for it in items]
-        if self.packed:  # drawn as the pipeline draws it, (1, C/4, h, w) per item, then packed into 2x2 patches
-            channels //= 4
+        if self.packed:  # drawn as the pipeline draws it, (1, C, h, w) per item, then packed into 2x2 patches
             noise = torch.cat([torch.randn((1, channels, lat_h, lat_w), generator=g, dtype=torch.float32) for g in gens])
             return self.pipe._pack_latents(noise, len(items), channels, lat_h, lat_w), gens
         if self.is_video:
@@ -200,6 +234,9 @@ class PipelineGenerator:
             if getattr(r, field) is not None:
                 kwargs[field] = getattr(r, field)
         kwargs.update(self.model.family_info.pipeline_kwargs)
+        inputs = None
+        if self.model.family_info.image_input:
+            kwargs["image"], inputs = self._input_images(items)
         self.timer.reset()
         out = pipe(**kwargs)
         latents = out.frames if self.is_video else out.images
@@ -228,8 +265,8 @@ class PipelineGenerator:
         calls = round(stages["denoiser_rows_per_item"])
         if self.is_video:
             videos = _to_uint8(pixels)  # (B, F, H, W, C): channels were at dim 1 of (B, C, F, H, W)
-            return Generation([v[0] for v in videos], calls, videos=list(videos), stages=stages, trace=trace)
-        return Generation(list(_to_uint8(pixels)), calls, stages=stages, trace=trace)
+            return Generation([v[0] for v in videos], calls, videos=list(videos), stages=stages, trace=trace, inputs=inputs)
+        return Generation(list(_to_uint8(pixels)), calls, stages=stages, trace=trace, inputs=inputs)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.model.vae

@@ -382,6 +382,15 @@ def _presets() -> list[ModelSpec]:
                     "('actually results in 8 DiT forwards'), guidance_scale=0.0; diffusers 0.42.1 makes 9 calls; "
                     "licence Apache-2.0 as remembered (unverified)")))
     specs += _wan_presets()
+    i2v = "THUDM/CogVideoX-5b-I2V"
+    specs.append(ModelSpec(
+        "cogvideox-5b-i2v", i2v, Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=6.0, height=480, width=720,
+                                        num_frames=49, fps=8),
+        "CogVideoX-5B image-to-video teacher: each prompt's image column is the first frame; 50 steps, CFG 6, "
+        "49 frames at 8 fps", "CogVideoX License", family="cogvideox-i2v", dtype="bfloat16",
+        source=_src("cogvideox-5b-i2v", i2v, CARD_COPY, "copies of the card snippet (DeanLvs/ai_tools GenVideo.py "
+                    "and others): CogVideoXImageToVideoPipeline bfloat16, num_inference_steps=50, num_frames=49, "
+                    "guidance_scale=6, export fps=8; 720x480 as the CogVideoX-5b card")))
     hunyuan = "hunyuanvideo-community/HunyuanVideo"
     specs.append(ModelSpec(
         "hunyuanvideo", hunyuan,

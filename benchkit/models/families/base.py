@@ -46,6 +46,8 @@ class Family:
     # how a video pipeline lays out its latents: "fchw" (CogVideoX: frames before channels) or "cfhw" (Wan)
     video_latents: str = "fchw"
     vae_float32: bool = False  # the card decodes in fp32 whatever the model's dtype (Wan)
+    # image-to-video: each item is conditioned on the image its prompt set's ``image`` column names
+    image_input: bool = False
     # fixed keyword arguments of every pipeline call, each with the reason in the family's module
     # (SANA: use_resolution_binning off, so images are made at exactly the recipe's size)
     pipeline_kwargs: Mapping[str, Any] = field(default_factory=dict)

@@ -1,4 +1,5 @@
-"""CogVideoX: a text-to-video 3-D transformer with a T5 encoder and a causal video VAE."""
+"""CogVideoX: a text-to-video 3-D transformer with a T5 encoder and a causal video VAE, and its
+image-to-video variant, whose transformer takes the first frame's VAE latents beside the noise."""
 
 from benchkit.models.families import register_family
 from benchkit.models.families.base import Family
@@ -10,4 +11,14 @@ COGVIDEOX = register_family()(Family(
     denoiser="transformer",
     media="video",
     conditioning="t5",
+))
+
+COGVIDEOX_I2V = register_family()(Family(
+    name="cogvideox-i2v",
+    description="CogVideoX image-to-video: the first frame (the prompt's image) encoded by the VAE beside the noise",
+    pipeline_class="CogVideoXImageToVideoPipeline",
+    denoiser="transformer",
+    media="video",
+    conditioning="t5",
+    image_input=True,
 ))
