@@ -22,7 +22,7 @@ def test_the_builtin_families_are_registered_through_the_plugin_entry_point():
 
     assert "benchkit.models.families" in plugin_modules()
     # one module each (sana.py holds SANA and its Sprint student), tried on a folder in this order
-    assert list(FAMILIES)[:13] == ["toy", "sd15", "sdxl", "sd3", "flux", "sana", "sana-sprint", "zimage", "qwenimage", "cogvideox", "cogvideox-i2v", "wan", "hunyuanvideo"]
+    assert list(FAMILIES)[:14] == ["toy", "sd15", "sdxl", "sd3", "flux", "sana", "sana-sprint", "zimage", "qwenimage", "cogvideox", "cogvideox-i2v", "wan", "wan-i2v", "hunyuanvideo"]
 
 
 @pytest.mark.parametrize("index, family", [

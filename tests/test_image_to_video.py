@@ -100,3 +100,37 @@ def test_a_prompt_without_an_image_is_one_line_before_the_run_exists(i2v, tmp_pa
         run_eval(spec, load_prompt_set(str(missing)), [0], tmp_path / "run", metrics=["latency"], device="cpu",
                  batch_size=1, warmup_batches=0, cache_dir=tmp_path / "c", show_progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_wan_i2v_runs_item_by_item_and_equals_the_pipeline(tmp_path_factory):
+    """Wan 2.1 I2V's pipeline takes one image per call, so a batch runs item by item; its CLIP vision
+    encoder (left out for other families) is loaded; each clip equals the pipeline's own call."""
+    from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline
+    from tiny_pipelines import build_wan
+
+    root = tmp_path_factory.mktemp("wani2v")
+    base = build_wan(root / "model", image_to_video=True)
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(2):
+        paths.append(root / f"in{i}.png")
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(paths[-1])
+    items = [Item("a", "the digit one", 0, (("image", str(paths[0])),)), Item("b", "seven", 3, (("image", str(paths[1])),))]
+    recipe = Recipe("UniPCMultistepScheduler", {"flow_shift": 3.0}, steps=2, guidance_scale=5.0, height=16, width=16,
+                    num_frames=5, max_sequence_length=16, negative_prompt="blurry")
+    model = load_model(ModelSpec("w", str(base), recipe), torch.device("cpu"), torch.float32)
+    assert model.family == "wan-i2v" and model.pipeline.image_encoder is not None
+    gen = make_generator(model, recipe)
+    out = gen.generate(items)
+    assert [i["input_image"] for i in out.inputs] == [str(p) for p in paths]
+    assert out.stages["denoiser_rows_per_item"] == 4  # each item's own call: cond + negative, 2 steps
+    noise, gens = gen.initial_noise(items)
+    pipe = WanImageToVideoPipeline.from_pretrained(str(base))
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=3.0)
+    for k, (path, item) in enumerate(zip(paths, items)):
+        theirs = pipe(image=Image.open(path).convert("RGB"), prompt=item.prompt, negative_prompt="blurry",
+                      latents=noise[k : k + 1], generator=[gens[k]], output_type="np", num_inference_steps=2,
+                      guidance_scale=5.0, height=16, width=16, num_frames=5, max_sequence_length=16).frames
+        assert np.abs(out.videos[k].astype(np.float64) / 255 - theirs[0]).max() <= 1 / 255 + 1e-5
+    preset = PRESETS["wan2.1-i2v-14b-480p"]
+    assert preset.family == "wan-i2v" and (preset.recipe.height, preset.recipe.width, preset.recipe.num_frames) == (480, 832, 81)

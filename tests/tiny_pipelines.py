@@ -215,23 +215,40 @@ def build_qwenimage(root: Path) -> Path:
     return root
 
 
-def build_wan(root: Path) -> Path:
+def build_wan(root: Path, image_to_video: bool = False) -> Path:
     """Wan 2.1-shaped: a two-block video DiT over (1, 2, 2) patches, Wan's causal 3-D VAE (4x time, 8x space,
-    16 channels with per-channel statistics), a one-layer UMT5, UniPC on flow sigmas with shift 3 (480p)."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
-    from transformers import UMT5Config, UMT5EncoderModel
+    16 channels with per-channel statistics), a one-layer UMT5, UniPC on flow sigmas with shift 3 (480p).
+    ``image_to_video``: Wan 2.1 I2V, whose transformer takes the noise, a frame mask and the image latents
+    (16 + 4 + 16 channels) and a CLIP vision encoder's embedding of the image."""
+    from diffusers import (
+        AutoencoderKLWan,
+        UniPCMultistepScheduler,
+        WanImageToVideoPipeline,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection, UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(0)
     tok = build_tokenizer()
-    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
-                                        out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2,
-                                        cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+    i2v = {"in_channels": 36, "image_dim": 4} if image_to_video else {"in_channels": 16}
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, out_channels=16,
+                                        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+                                        qk_norm="rms_norm_across_heads", rope_max_seq_len=32, **i2v)
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
     encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
                                           pad_token_id=0, eos_token_id=3, decoder_start_token_id=0))
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0,
                                         num_train_timesteps=1000)
-    pipe = WanPipeline(tokenizer=tok, text_encoder=encoder, vae=vae, transformer=transformer, scheduler=scheduler)
+    if image_to_video:
+        vision = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
+                                                                num_attention_heads=2, image_size=32, intermediate_size=16,
+                                                                patch_size=1))
+        pipe = WanImageToVideoPipeline(tokenizer=tok, text_encoder=encoder, vae=vae, transformer=transformer,
+                                       scheduler=scheduler, image_encoder=vision,
+                                       image_processor=CLIPImageProcessor(crop_size=32, size=32))
+    else:
+        pipe = WanPipeline(tokenizer=tok, text_encoder=encoder, vae=vae, transformer=transformer, scheduler=scheduler)
     pipe.save_pretrained(root)
     return root
 

@@ -126,7 +126,7 @@ def _load_component(path: Path, name: str, library: str, class_name: str, dtype:
     except (ImportError, AttributeError):
         raise BenchkitError(f"{path}/model_index.json: component '{name}' needs {library}.{class_name}, which is not installed") from None
     kwargs: dict[str, Any] = {}
-    if not name.startswith("tokenizer"):
+    if not name.startswith("tokenizer") and not class_name.endswith("Processor"):  # networks, not preprocessors
         kwargs["torch_dtype"] = dtype
         variant = _variant(path / name)
         if variant:
@@ -161,18 +161,21 @@ def _quiet_libraries() -> None:
         lib.set_verbosity_error()
 
 
-def _components_from_folder(path: Path, index: dict[str, Any], dtype: torch.dtype) -> tuple[dict[str, Any], list[Path]]:
+def _components_from_folder(path: Path, index: dict[str, Any], dtype: torch.dtype,
+                            needed: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[Path]]:
+    """Every component but the scheduler and those a benchmark does not run, unless the family needs them
+    (Wan image-to-video's image encoder)."""
     parts: dict[str, Any] = {}
     files: list[Path] = []
     for name, entry in index.items():
-        if name.startswith("_") or name in SKIPPED_COMPONENTS or name == "scheduler":
+        if name.startswith("_") or (name in SKIPPED_COMPONENTS and name not in needed) or name == "scheduler":
             continue
         if not isinstance(entry, (list, tuple)) or len(entry) != 2 or entry[0] is None or entry[1] is None:
             parts[name] = None  # optional component the model does not ship (e.g. SD3 without T5)
             continue
         library, class_name = entry
         parts[name] = _load_component(path, name, library, class_name, dtype)
-        if not name.startswith("tokenizer"):
+        if not name.startswith("tokenizer") and not class_name.endswith("Processor"):
             files += _loaded_files(path / name, _variant(path / name))
     return parts, files
 
@@ -291,7 +294,7 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_
         for required in (denoiser, "text_encoder", "tokenizer", "scheduler"):
             if required not in index:
                 raise BenchkitError(f"{path}/model_index.json has no '{required}' component; benchkit needs a text-to-image model")
-        parts, base_files = _components_from_folder(path, index, dtype)
+        parts, base_files = _components_from_folder(path, index, dtype, family.needed_components)
         sched_file = path / "scheduler" / "scheduler_config.json"
         try:
             scheduler_config = json.loads(sched_file.read_text())

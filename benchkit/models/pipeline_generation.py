@@ -60,6 +60,20 @@ def _with_item_generators(scheduler, gens: list[torch.Generator]):
     return scheduler
 
 
+def _merge(parts: list[Generation]) -> Generation:
+    """One batch's Generation from its items' own calls: outputs in order, stage seconds added up."""
+    stages = dict(parts[0].stages or {})
+    for part in parts[1:]:
+        for key in ("text_encoding_s", "denoising_s", "vae_decode_s"):
+            stages[key] = stages.get(key, 0.0) + (part.stages or {}).get(key, 0.0)
+    if stages.get("steps"):
+        stages["denoise_step_s"] = stages["denoising_s"] / stages["steps"]
+    return Generation([im for g in parts for im in g.images], parts[0].denoiser_calls,
+                      videos=[v for g in parts for v in g.videos] if parts[0].videos is not None else None,
+                      stages=stages, trace=parts[0].trace,
+                      inputs=[i for g in parts for i in g.inputs] if parts[0].inputs is not None else None)
+
+
 class PipelineGenerator:
     """A loaded diffusers-family model plus a recipe; ``generate(items)`` returns uint8 images.
 
@@ -206,6 +220,8 @@ class PipelineGenerator:
 
     @torch.no_grad()
     def generate(self, items: Sequence[Item]) -> Generation:
+        if self.model.family_info.one_image_per_call and len(items) > 1:
+            return _merge([self.generate([it]) for it in items])
         m, r, pipe = self.model, self.recipe, self.pipe
         scheduler = make_scheduler(r, m.scheduler_config)
         noise, gens = self.initial_noise(items)
@@ -236,7 +252,8 @@ class PipelineGenerator:
         kwargs.update(self.model.family_info.pipeline_kwargs)
         inputs = None
         if self.model.family_info.image_input:
-            kwargs["image"], inputs = self._input_images(items)
+            images, inputs = self._input_images(items)
+            kwargs["image"] = images[0] if self.model.family_info.one_image_per_call else images
         self.timer.reset()
         out = pipe(**kwargs)
         latents = out.frames if self.is_video else out.images

@@ -555,6 +555,18 @@ def _wan_presets() -> list[ModelSpec]:
             f"{name} video teacher: UniPC on flow sigmas (shift {shift:g}), 50 steps, CFG 5, 81 frames at 16 fps",
             "Apache-2.0", family="wan", dtype="bfloat16",
             source=_src(name, repo, CARD_COPY, card.format(shift=shift, h=h, w=w))))
+    i2v = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
+    specs.append(ModelSpec(
+        "wan2.1-i2v-14b-480p", i2v,
+        Recipe("UniPCMultistepScheduler", {"flow_shift": 3.0}, steps=50, guidance_scale=5.0, height=480, width=832,
+               num_frames=81, fps=16, negative_prompt=WAN_NEGATIVE),
+        "Wan 2.1 I2V 14B (480p): each prompt's image column is the first frame; UniPC shift 3, 50 steps, CFG 5, "
+        "81 frames at 16 fps", "Apache-2.0", family="wan-i2v", dtype="bfloat16",
+        source=_src("wan2.1-i2v-14b-480p", i2v, PARTIAL, "unverified: the I2V card was not in the stored material; "
+                    "its diffusers snippet as remembered: WanImageToVideoPipeline bfloat16 with the VAE and CLIP "
+                    "image encoder in float32 (benchkit keeps only the VAE in float32), guidance 5.0, 81 frames, "
+                    "fps 16, and a size fitted to each input image's aspect within 480x832 pixels, where benchkit "
+                    "makes every clip at the recipe's 480x832")))
     lora = "lightx2v/Wan2.1-T2V-14B-StepDistill-CfgDistill-Lightx2v"
     specs.append(ModelSpec(
         "wan2.1-t2v-14b-lightx2v-4step", "Wan-AI/Wan2.1-T2V-14B-Diffusers",

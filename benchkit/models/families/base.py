@@ -48,6 +48,11 @@ class Family:
     vae_float32: bool = False  # the card decodes in fp32 whatever the model's dtype (Wan)
     # image-to-video: each item is conditioned on the image its prompt set's ``image`` column names
     image_input: bool = False
+    # components loading otherwise leaves out (an SD pipeline's image encoder is for IP-adapters) that this
+    # family's pipeline runs (Wan image-to-video encodes the input image with CLIP vision)
+    needed_components: tuple[str, ...] = ()
+    # the pipeline takes one input image per call (Wan image-to-video): a batch runs item by item
+    one_image_per_call: bool = False
     # fixed keyword arguments of every pipeline call, each with the reason in the family's module
     # (SANA: use_resolution_binning off, so images are made at exactly the recipe's size)
     pipeline_kwargs: Mapping[str, Any] = field(default_factory=dict)
