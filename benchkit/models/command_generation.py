@@ -50,6 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from benchkit.core.atomic import write_text_atomic
 from benchkit.core.errors import BenchkitError, describe_os_error
 from benchkit.core.hardware import dtype_name
 from benchkit.core.items import Item, input_image, item_seed
@@ -204,7 +205,7 @@ class CommandGenerator:
         parent = self.scratch_dir
         try:
             folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
-            (folder / SCRATCH_MARK).write_text("benchkit made this folder for one batch of an outside generator\n")
+            write_text_atomic(folder / SCRATCH_MARK, "benchkit made this folder for one batch of an outside generator\n")
         except OSError as exc:
             raise describe_os_error(exc, parent or tempfile.gettempdir(), "creating a folder in") from None
         try:
