@@ -1,6 +1,8 @@
 """CogVideoX: a text-to-video 3-D transformer with a T5 encoder and a causal video VAE, and its
 image-to-video variant, whose transformer takes the first frame's VAE latents beside the noise."""
 
+import dataclasses
+
 from benchkit.models.families import register_family
 from benchkit.models.families.base import Family
 
@@ -13,12 +15,10 @@ COGVIDEOX = register_family()(Family(
     conditioning="t5",
 ))
 
-COGVIDEOX_I2V = register_family()(Family(
+COGVIDEOX_I2V = register_family()(dataclasses.replace(
+    COGVIDEOX,
     name="cogvideox-i2v",
     description="CogVideoX image-to-video: the first frame (the prompt's image) encoded by the VAE beside the noise",
     pipeline_class="CogVideoXImageToVideoPipeline",
-    denoiser="transformer",
-    media="video",
-    conditioning="t5",
     image_input=True,
 ))

@@ -6,6 +6,8 @@ The pipeline lays latents out channels first, (B, C, F, H, W), unlike CogVideoX;
 size in the transformer's config, its own defaults (480 x 832, 81 frames) are the family's.
 """
 
+import dataclasses
+
 from benchkit.models.families import register_family
 from benchkit.models.families.base import Family
 
@@ -24,19 +26,13 @@ WAN = register_family()(Family(
     lora_targets=("to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj", "ffn.net.0.proj", "ffn.net.2"),
 ))
 
-WAN_I2V = register_family()(Family(
+# everything of Wan T2V, plus the input image: its VAE latents and CLIP vision embedding condition the clip
+WAN_I2V = register_family()(dataclasses.replace(
+    WAN,
     name="wan-i2v",
     description="Wan 2.1 image-to-video: the prompt's image as the first frame (VAE latents + CLIP vision embeddings)",
     pipeline_class="WanImageToVideoPipeline",
-    denoiser="transformer",
-    media="video",
-    conditioning="umt5",
-    video_latents="cfhw",
-    default_size=(480, 832),
-    default_frames=81,
-    vae_float32=True,
     image_input=True,
     needed_components=("image_encoder", "image_processor"),
     one_image_per_call=True,  # its pipeline's image argument is one image
-    lora_targets=WAN.lora_targets,
 ))
