@@ -98,9 +98,9 @@ def eval_cmd(
     changes = {"steps": steps, "scheduler": scheduler, "guidance_scale": guidance, "eta": eta}
     if timesteps:
         try:
-            changes["timesteps"] = [int(t) for t in timesteps.split(",")]
+            changes["timesteps"] = [float(t) for t in timesteps.split(",")]  # whole numbers become ints in the recipe
         except ValueError:
-            raise BenchkitError(f"--timesteps '{timesteps}': give integers separated by commas, e.g. 999,749,499,249") from None
+            raise BenchkitError(f"--timesteps '{timesteps}': give numbers separated by commas, e.g. 999,749,499,249") from None
     if spacing:
         changes["scheduler_kwargs"] = {**spec.recipe.scheduler_kwargs, "timestep_spacing": spacing}
     spec = spec.with_recipe(**changes)

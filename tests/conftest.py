@@ -11,6 +11,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
+# diffusers and transformers bind their log handlers to the sys.stderr of their first import. A test's
+# capsys stream is closed when that test ends, so a first import inside one would make every later
+# library warning print "--- Logging error ---" with a traceback into the next CLI test's stderr.
+import diffusers.utils.logging  # noqa: E402,F401
+import transformers.utils.logging  # noqa: E402,F401
+
 
 @pytest.fixture(autouse=True)
 def restore_process_state():

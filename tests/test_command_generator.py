@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from benchkit.core.errors import BenchkitError
 from benchkit.core.items import Item, item_seed
@@ -385,3 +385,65 @@ def test_an_outside_command_is_refused_as_a_distillation_teacher_before_any_work
                                                         "generator) has no denoiser benchkit can distill from; give "
                                                         "a diffusers teacher")
     assert not out.exists() and not (tmp_path / "pairs.safetensors").exists()
+
+
+# ---- a video program: clips ----------------------------------------------------------------------------------
+
+# Writes each item's clip from its noise seed, as .npy (uint8 frames) or an animated .png; --mode breaks it
+CLIPS = r'''
+import json, os, sys
+import numpy as np
+from PIL import Image
+
+fmt, mode = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "ok"
+request = json.load(sys.stdin)
+for item in request["items"]:
+    frames = item["num_frames"] - (1 if mode == "short" else 0)
+    clip = np.random.default_rng(item["noise_seed"]).integers(0, 256, (frames, item["height"], item["width"], 3), dtype=np.uint8)
+    stem = os.path.join(request["output_dir"], item["prompt_id"] + "_" + str(item["seed"]))
+    if mode == "object":  # an array only unpickling could read
+        np.save(stem + ".npy", np.array([{"frames": 1}], dtype=object), allow_pickle=True)
+    elif fmt == "npy":
+        np.save(stem + ".npy", clip)
+    else:
+        images = [Image.fromarray(f) for f in clip]
+        images[0].save(stem + ".png", save_all=True, append_images=images[1:], duration=125, loop=0)
+'''
+
+
+def fake_clip(noise_seed: int, frames: int = 5, size: int = 16) -> np.ndarray:
+    return np.random.default_rng(noise_seed).integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "apng"])
+def test_a_video_program_returns_clips(user, tmp_path, fmt):
+    (user / "clips.py").write_text(CLIPS)
+    spec = write_spec(user, [sys.executable, "clips.py", fmt], recipe=RECIPE + "num_frames = 5\nfps = 8\n", name="clips")
+    results = run_eval(resolve_spec(str(spec)), load_prompt_set("toy-digits").limit(2), [0], tmp_path / "run",
+                       metrics=["latency"], device="cpu", batch_size=2, warmup_batches=0, cache_dir=tmp_path / "c",
+                       show_progress=False)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["model"]["num_frames"] == 5 and manifest["model"]["fps"] == 8
+    for rec in records(tmp_path / "run"):
+        expected = fake_clip(item_seed(rec["prompt_id"], rec["seed"]))
+        assert rec["frames"] == "5"
+        with Image.open(tmp_path / "run" / rec["video"]) as clip:  # written as an APNG here (no mp4 encoder)
+            frames = [np.array(f.convert("RGB")) for f in ImageSequence.Iterator(clip)]
+        assert np.array_equal(np.stack(frames), expected)  # lossless through the program's file and benchkit's
+        assert np.array_equal(np.array(Image.open(tmp_path / "run" / rec["file"])), expected[0])  # first frame scored
+    metrics = {m["name"]: m["value"] for m in results["metrics"]}
+    assert metrics["latency_image_p50"] > 0 and metrics["nfe"] == 2  # the program's wall time; the recipe's steps
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("short", "the command's clip digit0-a_0.npy has 4 frames, expected 5 (recipe.num_frames)"),
+    ("object", "the command's clip digit0-a_0.npy is unreadable: Object arrays cannot be loaded when allow_pickle=False"),
+])
+def test_a_bad_clip_is_one_line(cli, user, tmp_path, mode, message):
+    (user / "clips.py").write_text(CLIPS)
+    spec = write_spec(user, [sys.executable, "clips.py", "npy", mode], recipe=RECIPE + "num_frames = 5\n", name="clips")
+    code, _, err = cli("eval", "-m", str(spec), "--limit", "1", "--seeds", "0", "--metrics", "latency", "--device", "cpu",
+                       "--warmup", "0", "--quiet", "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "c"))
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert message in err and "model 'clips'" in err, err
+    assert scratch_folders(tmp_path / "run") == []

@@ -65,8 +65,8 @@ def test_what_each_family_declares():
     assert {get_family(n).conditioning for n in ("toy", "sd15")} == {"clip"}
     assert "add_q_proj" in get_family("sd3").lora_targets and "time_emb_proj" in get_family("sdxl").lora_targets
     assert get_family("toy").default_metrics == ("toy-fid", "toy-alignment", "toy-diversity", "latency")
-    assert get_family("flux").guidance == "embedded" and get_family("flux").packed_latents
-    assert get_family("sd3").guidance == "cfg" and not get_family("sd3").packed_latents
+    assert get_family("flux").guidance == "embedded" and get_family("flux").packing is not None
+    assert get_family("sd3").guidance == "cfg" and get_family("sd3").packing is None
     with pytest.raises(BenchkitError, match="unknown model family 'nope'"):
         get_family("nope")
 

@@ -192,6 +192,8 @@ PIPE_DEFAULT_PRESETS = {
     "StableDiffusionPipeline": ("sd15", "bk-sdm-tiny", "tiny-sd", "small-sd"),
     "StableDiffusionXLPipeline": ("sdxl-base", "ssd-1b", "segmind-vega"),
     "StableDiffusion3Pipeline": ("sd3-medium",),
+    "HunyuanVideoImageToVideoPipeline": ("hunyuanvideo-i2v-33ch",),  # the example passes guidance 1, the default
+    "LTXPipeline": ("ltx-video",),  # the card's snippet sets steps (50, the default) and no guidance
 }
 
 
@@ -219,8 +221,12 @@ def test_cfg_lora_and_teacher_budget_presets_stay_partial():
                        *(f"hyper-{b}-{n}step-cfg-lora" for b in ("sdxl", "sd15") for n in (8, 12)),
                        # FLUX cards not in the stored material (only copies of schnell's and Hyper 8-step's)
                        "flux.1-dev", "flux.1-turbo-alpha", "hyper-flux.1-dev-16step-lora",
-                       # lightx2v's card not stored; its own runner's timesteps cannot be passed to WanPipeline
-                       "wan2.1-t2v-14b-lightx2v-4step",
+                       # lightx2v's cards not stored: the LoRA file name and solver of 2.1's, the folder and size of 2.2's
+                       "wan2.1-t2v-14b-lightx2v-4step", "wan2.2-t2v-a14b-lightning-4step",
+                       # diffusers' example stands in for the cards
+                       "hunyuanvideo-i2v", "hunyuanvideo-i2v-33ch",
+                       # the cards' second (upsampled) pass is not run
+                       "ltx-video-0.9.7-distilled-1pass", "ltx-video-0.9.8-13b-distilled-1pass",
                        # the I2V card not stored; its snippet fits the size to each image, benchkit does not
                        "wan2.1-i2v-14b-480p"}
 

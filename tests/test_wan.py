@@ -77,6 +77,7 @@ def test_presets_follow_their_cards():
     assert small.recipe.guidance_scale == 5.0 and small.recipe.negative_prompt.startswith("Bright tones, overexposed")
     distilled = PRESETS["wan2.1-t2v-14b-lightx2v-4step"]
     assert (distilled.recipe.steps, distilled.recipe.guidance_scale) == (4, 1.0) and "unverified" in distilled.source
+    assert distilled.recipe.sigmas == (1.0, 0.75, 0.5, 0.25) and distilled.recipe.scheduler_kwargs == {"shift": 5.0}
 
 
 def test_eval_end_to_end_through_a_preset(wan, tmp_path):

@@ -253,6 +253,59 @@ def build_wan(root: Path, image_to_video: bool = False) -> Path:
     return root
 
 
+def build_wan22(root: Path, ti2v: bool = False, image_to_video: bool = False) -> Path:
+    """Wan 2.2-shaped. A14B (default): two experts, ``transformer`` for high noise and ``transformer_2`` for low,
+    switching at boundary_ratio 0.875 of the training timesteps, on Wan 2.1's VAE. TI2V-5B (``ti2v``): one
+    transformer with a timestep per latent token (expand_timesteps) on the Wan 2.2 VAE (48 channels with their
+    own statistics, a 2x2 pixel patchify before its 8x encoder: 16x in space), UniPC shift 5.
+    ``image_to_video``: saved as WanImageToVideoPipeline without a CLIP image encoder (Wan 2.2 has none): A14B
+    I2V's transformers take noise, a frame mask and the image latents (16 + 4 + 16 channels), boundary 0.9;
+    TI2V-5B's takes the noise with the image's latents written into its first frame."""
+    from diffusers import (
+        AutoencoderKLWan,
+        UniPCMultistepScheduler,
+        WanImageToVideoPipeline,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    channels = 12 if ti2v else 16
+    inputs = 36 if image_to_video and not ti2v else channels
+
+    def transformer():
+        return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=inputs,
+                                     out_channels=channels, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2,
+                                     cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+
+    if ti2v:
+        g = torch.Generator().manual_seed(1)  # statistics that are not Wan 2.1's defaults, as the 2.2 VAE's are not
+        vae = AutoencoderKLWan(base_dim=4, z_dim=channels, dim_mult=[1, 1, 1, 1], num_res_blocks=1, is_residual=True,
+                               in_channels=12, out_channels=12, patch_size=2, scale_factor_spatial=16,
+                               temperal_downsample=[False, True, True],
+                               latents_mean=torch.randn(channels, generator=g).tolist(),
+                               latents_std=(torch.rand(channels, generator=g) + 0.5).tolist())
+    else:
+        vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+    encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
+                                          pad_token_id=0, eos_token_id=3, decoder_start_token_id=0))
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000,
+                                        flow_shift=5.0 if ti2v else 3.0)
+    if ti2v:
+        experts = {"expand_timesteps": True}
+    else:
+        experts = {"transformer_2": transformer(), "boundary_ratio": 0.9 if image_to_video else 0.875}
+    if image_to_video:
+        WanImageToVideoPipeline(tokenizer=tok, text_encoder=encoder, vae=vae, transformer=transformer(), scheduler=scheduler,
+                                image_encoder=None, image_processor=None, **experts).save_pretrained(root)
+    else:
+        WanPipeline(tokenizer=tok, text_encoder=encoder, vae=vae, transformer=transformer(), scheduler=scheduler,
+                    **experts).save_pretrained(root)
+    return root
+
+
 def build_hunyuanvideo(root: Path) -> Path:
     """HunyuanVideo-shaped: one dual- and one single-stream block over (1, 2, 2) patches with guidance
     embedding, a two-level causal 3-D VAE (4x time), a two-layer Llama and a CLIP with pooled output."""
@@ -284,6 +337,47 @@ def build_hunyuanvideo(root: Path) -> Path:
                                 scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
                                 text_encoder_2=CLIPTextModel(clip_config(len(clip_tok), max_positions=77)), tokenizer_2=clip_tok)
     pipe.save_pretrained(root)
+    return root
+
+
+def build_ltx(root: Path, condition: bool = False) -> Path:
+    """LTX-Video 0.9.1-shaped: a one-block video DiT over single voxels (patch 1), an 8-channel causal VAE with
+    4x space and 4x time compression, random per-channel statistics (buffers) and a timestep-conditioned
+    decoder that injects noise, a one-layer T5, the cards' flow scheduler (dynamic shift, terminal 0.1).
+    ``condition``: saved as LTXConditionPipeline (0.9.5+, the distilled models' layout) with the static-shift
+    scheduler diffusers' converter writes for it (the condition pipeline passes no dynamic shift)."""
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXConditionPipeline,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=2,
+                                             attention_head_dim=8, cross_attention_dim=16, num_layers=1, caption_channels=32)
+    vae = AutoencoderKLLTXVideo(in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8,) * 4,
+                                decoder_block_out_channels=(8,) * 4, layers_per_block=(1,) * 5, decoder_layers_per_block=(1,) * 5,
+                                spatio_temporal_scaling=(True, True, False, False),
+                                decoder_spatio_temporal_scaling=(True, True, False, False),
+                                decoder_inject_noise=(True, True, True, False, False), upsample_residual=(False,) * 4,
+                                upsample_factor=(1,) * 4, timestep_conditioning=True, patch_size=1, patch_size_t=1,
+                                encoder_causal=True, decoder_causal=False)
+    with torch.no_grad():  # released VAEs carry real statistics; zeros and ones would hide a missed denormalisation
+        vae.latents_mean.normal_()
+        vae.latents_std.uniform_(0.5, 2.0)
+    encoder = T5EncoderModel(T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
+                                      pad_token_id=0, eos_token_id=3))
+    if condition:
+        scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=False)
+    else:
+        scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+                                                    base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1)
+    cls = LTXConditionPipeline if condition else LTXPipeline
+    cls(scheduler=scheduler, vae=vae, text_encoder=encoder, tokenizer=tok, transformer=transformer).save_pretrained(root)
     return root
 
 

@@ -22,15 +22,18 @@ and manifest say exactly which script ran. For each batch the generator
    input image), else null.
 3. waits for it (``timeout_s`` per batch: then the whole process group is stopped), and reads
    ``<prompt_id>_<seed>.png`` (or ``.jpg``/``.jpeg``/``.webp``; lossy files change what metrics see) for
-   every item (one image: a video program writes its first frame), of exactly the recipe's size, and the
-   optional ``stages.json``: seconds for the whole batch, ``text_encoding_s``, ``denoising_s`` and
-   ``vae_decode_s`` (all three), plus any other numbers,
+   every item, of exactly the recipe's size; with ``recipe.num_frames`` set the program makes clips of
+   exactly that many frames: ``<prompt_id>_<seed>.npy`` (uint8 frames, height, width, 3; read as data,
+   never unpickled), an animated ``.png``, or ``.mp4`` (decoded with PyAV when it is installed). It also
+   reads the optional ``stages.json``: seconds for the whole batch, ``text_encoding_s``, ``denoising_s``
+   and ``vae_decode_s`` (all three), plus any other numbers,
 4. removes the folder (benchkit made it; nothing else is ever deleted).
 
 The batch's latency is the program's wall time as the eval loop measures it (process start, model
 load and all); ``stages.json`` adds the split and benchkit adds ``command_s``, the program's own wall
 time. A failure is one line naming the model: the program exiting non-zero (with the last line of its
-stderr), a timeout, a missing, unreadable or wrong-sized image, a malformed ``stages.json``.
+stderr), a timeout, a missing, unreadable or wrong-sized image or clip (or a clip with the wrong number
+of frames), a malformed ``stages.json``.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from benchkit.models.spec import ModelSpec, Recipe
 
 REQUEST_VERSION = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what is looked for, in this order
+CLIP_SUFFIXES = (".npy", ".png", ".mp4")  # a video program's clips, looked for in this order
 STAGES_FILE = "stages.json"
 REQUIRED_STAGES = ("text_encoding_s", "denoising_s", "vae_decode_s")  # what the latency metric splits a batch into
 SCRATCH_PREFIX = ".benchkit-command-"
@@ -156,6 +160,7 @@ class CommandGenerator:
             raise BenchkitError(f"model '{spec.name}': an outside generator's recipe needs height and width (the size "
                                 f"its images must have): set recipe.height and recipe.width in the spec")
         self.height, self.width = recipe.height, recipe.width
+        self.num_frames = recipe.num_frames  # a video program: every item is a clip of this many frames
         self.timeout = spec.timeout_s
         self._scratch_dir: Path | None = None
 
@@ -211,13 +216,14 @@ class CommandGenerator:
         try:
             payload = json.dumps(self.request(items, folder), allow_nan=False).encode("utf-8")
             seconds = self._run(payload, len(items))
-            images = [self._read_image(folder, it) for it in items]
+            clips = [self._read_clip(folder, it) for it in items] if self.num_frames else None
+            images = [c[0] for c in clips] if clips else [self._read_image(folder, it) for it in items]
             stages = self._read_stages(folder, seconds)
         finally:
             shutil.rmtree(folder, ignore_errors=True)  # benchkit made it: the program's outputs for this batch
         trace = {"command": self.argv, "command_s": seconds}
         # denoiser calls are the program's own business: 0 says "not measured" (the manifest falls back to the recipe)
-        return Generation(images, 0, stages=stages, trace=trace)
+        return Generation(images, 0, videos=clips, stages=stages, trace=trace)
 
     def _run(self, payload: bytes, n: int) -> float:
         """Run the program on one request; its wall time in seconds. Nothing of it outlives a failure."""
@@ -250,10 +256,7 @@ class CommandGenerator:
 
         found = next((folder / f"{item.key}{s}" for s in IMAGE_SUFFIXES if (folder / f"{item.key}{s}").is_file()), None)
         if found is None:
-            wrote = sorted(p.name for p in folder.iterdir() if p.name not in (STAGES_FILE, SCRATCH_MARK))
-            what = f"it wrote {', '.join(wrote[:5])}" + (", ..." if len(wrote) > 5 else "") if wrote else "it wrote nothing"
-            raise BenchkitError(f"model '{self.name}': the command wrote no image for {item.key}: expected {item.key}.png "
-                                f"in the request's output_dir ({what})")
+            raise self._missing(folder, item, "image", f"{item.key}.png")
         try:
             with Image.open(found) as im:
                 im.load()
@@ -266,6 +269,33 @@ class CommandGenerator:
             raise BenchkitError(f"model '{self.name}': the command's image {found.name} is {got[0]}x{got[1]} (height x "
                                 f"width), expected {self.height}x{self.width} (the recipe's size)")
         return pixels
+
+    def _missing(self, folder: Path, item: Item, kind: str, expected: str) -> BenchkitError:
+        wrote = sorted(p.name for p in folder.iterdir() if p.name not in (STAGES_FILE, SCRATCH_MARK))
+        what = f"it wrote {', '.join(wrote[:5])}" + (", ..." if len(wrote) > 5 else "") if wrote else "it wrote nothing"
+        return BenchkitError(f"model '{self.name}': the command wrote no {kind} for {item.key}: expected {expected} "
+                             f"in the request's output_dir ({what})")
+
+    def _read_clip(self, folder: Path, item: Item) -> np.ndarray:
+        """One item's clip as uint8 (frames, height, width, 3), checked against the recipe's frames and size."""
+        found = next((folder / f"{item.key}{s}" for s in CLIP_SUFFIXES if (folder / f"{item.key}{s}").is_file()), None)
+        if found is None:
+            raise self._missing(folder, item, "clip", f"{item.key}.npy, an animated {item.key}.png or {item.key}.mp4")
+        where = f"model '{self.name}': the command's clip {found.name}"
+        try:
+            frames = _decode_clip(found)
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            reason = " ".join(str(exc).replace(str(found), found.name).split()) or type(exc).__name__
+            raise BenchkitError(f"{where} is unreadable: {reason}") from None
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise BenchkitError(f"{where} must hold uint8 frames shaped (frames, height, width, 3), got "
+                                f"{frames.dtype} {tuple(frames.shape)}")
+        if frames.shape[1:3] != (self.height, self.width):
+            raise BenchkitError(f"{where} is {frames.shape[1]}x{frames.shape[2]} (height x width), expected "
+                                f"{self.height}x{self.width} (the recipe's size)")
+        if len(frames) != self.num_frames:
+            raise BenchkitError(f"{where} has {len(frames)} frames, expected {self.num_frames} (recipe.num_frames)")
+        return frames
 
     def _read_stages(self, folder: Path, seconds: float) -> dict[str, Any] | None:
         path = folder / STAGES_FILE
@@ -294,6 +324,27 @@ class CommandGenerator:
         stages.setdefault("denoise_step_s", stages["denoising_s"] / steps)
         stages["command_s"] = seconds
         return stages
+
+
+def _decode_clip(path: Path) -> np.ndarray:
+    """A clip file's frames: a .npy array read as data only, an (animated) PNG through Pillow, an mp4 through
+    PyAV. Raises OSError/ValueError for a file that is not what its name says."""
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)  # an object array would need unpickling: refused
+    if path.suffix == ".png":
+        from PIL import Image, ImageSequence
+
+        with Image.open(path) as im:
+            return np.stack([np.array(frame.convert("RGB"), dtype=np.uint8) for frame in ImageSequence.Iterator(im)])
+    try:
+        import av
+    except ImportError:
+        raise ValueError("reading mp4 clips needs PyAV (pip install av); or write .npy or animated .png clips") from None
+    try:
+        with av.open(str(path)) as container:  # pragma: no cover - optional dependency
+            return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    except av.FFmpegError as exc:  # pragma: no cover - optional dependency
+        raise ValueError(str(exc)) from None
 
 
 def _number(value: Any) -> bool:

@@ -40,11 +40,19 @@ def make_scheduler(recipe: Recipe, base_config: dict[str, Any]):
     return cls.from_config(config)
 
 
+def check_explicit_timesteps(scheduler, recipe: Recipe) -> None:
+    """Explicit timesteps must be ones the scheduler takes: fractions only on a flow-matching scheduler,
+    which divides them into sigmas (the discrete schedulers index their tables with them)."""
+    if "timesteps" not in inspect.signature(scheduler.set_timesteps).parameters:
+        raise BenchkitError(f"recipe.timesteps: {type(scheduler).__name__} does not accept explicit timesteps; use LCMScheduler, TCDScheduler or EulerDiscreteScheduler")
+    if any(isinstance(t, float) for t in recipe.timesteps) and "FlowMatch" not in type(scheduler).__name__:
+        raise BenchkitError(f"recipe.timesteps: {type(scheduler).__name__} takes whole-number timesteps; fractions such as "
+                            f"{next(t for t in recipe.timesteps if isinstance(t, float))} need a flow-matching scheduler")
+
+
 def set_timesteps(scheduler, recipe: Recipe, device: torch.device) -> None:
-    params = inspect.signature(scheduler.set_timesteps).parameters
     if recipe.timesteps is not None:
-        if "timesteps" not in params:
-            raise BenchkitError(f"recipe.timesteps: {type(scheduler).__name__} does not accept explicit timesteps; use LCMScheduler, TCDScheduler or EulerDiscreteScheduler")
+        check_explicit_timesteps(scheduler, recipe)
         scheduler.set_timesteps(timesteps=list(recipe.timesteps), device=device)
     else:
         scheduler.set_timesteps(recipe.steps, device=device)

@@ -334,6 +334,15 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_
         details["lora"] = apply_lora(pipeline, lora_file, spec.lora_scale, spec.lora_fused)
         extra_files[f"lora:{lora_file.name}"] = lora_file
         parts[denoiser] = getattr(pipeline, denoiser)
+    if spec.lora_2:
+        if pipeline is None:
+            raise BenchkitError(f"lora_2: the {family.name} model {path} is not a diffusers pipeline")
+        from benchkit.models.lora import apply_lora
+
+        lora_file = require(parse_location("lora_2", spec.lora_2), spec.name)
+        details["lora_2"] = apply_lora(pipeline, lora_file, spec.lora_scale, spec.lora_fused, second_denoiser=True)
+        extra_files[f"lora_2:{lora_file.name}"] = lora_file
+        parts["transformer_2"] = pipeline.transformer_2
     if spec.compile:
         parts[denoiser] = torch.compile(parts[denoiser])
         if pipeline is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchkit.core.errors import BenchkitError
+from benchkit.models.spec import LOCATION_FIELDS
 
 HF_PREFIX = "hf://"
 # a path ending in one of these is a file, never an "owner/name" repo id (which may be "x/sdxl-1.0")
@@ -21,7 +22,7 @@ FILE_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".json", ".toml
 class Location:
     """One file or folder a spec needs: a local path, or (repo, path in repo) in the HF cache."""
 
-    field: str  # spec field it came from: base, weights, lora, vae, config
+    field: str  # spec field it came from: base, weights, lora, lora_2, vae, config
     raw: str
     repo: str | None = None
     path_in_repo: str | None = None  # None: the whole repo (a diffusers folder)
@@ -109,7 +110,7 @@ def require(loc: Location, preset: str = "") -> Path:
 def spec_locations(spec) -> list[Location]:
     """Every file or folder a spec needs, base first."""
     out = []
-    for field in ("base", "weights", "lora", "vae", "config"):
+    for field in LOCATION_FIELDS:
         value = getattr(spec, field)
         if value and not value.startswith("builtin:"):
             out.append(parse_location(field, value))

@@ -50,10 +50,20 @@ def _keys(path: Path) -> list[str]:
     return [str(k) for k in state]
 
 
-def apply_lora(pipe: Any, path: Path, scale: float, fused: bool) -> dict[str, Any]:
-    """Load a LoRA file into ``pipe`` at ``scale``; returns what was done, for the manifest."""
+def apply_lora(pipe: Any, path: Path, scale: float, fused: bool, second_denoiser: bool = False) -> dict[str, Any]:
+    """Load a LoRA file into ``pipe`` at ``scale``; returns what was done, for the manifest.
+
+    ``second_denoiser``: into the pipeline's transformer_2 (Wan 2.2's low-noise expert; diffusers'
+    ``load_into_transformer_2``), as the spec's ``lora_2``.
+    """
+    field = "lora_2" if second_denoiser else "lora"
     if not hasattr(pipe, "load_lora_weights"):
-        raise BenchkitError(f"lora: {type(pipe).__name__} cannot load LoRAs; remove 'lora' from the spec")
+        raise BenchkitError(f"{field}: {type(pipe).__name__} cannot load LoRAs; remove '{field}' from the spec")
+    if second_denoiser and getattr(pipe, "transformer_2", None) is None:
+        raise BenchkitError(f"lora_2: {type(pipe).__name__} has no second denoiser (transformer_2) to load it into; "
+                            "remove 'lora_2' from the spec")
+    adapter = ADAPTER + ("_2" if second_denoiser else "")
+    where = {"load_into_transformer_2": True} if second_denoiser else {}
     keys = _keys(path)
     fmt = lora_format(path, keys)
     if not any("lora" in k.lower() for k in keys):  # diffusers would say only "Invalid LoRA checkpoint"
@@ -63,20 +73,23 @@ def apply_lora(pipe: Any, path: Path, scale: float, fused: bool) -> dict[str, An
     hint = f"{fmt} format" if fmt != "unknown" else "keys in no LoRA format benchkit knows"
     try:
         with _quiet_diffusers():
-            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=ADAPTER)
+            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter, **where)
     except (ValueError, KeyError, RuntimeError, OSError, IndexError, TypeError, AttributeError) as exc:
         # diffusers' converters fail in many ways on keys they do not expect
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BenchkitError(f"lora {path}: cannot load into {type(pipe).__name__} ({hint}: {first[:300]}); "
                             "is it a LoRA for this base model?") from None
-    if not _adapter_present(pipe):
+    if not _adapter_present(pipe, adapter):
         raise BenchkitError(f"lora {path}: no layer of the model matched its keys ({hint}); is it a LoRA for this base model?")
     if fused:
-        pipe.fuse_lora(lora_scale=scale, adapter_names=[ADAPTER])
+        into = {"components": ["transformer_2"]} if second_denoiser else {}  # else each mixin's own default
+        pipe.fuse_lora(lora_scale=scale, adapter_names=[adapter], **into)
         pipe.unload_lora_weights()  # the delta is in the weights now; drop the adapter layers
     else:
-        pipe.set_adapters([ADAPTER], adapter_weights=[scale])
-    return {"file": str(path), "format": fmt, "scale": scale, "fused": fused}
+        active = [a for a in (ADAPTER, ADAPTER + "_2") if _adapter_present(pipe, a, strict=True)]
+        pipe.set_adapters(active, adapter_weights=[scale] * len(active))
+    out = {"file": str(path), "format": fmt, "scale": scale, "fused": fused}
+    return {**out, "into": "transformer_2"} if second_denoiser else out
 
 
 @contextlib.contextmanager
@@ -93,9 +106,9 @@ def _quiet_diffusers():
         logging.set_verbosity(level)
 
 
-def _adapter_present(pipe: Any) -> bool:
+def _adapter_present(pipe: Any, adapter: str = ADAPTER, strict: bool = False) -> bool:
     try:
         adapters = pipe.get_list_adapters()
     except (AttributeError, ValueError):
-        return True  # cannot tell; load_lora_weights would have raised on a mismatch
-    return any(ADAPTER in names for names in adapters.values())
+        return not strict  # cannot tell; load_lora_weights would have raised on a mismatch
+    return any(adapter in names for names in adapters.values())

@@ -40,6 +40,8 @@ def describe_model(model: Any, generator: Any) -> dict[str, Any]:
         out["resolution"] = [generator.height, generator.width]
     if getattr(generator, "num_frames", None):
         out["num_frames"] = generator.num_frames
+        if getattr(generator, "frames_per_clip", generator.num_frames) != generator.num_frames:
+            out["frames_per_clip"] = generator.frames_per_clip  # the pipeline trims frames (HunyuanVideo-I2V-33ch)
         out["fps"] = getattr(generator.recipe, "fps", None) or 8
         out["video_format"] = "mp4" if mp4_encoder() else "apng (no mp4 encoder installed: pip install av)"
     return out

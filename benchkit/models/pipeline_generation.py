@@ -23,9 +23,9 @@ import torch
 from benchkit.core.errors import BenchkitError
 from benchkit.core.hardware import dtype_name
 from benchkit.core.items import Item, input_image, item_generator
-from benchkit.models.generation import Generation, make_scheduler
+from benchkit.models.generation import Generation, check_explicit_timesteps, make_scheduler
 from benchkit.models.loading import LoadedModel
-from benchkit.models.spec import Recipe
+from benchkit.models.spec import PIPELINE_RECIPE_FIELDS, Recipe
 from benchkit.models.stages import StageTimer
 
 
@@ -57,6 +57,21 @@ def _with_item_generators(scheduler, gens: list[torch.Generator]):
         return step(*args, **kwargs)
 
     scheduler.step = step_with_generators
+    return scheduler
+
+
+def _with_sigmas(scheduler, sigmas: Sequence[float]):
+    """Give the scheduler the recipe's sigmas when the pipeline has no ``sigmas`` argument.
+
+    WanPipeline calls ``scheduler.set_timesteps(num_inference_steps)`` only, so a distilled recipe's exact
+    sigmas (Wan 2.2 Lightning: Euler on 1, 0.75, 0.5, 0.25 with shift 5) reach the scheduler here instead.
+    """
+    set_timesteps = scheduler.set_timesteps
+
+    def set_recipe_sigmas(num_inference_steps=None, device=None, **kwargs):
+        set_timesteps(sigmas=list(sigmas), device=device)
+
+    scheduler.set_timesteps = set_recipe_sigmas
     return scheduler
 
 
@@ -93,7 +108,8 @@ class PipelineGenerator:
         cfg = denoiser.config
         family = model.family_info
         if self.is_video:
-            self.vae_scale = self.pipe.vae_scale_factor_spatial
+            # the pipelines name it differently (LTX-Video: vae_spatial_compression_ratio)
+            self.vae_scale = getattr(self.pipe, "vae_scale_factor_spatial", None) or self.pipe.vae_spatial_compression_ratio
             # the transformer's sample size (CogVideoX), else the family's default (Wan's pipeline: 480 x 832 x 81)
             if getattr(cfg, "sample_height", None):
                 size = (cfg.sample_height * self.vae_scale, cfg.sample_width * self.vae_scale)
@@ -104,10 +120,12 @@ class PipelineGenerator:
             self.num_frames = recipe.num_frames or getattr(cfg, "sample_frames", None) or family.default_frames
             if not (self.height and self.width and self.num_frames):
                 raise BenchkitError(f"recipe.height/width/num_frames: {model.family} models have no default; set them in the recipe")
-            temporal = self.pipe.vae_scale_factor_temporal
+            temporal = getattr(self.pipe, "vae_scale_factor_temporal", None) or self.pipe.vae_temporal_compression_ratio
             if (self.num_frames - 1) % temporal:
                 raise BenchkitError(f"recipe.num_frames must be 1 + a multiple of {temporal} for this model, got {self.num_frames}")
             self.latent_frames = (self.num_frames - 1) // temporal + 1
+            trimmed = family.trimmed_frames(self.pipe) if family.trimmed_frames is not None else 0
+            self.frames_per_clip = self.num_frames - trimmed  # what each written clip holds
         else:
             self.vae_scale = self.pipe.vae_scale_factor
             # the denoiser's sample size, else the pipeline's default (FLUX's transformer has none), else the family's
@@ -117,8 +135,13 @@ class PipelineGenerator:
                 raise BenchkitError(f"recipe.height/width: {model.family} models have no default size; set both in the recipe")
             self.height = recipe.height or default[0]
             self.width = recipe.width or default[1]
-            self.num_frames = None
-        self.packed = family.packed_latents
+            self.num_frames = self.frames_per_clip = None
+        self.packing = family.packing
+        # what guidance_scale does: cfg, an input of a guidance-distilled transformer, or nothing where the family's
+        # transformer has no guidance embedding (FLUX.1-schnell, HunyuanVideo-I2V-33ch)
+        self.guidance_kind = family.guidance
+        if family.guidance == "embedded" and getattr(cfg, "guidance_embeds", True) is False:
+            self.guidance_kind = "none"
         self.channels_first = family.video_latents == "cfhw"
         patch = getattr(cfg, "patch_size", None) or 1
         patch = patch[-1] if isinstance(patch, (list, tuple)) else patch  # Wan's (frames, height, width)
@@ -129,7 +152,9 @@ class PipelineGenerator:
         previous = getattr(model, "stage_timer", None)
         if previous is not None:  # one timer per model: a new generator replaces the old one's hooks
             previous.close()
-        self.timer = StageTimer(model.device, encoders, denoiser)
+        # Wan 2.2's low-noise expert (transformer_2) takes the steps below its boundary: both are timed and traced
+        second = getattr(self.pipe, "transformer_2", None)
+        self.timer = StageTimer(model.device, encoders, [denoiser] + ([second] if second is not None else []))
         model.stage_timer = self.timer
 
     def _check_recipe(self, scheduler) -> None:
@@ -138,11 +163,8 @@ class PipelineGenerator:
             if "timesteps" not in self.call_params:
                 alternative = "recipe.sigmas (flow models)" if "sigmas" in self.call_params else "recipe.steps"
                 raise BenchkitError(f"recipe.timesteps: {type(self.pipe).__name__} takes no explicit timesteps; give {alternative}")
-            if "timesteps" not in inspect.signature(scheduler.set_timesteps).parameters:
-                raise BenchkitError(f"recipe.timesteps: {type(scheduler).__name__} does not accept explicit timesteps; use LCMScheduler, TCDScheduler or EulerDiscreteScheduler")
+            check_explicit_timesteps(scheduler, r)
         if r.sigmas is not None:
-            if "sigmas" not in self.call_params:
-                raise BenchkitError(f"recipe.sigmas: {type(self.pipe).__name__} takes no explicit sigmas; give recipe.timesteps or recipe.steps")
             if "sigmas" not in inspect.signature(scheduler.set_timesteps).parameters:
                 raise BenchkitError(f"recipe.sigmas: {type(scheduler).__name__} does not accept explicit sigmas; use FlowMatchEulerDiscreteScheduler for flow models")
             if "FlowMatch" in type(scheduler).__name__ and max(r.sigmas) > 1.0:
@@ -150,7 +172,7 @@ class PipelineGenerator:
         step_params = inspect.signature(scheduler.step).parameters
         if r.eta is not None and ("eta" not in step_params or "eta" not in self.call_params):
             raise BenchkitError(f"recipe.eta: {type(scheduler).__name__} with {type(self.pipe).__name__} takes no eta; remove it from the recipe")
-        for field in ("true_cfg_scale", "negative_prompt", "max_sequence_length"):
+        for field in PIPELINE_RECIPE_FIELDS:
             if getattr(r, field) is not None and field not in self.call_params:
                 raise BenchkitError(f"recipe.{field}: {type(self.pipe).__name__} takes no {field}; remove it from the recipe")
         if r.num_frames and not self.is_video:
@@ -173,7 +195,9 @@ class PipelineGenerator:
         channels = vae_cfg.get("latent_channels") or vae_cfg.get("z_dim")
         if channels:
             return int(channels)
-        return self.model.unet.config.in_channels // (4 if self.packed else 1)
+        if self.packing is not None:
+            raise BenchkitError(f"{self.model.spec.name}: cannot tell the latent channels of packed latents without its VAE")
+        return self.model.unet.config.in_channels
 
     def check_items(self, items: Sequence[Item]) -> None:
         """Before any work: an image-to-video model needs every item's input image to be a file."""
@@ -205,17 +229,16 @@ class PipelineGenerator:
         channels = self._noise_channels()
         lat_h, lat_w = self.height // self.vae_scale, self.width // self.vae_scale
         gens = [item_generator(it.prompt_id, it.seed) for it in items]
-        if self.packed:  # drawn as the pipeline draws it, (1, C, h, w) per item, then packed into 2x2 patches
-            noise = torch.cat([torch.randn((1, channels, lat_h, lat_w), generator=g, dtype=torch.float32) for g in gens])
-            return self.pipe._pack_latents(noise, len(items), channels, lat_h, lat_w), gens
         if self.is_video:
-            if self.channels_first:
+            if self.channels_first or self.packing is not None:
                 shape = (1, channels, self.latent_frames, lat_h, lat_w)
             else:
                 shape = (1, self.latent_frames, channels, lat_h, lat_w)
         else:
             shape = (1, channels, lat_h, lat_w)
         noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens])
+        if self.packing is not None:  # drawn unpacked, as the pipeline draws it, then packed with its helper
+            return self.packing.pack(self.pipe, noise), gens
         return noise, gens
 
     @torch.no_grad()
@@ -225,20 +248,28 @@ class PipelineGenerator:
         m, r, pipe = self.model, self.recipe, self.pipe
         scheduler = make_scheduler(r, m.scheduler_config)
         noise, gens = self.initial_noise(items)
+        if self.model.family_info.draws_own_noise:  # fresh generators: the pipeline draws this same noise from them
+            gens = [item_generator(it.prompt_id, it.seed) for it in items]
         pipe.scheduler = _with_item_generators(scheduler, gens)
+        if r.sigmas is not None and "sigmas" not in self.call_params:
+            pipe.scheduler = _with_sigmas(pipe.scheduler, r.sigmas)
         kwargs: dict[str, Any] = {
             "prompt": [it.prompt for it in items],
             "height": self.height,
             "width": self.width,
             "guidance_scale": r.guidance_scale,
-            "latents": noise.to(device=m.device, dtype=m.dtype),
             "generator": gens,  # per-item noise for stochastic samplers (LCM, TCD, ancestral)
-            "output_type": "latent",
+            # latents, decoded below; a family whose pipeline must decode gives frames in [0, 1]
+            "output_type": "pt" if self.model.family_info.pipeline_decodes else "latent",
         }
+        if not self.model.family_info.draws_own_noise:
+            kwargs["latents"] = noise.to(device=m.device, dtype=m.dtype)
         if r.timesteps is not None:
             kwargs["timesteps"] = list(r.timesteps)
-        elif r.sigmas is not None:
+        elif r.sigmas is not None and "sigmas" in self.call_params:
             kwargs["sigmas"] = list(r.sigmas)
+            # the step count still matters to some pipelines: FLUX.2's shift is a function of it
+            kwargs["num_inference_steps"] = len(r.sigmas)
         else:
             kwargs["num_inference_steps"] = r.steps
         eta = self._eta(scheduler)
@@ -246,7 +277,7 @@ class PipelineGenerator:
             kwargs["eta"] = eta
         if self.is_video:
             kwargs["num_frames"] = self.num_frames
-        for field in ("true_cfg_scale", "negative_prompt", "max_sequence_length"):
+        for field in PIPELINE_RECIPE_FIELDS:
             if getattr(r, field) is not None:
                 kwargs[field] = getattr(r, field)
         kwargs.update(self.model.family_info.pipeline_kwargs)
@@ -255,14 +286,22 @@ class PipelineGenerator:
             images, inputs = self._input_images(items)
             kwargs["image"] = images[0] if self.model.family_info.one_image_per_call else images
         self.timer.reset()
-        out = pipe(**kwargs)
-        latents = out.frames if self.is_video else out.images
+        if self.model.family_info.pipeline_decodes:
+            with self.timer.decoding_inside(pipe.vae):
+                out = pipe(**kwargs)
+            latents = out.frames if self.is_video else out.images
+        else:
+            out = pipe(**kwargs)
+            latents = out.frames if self.is_video else out.images
         if not torch.isfinite(latents).all():  # would silently become black images
             raise BenchkitError(f"{m.spec.name}: the denoising loop produced NaN/inf latents ({type(scheduler).__name__}, "
                                 f"prediction_type {scheduler.config.get('prediction_type')}, {dtype_name(m.dtype)}); "
                                 f"check the recipe's prediction_type or use --dtype float32/bfloat16")
-        with self.timer.decode():
-            pixels = self._decode(latents)
+        if self.model.family_info.pipeline_decodes:  # [0, 1], channels at dim 2 of a clip: to [-1, 1], channels at dim 1
+            pixels = (latents * 2.0 - 1.0).movedim(2, 1) if self.is_video else latents * 2.0 - 1.0
+        else:
+            with self.timer.decode():
+                pixels = self._decode(latents, gens)
         stages = self.timer.summary(len(items))
         trace = {
             "scheduler": type(pipe.scheduler).__name__,
@@ -270,13 +309,16 @@ class PipelineGenerator:
             "scheduler_timesteps": [float(t) for t in pipe.scheduler.timesteps],
             "scheduler_sigmas": [float(s) for s in pipe.scheduler.sigmas] if hasattr(pipe.scheduler, "sigmas") else None,
             "denoiser_timesteps": list(self.timer.timesteps),
+            # a two-expert model (Wan 2.2): which expert took each call, 0 the high-noise one, 1 the low-noise one
+            "denoiser_experts": list(self.timer.experts) if self.timer.n_denoisers > 1 else None,
             "guidance_scale": float(pipe.guidance_scale),
             # measured: the denoiser saw a conditional and an unconditional row per item
             # (in one batched call, or as a second call per step: the true CFG of FLUX's pipeline)
             "classifier_free_guidance": bool(self.timer.rows) and sum(self.timer.rows) == 2 * len(items) * len(pipe.scheduler.timesteps),
             "eta": eta,
-            "guidance": self.model.family_info.guidance,  # cfg, or an input of a guidance-distilled transformer
+            "guidance": self.guidance_kind,
             "true_cfg_scale": r.true_cfg_scale,
+            "decode_timestep": self._decode_timestep(),
             "pipeline_kwargs": dict(self.model.family_info.pipeline_kwargs),
         }
         calls = round(stages["denoiser_rows_per_item"])
@@ -285,24 +327,43 @@ class PipelineGenerator:
             return Generation([v[0] for v in videos], calls, videos=list(videos), stages=stages, trace=trace, inputs=inputs)
         return Generation(list(_to_uint8(pixels)), calls, stages=stages, trace=trace, inputs=inputs)
 
-    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def _decode_timestep(self) -> float | None:
+        """The timestep a timestep-conditioned VAE decoder is told (LTX-Video 0.9.1+), else None."""
+        if not self.model.vae.config.get("timestep_conditioning"):
+            return None
+        return float(self.recipe.decode_timestep or 0.0)  # the pipeline's default
+
+    def _decode(self, latents: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
         vae = self.model.vae
+        if self.packing is not None:
+            shape = (latents.shape[0], self._noise_channels()) + ((self.latent_frames,) if self.is_video else ()) + \
+                (self.height // self.vae_scale, self.width // self.vae_scale)
+            latents = self.packing.unpack(self.pipe, latents, shape)
         latents = latents.to(vae.dtype)
-        if self.packed:
-            latents = self.pipe._unpack_latents(latents, self.height, self.width, self.vae_scale)
         if self.is_video and hasattr(self.pipe, "decode_latents"):  # CogVideoX's own (frames-first latents)
             return self.pipe.decode_latents(latents)
         cfg = vae.config
-        mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
+        # per-channel statistics: LTX-Video's VAE keeps them as buffers, the others in their config
+        buffers = dict(vae.named_buffers(recurse=False))
+        mean = buffers.get("latents_mean", getattr(cfg, "latents_mean", None))
+        std = buffers.get("latents_std", getattr(cfg, "latents_std", None))
         if mean is not None and std is not None:  # VAEs with per-channel statistics (as SDXL's pipeline does)
             shape = (1, -1) + (1,) * (latents.dim() - 2)  # (B, C, H, W), or (B, C, 1, H, W) for a video VAE
-            mean = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(shape)
-            std = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(shape)
+            mean = torch.as_tensor(mean).to(device=latents.device, dtype=latents.dtype).view(shape)
+            std = torch.as_tensor(std).to(device=latents.device, dtype=latents.dtype).view(shape)
             # a video VAE (Qwen-Image's) has no scaling factor: its statistics alone normalise the latents
             latents = latents * std / (getattr(cfg, "scaling_factor", None) or 1.0) + mean
         else:
             latents = latents / cfg.scaling_factor + (getattr(cfg, "shift_factor", None) or 0.0)
-        pixels = vae.decode(latents, return_dict=False)[0]
+        decode_timestep = self._decode_timestep()
+        extra = ()
+        if decode_timestep is not None:
+            # as LTXPipeline decodes: each item's own generator draws the noise mixed in before the decoder
+            scale = self.recipe.decode_noise_scale if self.recipe.decode_noise_scale is not None else decode_timestep
+            noise = torch.cat([torch.randn((1,) + tuple(latents.shape[1:]), generator=g, dtype=self.model.dtype) for g in gens])
+            latents = ((1 - scale) * latents.to(self.model.dtype) + scale * noise.to(latents.device)).to(vae.dtype)
+            extra = (torch.full((latents.shape[0],), decode_timestep, device=latents.device, dtype=latents.dtype),)
+        pixels = vae.decode(latents, *extra, return_dict=False)[0]
         if self.is_video:
             return pixels  # (B, C, F, H, W)
         return pixels[:, :, 0] if pixels.dim() == 5 else pixels  # an image through a video VAE: its one frame

@@ -370,6 +370,7 @@ def _presets() -> list[ModelSpec]:
                     "check_sd.py): StableDiffusion3Pipeline bfloat16, num_inference_steps=4, guidance_scale=0.0; no "
                     "size given, the pipeline's default is 1024x1024; Stability Community License")))
     specs += _flux_presets()
+    specs += _flux2_presets()
     specs += _sana_presets()
     specs += _qwen_image_presets()
     zimage = "Tongyi-MAI/Z-Image-Turbo"
@@ -382,6 +383,8 @@ def _presets() -> list[ModelSpec]:
                     "('actually results in 8 DiT forwards'), guidance_scale=0.0; diffusers 0.42.1 makes 9 calls; "
                     "licence Apache-2.0 as remembered (unverified)")))
     specs += _wan_presets()
+    specs += _wan22_presets()
+    specs += _ltx_presets()
     i2v = "THUDM/CogVideoX-5b-I2V"
     specs.append(ModelSpec(
         "cogvideox-5b-i2v", i2v, Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=6.0, height=480, width=720,
@@ -401,6 +404,22 @@ def _presets() -> list[ModelSpec]:
                     "scripts/test.py, sayakpaul/poc-style-bot): transformer bfloat16 with the other components in "
                     "float16 (benchkit runs one dtype: bfloat16), height=320, width=512, num_frames=61, "
                     "num_inference_steps=30, export fps=15; guidance 6.0 is the pipeline's default")))
+    example = ("unverified: the model cards were not in the stored material; diffusers' own example for "
+               "HunyuanVideoImageToVideoPipeline (pipeline_hunyuan_video_image2video.py, EXAMPLE_DOC_STRING): transformer "
+               "bfloat16 with the pipeline in float16 (benchkit runs one dtype: bfloat16), {call}, export fps=15; the "
+               "steps (50), size (720x1280) and frames (129) are the pipeline's defaults")
+    for name, repo, guidance, true_cfg, what in (
+            ("hunyuanvideo-i2v", "hunyuanvideo-community/HunyuanVideo-I2V", 6.0, None,
+             "16 channels, the image's latents replace the first frame's tokens, embedded guidance 6"),
+            ("hunyuanvideo-i2v-33ch", "hunyuanvideo-community/HunyuanVideo-I2V-33ch", 1.0, 1.0,
+             "33 channels (noise, image latents, mask), no guidance embedding, 125 frames kept")):
+        call = f"guidance_scale={guidance:g}" + (f", true_cfg_scale={true_cfg:g}" if true_cfg else "")
+        specs.append(ModelSpec(
+            name, repo, Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=guidance, true_cfg_scale=true_cfg,
+                               height=720, width=1280, num_frames=129, fps=15),
+            f"HunyuanVideo I2V ({what}): each prompt's image column is the first frame; 50 flow-Euler steps at 15 fps",
+            "Tencent Hunyuan Community License (unverified)", family="hunyuanvideo-i2v", dtype="bfloat16",
+            source=_src(name, repo, PARTIAL, example.format(call=call))))
     # ---- video teachers (ADM's): CogVideoX, 49 frames at 8 fps, 720x480 ----------------------
     for name, repo, dtype, lic in (("cogvideox-2b", "THUDM/CogVideoX-2b", "float16", "Apache-2.0"),
                                    ("cogvideox-5b", "THUDM/CogVideoX-5b", "bfloat16", "CogVideoX License")):
@@ -570,16 +589,155 @@ def _wan_presets() -> list[ModelSpec]:
     lora = "lightx2v/Wan2.1-T2V-14B-StepDistill-CfgDistill-Lightx2v"
     specs.append(ModelSpec(
         "wan2.1-t2v-14b-lightx2v-4step", "Wan-AI/Wan2.1-T2V-14B-Diffusers",
-        Recipe("UniPCMultistepScheduler", {"flow_shift": 5.0}, steps=4, guidance_scale=1.0, height=720, width=1280,
-               num_frames=81, fps=16),
-        "lightx2v's step- and CFG-distilled LoRA on Wan 2.1 T2V 14B: 4 steps, no CFG, shift 5 (720p)", "Apache-2.0",
+        Recipe("FlowMatchEulerDiscreteScheduler", {"shift": 5.0}, steps=4, sigmas=(1.0, 0.75, 0.5, 0.25),
+               guidance_scale=1.0, height=720, width=1280, num_frames=81, fps=16),
+        "lightx2v's step- and CFG-distilled LoRA on Wan 2.1 T2V 14B: 4 Euler steps at t = 1000, 750, 500, 250 "
+        "shifted by 5, no CFG (720p)", "Apache-2.0",
         family="wan", dtype="bfloat16", lora=f"hf://{lora}/loras/Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors",
         source=_src("wan2.1-t2v-14b-lightx2v-4step", lora, PARTIAL,
                     "unverified: the card was not in the stored material and the LoRA's file name is remembered; "
                     "LightX2V's docs (ModelTC/lightx2v step_distill.md) give 4 steps without CFG and its configs "
-                    "sample_shift 5 on t = 1000, 750, 500, 250; WanPipeline takes no explicit timesteps, so this "
-                    "preset runs UniPC's own 4-step spacing with shift 5, which is not the same schedule")))
+                    "sample_shift 5 on t = 1000, 750, 500, 250, which FlowMatchEulerDiscreteScheduler(shift=5) steps on "
+                    "from sigmas 1, 0.75, 0.5, 0.25 (benchkit hands WanPipeline's scheduler the sigmas); the Euler "
+                    "solver is unverified for this LoRA (the same team's Wan 2.2 Lightning runner requires Euler)")))
     return specs
+
+
+def _flux2_presets() -> list[ModelSpec]:
+    """FLUX.2 [dev] (guidance-distilled, 50 steps) and fal's 8-step Turbo LoRA on its custom sigmas."""
+    dev, turbo = "black-forest-labs/FLUX.2-dev", "fal/FLUX.2-dev-Turbo"
+    turbo_sigmas = (1.0, 0.6509, 0.4374, 0.2932, 0.1893, 0.1108, 0.0495, 0.00031)
+    return [
+        ModelSpec(
+            "flux.2-dev", dev,
+            Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=4.0, height=1024, width=1024, max_sequence_length=512),
+            "FLUX.2 [dev] teacher: guidance-distilled, 50 flow-Euler steps (empirical shift), embedded guidance 4",
+            "FLUX [dev] Non-Commercial License (unverified)", family="flux2", dtype="bfloat16",
+            source=_src("flux.2-dev", dev, CARD,
+                        "black-forest-labs/flux2 docs/flux2_dev_hf.md and model_cards/FLUX.2-dev.md: Flux2Pipeline "
+                        "bfloat16, num_inference_steps=50 ('28 steps can be a good trade-off'), guidance_scale=4; "
+                        "1024x1024 and max_sequence_length 512 are the pipeline's defaults; the card's remote text "
+                        "encoder needs the network, benchkit loads the local Mistral encoder")),
+        ModelSpec(
+            "flux.2-dev-turbo-8step", dev,
+            Recipe(MODEL_DEFAULT_SCHEDULER, steps=len(turbo_sigmas), sigmas=turbo_sigmas, guidance_scale=2.5, height=1024,
+                   width=1024, max_sequence_length=512),
+            "fal's FLUX.2 [dev] Turbo LoRA: 8 steps on its custom sigmas, embedded guidance 2.5",
+            "FLUX [dev] Non-Commercial License (unverified)", family="flux2", dtype="bfloat16",
+            lora=f"hf://{turbo}/flux.2-turbo-lora.safetensors",
+            source=_src("flux.2-dev-turbo-8step", turbo, CARD_COPY,
+                        "the card (fal/FLUX.2-dev-Turbo README) up to load_lora_weights, the rest from verbatim copies: "
+                        "weight_name flux.2-turbo-lora.safetensors, sigmas [1.0, 0.6509, 0.4374, 0.2932, 0.1893, 0.1108, "
+                        "0.0495, 0.00031] ('pre-shifted'), guidance_scale=2.5, 1024x1024, num_inference_steps=8; the "
+                        "pipeline shifts given sigmas again by its empirical mu (about [1, 0.947, 0.883, ...] at 1024 px), "
+                        "as the card's own call does")),
+    ]
+
+
+# The Wan 2.2 cards' negative prompt (Wan's own Chinese default; the 2.1 cards give its English translation)
+WAN22_NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+                  "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+                  "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
+
+
+def _wan22_presets() -> list[ModelSpec]:
+    """Wan 2.2: the T2V-A14B mixture of two experts (high noise above t = 875, low noise below), the dense
+    TI2V-5B on its 16x VAE, and lightx2v's 4-step Lightning LoRAs for A14B (one per expert)."""
+    a14b, ti2v = "Wan-AI/Wan2.2-T2V-A14B-Diffusers", "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+    lightning = "lightx2v/Wan2.2-Lightning"
+    lightning_folder = "Wan2.2-T2V-A14B-4steps-lora-rank64-Seko-V1.1"
+    return [
+        ModelSpec(
+            "wan2.2-t2v-a14b", a14b,
+            Recipe(MODEL_DEFAULT_SCHEDULER, steps=40, guidance_scale=4.0, guidance_scale_2=3.0, height=720, width=1280,
+                   num_frames=81, fps=16, negative_prompt=WAN22_NEGATIVE),
+            "Wan 2.2 T2V A14B teacher: two experts (boundary 0.875), shipped UniPC (shift 3), 40 steps, CFG 4 high-noise "
+            "/ 3 low-noise, 81 frames at 16 fps", "Apache-2.0", family="wan", dtype="bfloat16",
+            source=_src("wan2.2-t2v-a14b", a14b, CARD_COPY,
+                        "the card's snippet as quoted verbatim in Wan-Video/Wan2.2 issue #18 and diffusers PR #12004: "
+                        "AutoencoderKLWan float32, WanPipeline bfloat16, height=720, width=1280, num_frames=81, "
+                        "guidance_scale=4.0, guidance_scale_2=3.0, num_inference_steps=40, the Chinese negative prompt, "
+                        "export fps=16; the scheduler is the folder's (UniPC flow_shift 3.0 per diffusers' converter; Wan's "
+                        "own code samples with shift 12); boundary_ratio 0.875 comes from the folder's model_index.json")),
+        ModelSpec(
+            "wan2.2-ti2v-5b", ti2v,
+            Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=5.0, height=704, width=1280, num_frames=121, fps=24,
+                   negative_prompt=WAN22_NEGATIVE),
+            "Wan 2.2 TI2V 5B as text-to-video: 16x VAE (48 channels), a timestep per token, shipped UniPC (shift 5), "
+            "50 steps, CFG 5, 121 frames at 24 fps", "Apache-2.0", family="wan", dtype="bfloat16",
+            source=_src("wan2.2-ti2v-5b", ti2v, CARD_COPY,
+                        "the card's snippet as in diffusers PR #12004: AutoencoderKLWan float32, WanPipeline bfloat16, "
+                        "height=704, width=1280, num_frames=121, num_inference_steps=50, guidance_scale=5.0, the Chinese "
+                        "negative prompt, export fps=24; scheduler and expand_timesteps are the folder's")),
+        ModelSpec(
+            "wan2.2-t2v-a14b-lightning-4step", a14b,
+            Recipe("FlowMatchEulerDiscreteScheduler", {"shift": 5.0}, steps=4, sigmas=(1.0, 0.75, 0.5, 0.25), guidance_scale=1.0,
+                   guidance_scale_2=1.0, height=720, width=1280, num_frames=81, fps=16),
+            "Wan 2.2 Lightning (lightx2v) on T2V A14B: a LoRA per expert, 4 Euler steps at t = 1000, 937.5, 833.3, 625 "
+            "(shift 5), no CFG", "Apache-2.0", family="wan", dtype="bfloat16",
+            lora=f"hf://{lightning}/{lightning_folder}/high_noise_model.safetensors",
+            lora_2=f"hf://{lightning}/{lightning_folder}/low_noise_model.safetensors",
+            source=_src("wan2.2-t2v-a14b-lightning-4step", lightning, PARTIAL,
+                        "ModelTC/Wan2.2-Lightning wan/configs/wan_t2v_A14B.py: sample_shift 5.0, sample_steps 4, boundary "
+                        "0.875, sample_guide_scale (1.0, 1.0), high_noise_model.safetensors on the high-noise expert and "
+                        "low_noise_model.safetensors on the low-noise one; its Euler solver (generate.py: 'use euler solver "
+                        "because it's used in distillation') steps on linspace(1000, 0, 5)[:-1] shifted by 5, which "
+                        "FlowMatchEulerDiscreteScheduler(shift=5) reproduces from sigmas 1, 0.75, 0.5, 0.25; adapter scale "
+                        "1.0 as its merge (W += alpha/rank * up @ down); unverified: the LoRA card itself, the choice of the "
+                        "Seko-V1.1 folder ('slightly better' than V1 in the README) and 720x1280 (the README names "
+                        "720x1280 and 480x832)")),
+    ]
+
+
+LTX_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+
+
+def _ltx_presets() -> list[ModelSpec]:
+    """LTX-Video: the 0.9.x teacher through LTXPipeline, and the 0.9.7/0.9.8 distilled models through the
+    condition pipeline, first pass only (see their notes: the cards' multi-scale second pass is not run)."""
+    base, d097, d098 = "Lightricks/LTX-Video", "Lightricks/LTX-Video-0.9.7-distilled", "Lightricks/LTX-Video-0.9.8-13B-distilled"
+    first_pass = (1000, 993, 987, 981, 975, 909, 725, 0.03)
+    one_pass = ("unverified for benchkit: this preset runs only the first pass's timesteps {t}, straight at the card's "
+                "final {h}x{w}; the card generates at 2/3 of that size, upsamples the latents 2x with {up} and denoises "
+                "again on [1000, 909, 725, 421, 0] at denoise_strength 0.999 (benchkit has no two-pass generator yet); "
+                "guidance_rescale 0.7 and image_cond_noise_scale 0 do nothing without CFG or image conditions")
+    return [
+        ModelSpec(
+            "ltx-video", base,
+            Recipe(MODEL_DEFAULT_SCHEDULER, steps=50, guidance_scale=3.0, height=480, width=704, num_frames=161, fps=24,
+                   negative_prompt=LTX_NEGATIVE),
+            "LTX-Video teacher: shipped flow Euler (dynamic shift), 50 steps, CFG 3, 161 frames at 24 fps",
+            "LTX-Video Open Weights License (unverified)", family="ltx", dtype="bfloat16",
+            source=_src("ltx-video", base, CARD_COPY,
+                        "the card's diffusers snippet as quoted verbatim elsewhere: LTXPipeline bfloat16, the negative "
+                        "prompt, width=704, height=480, num_frames=161, num_inference_steps=50, export fps=24; guidance 3 "
+                        "and decode_timestep 0 are the pipeline's defaults (the diffusers docs' variant uses 768x512 and "
+                        "decode_timestep 0.03, decode_noise_scale 0.025)")),
+        ModelSpec(
+            "ltx-video-0.9.7-distilled-1pass", d097,
+            Recipe(MODEL_DEFAULT_SCHEDULER, steps=len(first_pass), timesteps=first_pass, guidance_scale=1.0, height=768, width=1152,
+                   num_frames=161, fps=24, negative_prompt=LTX_NEGATIVE, decode_timestep=0.05, decode_noise_scale=0.025),
+            "LTX-Video 0.9.7 distilled, first pass only: 8 timesteps ending on 0.03, no CFG, decode timestep 0.05",
+            "LTX-Video Open Weights License (unverified)", family="ltx-condition", dtype="bfloat16",
+            source=_src("ltx-video-0.9.7-distilled-1pass", d097, PARTIAL,
+                        "diffusers docs ltx_video.md: LTXConditionPipeline bfloat16, timesteps=[1000, 993, 987, 981, 975, "
+                        "909, 725, 0.03], guidance_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.025, the negative "
+                        "prompt, 768x1152, num_frames=161, export fps=24 (the first pass's seven sigmas match "
+                        "Lightricks/LTX-Video configs/ltxv-13b-0.9.7-distilled.yaml); "
+                        + one_pass.format(t=list(first_pass), h=768, w=1152, up="ltxv-spatial-upscaler-0.9.7"))),
+        ModelSpec(
+            "ltx-video-0.9.8-13b-distilled-1pass", d098,
+            Recipe(MODEL_DEFAULT_SCHEDULER, steps=len(first_pass), timesteps=first_pass, guidance_scale=1.0, height=480, width=832,
+                   num_frames=361, fps=24, decode_timestep=0.05, decode_noise_scale=0.025,
+                   negative_prompt="bright colors, symbols, graffiti, watermarks, " + LTX_NEGATIVE),
+            "LTX-Video 0.9.8 13B distilled, first pass only: 8 timesteps ending on 0.03, no CFG, 361 frames",
+            "LTX-Video Open Weights License (unverified)", family="ltx-condition", dtype="bfloat16",
+            source=_src("ltx-video-0.9.8-13b-distilled-1pass", d098, PARTIAL,
+                        "diffusers docs ltx_video.md (0.9.8 variant of the 0.9.7 snippet): LTXConditionPipeline bfloat16, "
+                        "its negative prompt, 480x832, num_frames=361, the same first-pass timesteps and decode settings; "
+                        + one_pass.format(t=list(first_pass), h=480, w=832, up="a-r-r-o-w/LTX-0.9.8-Latent-Upsampler "
+                                          "(and tone_map_compression_ratio 0.6)"))),
+    ]
 
 
 PRESETS: dict[str, ModelSpec] = {spec.name: spec for spec in _presets()}

@@ -39,7 +39,9 @@ SCHEDULER_ALIASES = {
 # model card that just calls ``pipe(prompt)`` does.
 MODEL_DEFAULT_SCHEDULER = "model-default"
 
-# Pipeline families benchkit can generate with; None means "read model_index.json".
+# recipe fields handed to the pipeline call by their own name when set (left out of a spec's identity while unset)
+PIPELINE_RECIPE_FIELDS = ("true_cfg_scale", "negative_prompt", "max_sequence_length", "decode_timestep", "decode_noise_scale",
+                          "guidance_scale_2")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Recipe:
     scheduler: str = "DDIMScheduler"
     scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
     steps: int = 50
-    timesteps: tuple[int, ...] | None = None
+    timesteps: tuple[int | float, ...] | None = None  # fractions only for flow-matching schedulers
     sigmas: tuple[float, ...] | None = None  # flow models: the sigmas to step on (first is where sampling starts)
     guidance_scale: float = 1.0
     eta: float | None = None
@@ -68,6 +70,12 @@ class Recipe:
     true_cfg_scale: float | None = None
     negative_prompt: str | None = None  # the unconditional prompt true CFG mixes with (cards use "" or " ")
     max_sequence_length: int | None = None  # T5 tokens the pipeline encodes (FLUX.1-schnell 256, dev 512)
+    # a timestep-conditioned VAE decoder (LTX-Video 0.9.1+) denoises the latents a little as it decodes: the
+    # timestep it is told, and how much per-item noise is mixed into the latents first (default: the timestep)
+    decode_timestep: float | None = None
+    decode_noise_scale: float | None = None
+    # the guidance of a second, low-noise expert (Wan 2.2 A14B's transformer_2; None: guidance_scale, as the pipeline does)
+    guidance_scale_2: float | None = None
 
     @property
     def scheduler_class(self) -> str:
@@ -98,6 +106,8 @@ class Recipe:
             parts.append(f"guidance {self.guidance_scale:g}")
         elif self.uses_cfg:
             parts.append(f"cfg {self.guidance_scale:g}")
+        if self.guidance_scale_2 is not None and self.guidance_scale_2 != self.guidance_scale:
+            parts.append(f"low-noise cfg {self.guidance_scale_2:g}")
         if self.true_cfg_scale is not None and self.true_cfg_scale > 1:
             parts.append(f"true cfg {self.true_cfg_scale:g}")
         if self.eta is not None:
@@ -122,6 +132,9 @@ class ModelSpec:
     family: str | None = None  # sd15 | sdxl | sd3 | cogvideox; None: from model_index.json
     weights: str | None = None  # replaces the base's UNet/transformer: state dict file or folder
     lora: str | None = None  # LoRA file (kohya or PEFT/diffusers keys)
+    # a second LoRA file, for the second denoiser of a two-expert model (Wan 2.2's low-noise transformer_2);
+    # lora_scale and lora_fused apply to both
+    lora_2: str | None = None
     lora_scale: float = 1.0
     lora_fused: bool = True  # fuse into the weights (as the model cards do) or keep as adapters
     vae: str | None = None  # replacement VAE folder/repo, e.g. an AutoencoderTiny for fast decoding
@@ -155,7 +168,7 @@ class ModelSpec:
         for k, default in _LATER_SPEC_DEFAULTS.items():
             if d.get(k) == default:
                 d.pop(k)
-        for k in ("num_frames", "fps", "sigmas", "true_cfg_scale", "negative_prompt", "max_sequence_length"):
+        for k in ("num_frames", "fps", "sigmas") + PIPELINE_RECIPE_FIELDS:
             if d["recipe"].get(k) is None:
                 d["recipe"].pop(k)
         return d
@@ -190,7 +203,7 @@ class ModelSpec:
         return dataclasses.replace(self, recipe=recipe)
 
 
-_LATER_SPEC_DEFAULTS = {"family": None, "weights": None, "lora": None, "lora_scale": 1.0, "lora_fused": True,
+_LATER_SPEC_DEFAULTS = {"family": None, "weights": None, "lora": None, "lora_2": None, "lora_scale": 1.0, "lora_fused": True,
                         "vae": None, "config": None, "compile": False, "command": None}
 
 
@@ -219,6 +232,9 @@ _RECIPE_TYPES: dict[str, tuple[type, ...]] = {
     "true_cfg_scale": (int, float, type(None)),
     "negative_prompt": (str, type(None)),
     "max_sequence_length": (int, type(None)),
+    "decode_timestep": (int, float, type(None)),
+    "decode_noise_scale": (int, float, type(None)),
+    "guidance_scale_2": (int, float, type(None)),
 }
 
 
@@ -250,18 +266,22 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
         raise bad("guidance_scale", "a finite number from 0 to 100 (1 turns guidance off)", raw["guidance_scale"])
     if raw.get("true_cfg_scale") is not None and not (math.isfinite(raw["true_cfg_scale"]) and 1 <= raw["true_cfg_scale"] <= 100):
         raise bad("true_cfg_scale", "a finite number from 1 to 100 (1 turns true CFG off)", raw["true_cfg_scale"])
-    if raw.get("eta") is not None and not (math.isfinite(raw["eta"]) and 0 <= raw["eta"] <= 1):
-        raise bad("eta", "a number from 0 to 1", raw["eta"])
+    for key in ("eta", "decode_timestep", "decode_noise_scale"):
+        if raw.get(key) is not None and not (math.isfinite(raw[key]) and 0 <= raw[key] <= 1):
+            raise bad(key, "a number from 0 to 1", raw[key])
     for key, value in raw.get("scheduler_kwargs", {}).items():
         if not isinstance(key, str) or (isinstance(value, float) and not math.isfinite(value)):
             raise BenchkitError(f"{source}: field 'recipe.scheduler_kwargs.{key}' must be finite, got {value!r}")
     timesteps = raw.get("timesteps")
     if timesteps is not None:
-        if not timesteps or not all(isinstance(t, int) and not isinstance(t, bool) for t in timesteps):
-            raise BenchkitError(f"{source}: field 'recipe.timesteps' must be a non-empty list of integers")
+        # numbers: a flow-matching scheduler takes fractional timesteps (LTX-Video 0.9.7-distilled ends on 0.03)
+        if not timesteps or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+                                    for t in timesteps):
+            raise BenchkitError(f"{source}: field 'recipe.timesteps' must be a non-empty list of numbers")
         if not all(0 <= t < 10_000 for t in timesteps) or any(b >= a for a, b in zip(timesteps, timesteps[1:])):
-            raise bad("timesteps", "decreasing integers from 0 up (diffusers' custom timesteps run from noise to data)",
+            raise bad("timesteps", "decreasing numbers from 0 up (diffusers' custom timesteps run from noise to data)",
                       list(timesteps))
+        timesteps = [int(t) if float(t).is_integer() else float(t) for t in timesteps]
         raw = {**raw, "timesteps": tuple(timesteps), "steps": len(timesteps)}
     sigmas = raw.get("sigmas")
     if sigmas is not None:
@@ -273,7 +293,9 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
         if timesteps is not None:
             raise BenchkitError(f"{source}: give recipe.timesteps or recipe.sigmas, not both (flow models take sigmas)")
         raw = {**raw, "sigmas": tuple(float(s) for s in numbers), "steps": len(numbers)}
-    for key in ("guidance_scale", "true_cfg_scale"):
+    if raw.get("guidance_scale_2") is not None and not (math.isfinite(raw["guidance_scale_2"]) and 0 <= raw["guidance_scale_2"] <= 100):
+        raise bad("guidance_scale_2", "a finite number from 0 to 100", raw["guidance_scale_2"])
+    for key in ("guidance_scale", "true_cfg_scale", "guidance_scale_2"):
         if raw.get(key) is not None:
             raw = {**raw, key: float(raw[key])}
     return Recipe(**raw)
@@ -282,12 +304,12 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
 # field -> accepted types; location fields are resolved against the TOML file's folder
 _SPEC_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "base": (str,), "description": (str,), "license": (str,), "dtype": (str,),
-    "family": (str,), "weights": (str,), "lora": (str,), "lora_scale": (int, float), "lora_fused": (bool,),
+    "family": (str,), "weights": (str,), "lora": (str,), "lora_2": (str,), "lora_scale": (int, float), "lora_fused": (bool,),
     "vae": (str,), "config": (str,), "compile": (bool,), "source": (str,), "command": (list,), "timeout_s": (int, float),
 }
 _TYPE_WORDS = {(str,): "a string", (int, float): "a number", (bool,): "true or false", (list,): "a list of strings"}
 _FILE_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".json", ".toml")  # never an owner/name repo id
-LOCATION_FIELDS = ("base", "weights", "lora", "vae", "config")
+LOCATION_FIELDS = ("base", "weights", "lora", "lora_2", "vae", "config")
 _SPEC_FIELDS = set(_SPEC_TYPES) | {"recipe", "extends"}
 
 

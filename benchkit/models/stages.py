@@ -9,6 +9,7 @@ the device, otherwise queued kernels would be charged to the wrong stage.
 
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import contextmanager
 from typing import Any
@@ -21,14 +22,19 @@ from benchkit.core.hardware import synchronize
 class StageTimer:
     """Attach to text encoders and the denoiser; ``decode()`` times the VAE as a block."""
 
-    def __init__(self, device: torch.device, text_encoders: list[torch.nn.Module], denoiser: torch.nn.Module):
+    def __init__(self, device: torch.device, text_encoders: list[torch.nn.Module],
+                 denoiser: torch.nn.Module | list[torch.nn.Module]):
+        """``denoiser``: one module, or the experts of a model that switches denoisers by noise level (Wan 2.2)."""
         self.device = device
         self.handles: list[Any] = []
         for enc in text_encoders:
             self.handles.append(enc.register_forward_pre_hook(self._text_start))
             self.handles.append(enc.register_forward_hook(self._text_end))
-        self.handles.append(denoiser.register_forward_pre_hook(self._denoise_start, with_kwargs=True))
-        self.handles.append(denoiser.register_forward_hook(self._denoise_end))
+        self.n_denoisers = len(denoiser) if isinstance(denoiser, list) else 1
+        for index, module in enumerate(denoiser if isinstance(denoiser, list) else [denoiser]):
+            self.handles.append(module.register_forward_pre_hook(functools.partial(self._denoise_start, index),
+                                                                 with_kwargs=True))
+            self.handles.append(module.register_forward_hook(self._denoise_end))
         self.reset()
 
     def reset(self) -> None:
@@ -38,6 +44,7 @@ class StageTimer:
         self.last_denoise: float | None = None
         self.timesteps: list[float] = []
         self.rows: list[int] = []
+        self.experts: list[int] = []  # which denoiser took each call (0: the first; Wan 2.2's low-noise expert is 1)
         self._t0 = 0.0
 
     def close(self) -> None:
@@ -55,7 +62,8 @@ class StageTimer:
     def _text_end(self, module, args, output):
         self.text_seconds += self._now() - self._t0
 
-    def _denoise_start(self, module, args, kwargs):
+    def _denoise_start(self, index, module, args, kwargs):
+        self.experts.append(index)
         now = self._now()
         if self.first_denoise is None:
             self.first_denoise = now
@@ -77,6 +85,21 @@ class StageTimer:
         start = self._now()
         yield
         self.decode_seconds += self._now() - start
+
+    @contextmanager
+    def decoding_inside(self, vae: torch.nn.Module):
+        """Time the VAE's ``decode`` when the pipeline calls it itself (see Family.pipeline_decodes)."""
+        original = vae.decode
+
+        def timed_decode(*args, **kwargs):
+            with self.decode():
+                return original(*args, **kwargs)
+
+        vae.decode = timed_decode
+        try:
+            yield
+        finally:
+            del vae.decode  # the instance attribute goes; the class's method is back
 
     def summary(self, n_items: int) -> dict[str, Any]:
         """Seconds per stage for the batch (not per image) and the measured denoiser calls."""

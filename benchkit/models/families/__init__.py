@@ -18,7 +18,7 @@ FAMILIES: Registry[Family] = Registry("model family", "see `benchkit families`")
 register_family = FAMILIES.register
 
 # benchkit's own families, in the order they are tried on a folder's layout
-BUILTIN = ("toy", "sd15", "sdxl", "sd3", "flux", "sana", "zimage", "qwenimage", "cogvideox", "wan", "hunyuanvideo", "command")
+BUILTIN = ("toy", "sd15", "sdxl", "sd3", "flux", "flux2", "sana", "zimage", "qwenimage", "cogvideox", "wan", "hunyuanvideo", "ltx", "command")
 for _name in BUILTIN:
     import_module(f"benchkit.models.families.{_name}")
 

@@ -23,6 +23,32 @@ UNET_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", 
 
 
 @dataclass(frozen=True)
+class LatentPacking:
+    """How a pipeline takes its latents as a sequence of tokens rather than a (B, C, [F,] h, w) grid.
+
+    Noise is drawn per item in the unpacked shape, as the pipeline itself draws it, then packed with
+    the pipeline's own helper; latents are unpacked the same way before benchkit decodes them. Both
+    functions call the pipeline's static helpers, whose signatures differ between pipelines.
+    """
+
+    pack: Callable[[Any, Any], Any]  # (pipeline, unpacked latents) -> packed latents
+    unpack: Callable[[Any, Any, tuple[int, ...]], Any]  # (pipeline, packed latents, unpacked shape) -> unpacked
+
+
+def _pack_2x2(pipe, latents):
+    return pipe._pack_latents(latents, *latents.shape)  # (latents, batch, channels, height, width)
+
+
+def _unpack_2x2(pipe, latents, shape):
+    scale = pipe.vae_scale_factor  # the helper takes the image's pixel size
+    return pipe._unpack_latents(latents, shape[-2] * scale, shape[-1] * scale, scale)
+
+
+# 2x2 patches of an image's latents, 4C channels each (FLUX.1's and Qwen-Image's pipelines share the helpers)
+PATCHES_2X2 = LatentPacking(_pack_2x2, _unpack_2x2)
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     description: str
@@ -34,9 +60,8 @@ class Family:
     # denoiser rows per item); "embedded" feeds it to a guidance-distilled transformer as an input (FLUX.1-dev:
     # one row), and real CFG is recipe.true_cfg_scale with a negative prompt
     guidance: str = "cfg"
-    # latents the pipeline takes as a sequence of 2x2 patches (FLUX): noise is drawn per item in the
-    # unpacked (B, C, H, W) shape, as the pipeline draws it, then packed with the pipeline's own helper
-    packed_latents: bool = False
+    # latents the pipeline takes as a token sequence (FLUX's 2x2 patches, LTX-Video's voxels): see LatentPacking
+    packing: LatentPacking | None = None
     # the denoiser takes latents in p x p patches: image sides must be multiples of the VAE factor times p
     latent_patch: int = 1
     # (height, width) when neither the recipe nor the denoiser's config says (Z-Image's pipeline: 1024 x 1024;
@@ -53,6 +78,15 @@ class Family:
     needed_components: tuple[str, ...] = ()
     # the pipeline takes one input image per call (Wan image-to-video): a batch runs item by item
     one_image_per_call: bool = False
+    # frames the pipeline drops from each decoded clip, given the pipeline (HunyuanVideo-I2V-33ch: the image's own)
+    trimmed_frames: Callable[[Any], int] | None = None
+    # the pipeline draws the noise itself from the per-item generators it is given, fresh, and treats given
+    # latents as a video to re-noise (LTX-Video's condition pipeline): benchkit passes generators, not noise
+    draws_own_noise: bool = False
+    # the pipeline decodes its latents itself (benchkit times its VAE decode): HunyuanVideo image-to-video
+    # returns its latents without the image's frame and trims the frames that frame decodes to, so its own
+    # decoding is the only faithful one
+    pipeline_decodes: bool = False
     # fixed keyword arguments of every pipeline call, each with the reason in the family's module
     # (SANA: use_resolution_binning off, so images are made at exactly the recipe's size)
     pipeline_kwargs: Mapping[str, Any] = field(default_factory=dict)

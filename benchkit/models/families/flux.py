@@ -7,7 +7,7 @@ no guidance). The pipeline computes the dynamic shift (``mu``) from the image's 
 """
 
 from benchkit.models.families import register_family
-from benchkit.models.families.base import Family
+from benchkit.models.families.base import PATCHES_2X2, Family
 
 FLUX = register_family()(Family(
     name="flux",
@@ -16,7 +16,7 @@ FLUX = register_family()(Family(
     denoiser="transformer",
     conditioning="t5-clip-pooled",
     guidance="embedded",
-    packed_latents=True,
+    packing=PATCHES_2X2,
     latent_patch=2,
     # the double- and single-stream blocks' attention and projections (Hyper-SD's and Turbo-Alpha's LoRAs)
     lora_targets=("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",

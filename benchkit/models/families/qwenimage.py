@@ -8,7 +8,7 @@ own scheduler config (shift 3 as a fixed dynamic shift).
 """
 
 from benchkit.models.families import register_family
-from benchkit.models.families.base import Family
+from benchkit.models.families.base import PATCHES_2X2, Family
 
 QWEN_IMAGE = register_family()(Family(
     name="qwenimage",
@@ -17,7 +17,7 @@ QWEN_IMAGE = register_family()(Family(
     denoiser="transformer",
     conditioning="qwen2.5-vl",
     guidance="embedded",
-    packed_latents=True,
+    packing=PATCHES_2X2,
     latent_patch=2,
     lora_targets=("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
                   "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2"),
