@@ -189,6 +189,42 @@ def test_eval_end_to_end_through_a_preset_with_local_paths(flux, tmp_path, prese
         assert model["lora"] == {**model["lora"], "scale": 0.125, "fused": True, "format": "peft"}
 
 
+def test_kohya_flux_loras_fuse_into_the_named_layers_and_unknown_layouts_are_one_line(flux, tmp_path):
+    """A kohya-layout FLUX LoRA (lora_unet_double_blocks_*, lora_unet_single_blocks_*, with alpha) goes through
+    diffusers' converter into the transformer's own layers: each fused weight is base + alpha/rank * up @ down.
+    A layout diffusers does not convert (BFL's diffusion_model.* with lora_A/lora_B) matches no layer: one line."""
+    from diffusers import FluxTransformer2DModel
+    from safetensors.torch import save_file
+
+    base = FluxTransformer2DModel.from_pretrained(flux["dev"] / "transformer")
+    g = torch.Generator().manual_seed(0)
+    rank, alpha, width = 4, 2.0, base.config.num_attention_heads * base.config.attention_head_dim
+    targets = {"double_blocks_0_img_attn_proj": ("transformer_blocks.0.attn.to_out.0", width),
+               "single_blocks_0_linear2": ("single_transformer_blocks.0.proj_out",
+                                           base.single_transformer_blocks[0].proj_out.in_features)}
+    state = {}
+    for kohya, (_, fan_in) in targets.items():
+        state[f"lora_unet_{kohya}.lora_down.weight"] = torch.randn(rank, fan_in, generator=g) * 0.1
+        state[f"lora_unet_{kohya}.lora_up.weight"] = torch.randn(width, rank, generator=g) * 0.1
+        state[f"lora_unet_{kohya}.alpha"] = torch.tensor(alpha)
+    save_file(state, str(tmp_path / "kohya.safetensors"))
+    recipe = Recipe("model-default", steps=2, height=16, width=16)
+    model = load_model(ModelSpec("f", str(flux["dev"]), recipe, lora=str(tmp_path / "kohya.safetensors")),
+                       torch.device("cpu"), torch.float32)
+    assert model.details["lora"]["format"] == "kohya"
+    for kohya, (module, _) in targets.items():
+        delta = (alpha / rank) * state[f"lora_unet_{kohya}.lora_up.weight"] @ state[f"lora_unet_{kohya}.lora_down.weight"]
+        got = model.pipeline.transformer.get_submodule(module).weight
+        assert torch.allclose(got, base.get_submodule(module).weight + delta, atol=1e-6), module
+    save_file({"diffusion_model.double_blocks.0.img_attn.proj.lora_A.weight": torch.zeros(rank, width),
+               "diffusion_model.double_blocks.0.img_attn.proj.lora_B.weight": torch.zeros(width, rank)},
+              str(tmp_path / "bfl.safetensors"))
+    with pytest.raises(BenchkitError, match="no layer of the model matched its keys") as exc:
+        load_model(ModelSpec("f", str(flux["dev"]), recipe, lora=str(tmp_path / "bfl.safetensors")), torch.device("cpu"),
+                   torch.float32)
+    assert "\n" not in str(exc.value)
+
+
 def test_distilling_a_flux_teacher_is_refused_in_one_line(flux):
     """Its T5 + pooled-CLIP conditioning is not built by the distillers yet: one line, not a shape error."""
     from distillers.prompt_encoding import teacher_text
