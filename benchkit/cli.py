@@ -338,7 +338,7 @@ def pairs_cmd(
     out_file: Path = typer.Option(Path("pairs.safetensors"), "--out", "-o"),
     count: int = typer.Option(2000, "--count"),
     steps: int = typer.Option(8, "--steps", help="Teacher DDIM (trailing) steps per pair."),
-    guidance: float = typer.Option(2.0, "--guidance"),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Teacher CFG (default 2; 1 for a guidance-distilled teacher such as FLUX.1-dev, guided by its recipe's embedded guidance)."),
     prompts: Optional[str] = typer.Option(None, "--prompts", "-p", help="Prompt set or file (default for the toy: its training captions)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
@@ -350,7 +350,7 @@ def pairs_cmd(
 
     pairs = pairs_command(teacher, out_file, count, steps, guidance, seed, device=device, show_progress=not quiet, prompts=prompts,
                           batch_size=batch_size)
-    out.print(f"{len(pairs.x0)} pairs ({steps} DDIM steps, CFG {guidance:g}) written to [bold]{out_file}[/bold]")
+    out.print(f"{len(pairs.x0)} pairs ({steps} DDIM steps, CFG {pairs.meta['guidance']:g}) written to [bold]{out_file}[/bold]")
 
 
 @app.command("env")

@@ -2,20 +2,23 @@
 
 Every distiller speaks in (x0, eps) pairs and "move x from t to t'" steps; the adapter turns
 a model's raw output into those, whatever the model predicts (epsilon for SD1.5/SDXL and the
-toy teacher, v for SD2-v, sample for Lightning's one-step x0 model, flow velocity for SD3) and
-whatever its schedule is (DDPM ``alphas_cumprod`` or rectified-flow sigmas). Conversions run
+toy teacher, v for SD2-v, sample for Lightning's one-step x0 model, flow velocity for SD3 and
+FLUX) and whatever its schedule is (DDPM ``alphas_cumprod`` or rectified-flow sigmas). Conversions run
 in float64 by default because at t=999 sqrt(alpha_bar) is 0.068 and x0 = (x - s*eps)/a
 amplifies float32 rounding 15x (DMD2 does the same). Scheduler ``.step()`` is not used in
 training loops: the distillers need differentiable, batched, per-sample-t conversions that
 the schedulers do not offer.
 
 Internal time is a float "training timestep" t in [0, T) (T = 1000), the convention both
-families share: DDPM models take t itself, flow transformers take sigma(t) * T.
+families share: DDPM models take t itself, flow transformers take sigma(t) * T (FLUX's takes
+sigma(t) itself, as its pipeline divides by 1000). Latents are always a (B, C, H, W) grid here;
+FLUX's transformer takes them as 2x2-patch tokens, packed and unpacked around each call.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,11 +56,12 @@ class NoiseSchedule:
         return cls(ac.sqrt(), (1 - ac).sqrt(), "vp", len(ac))
 
     @classmethod
-    def from_scheduler_config(cls, config: dict[str, Any]) -> "NoiseSchedule":
-        """DDPM-family configs (beta_schedule) or FlowMatch configs (shift)."""
+    def from_scheduler_config(cls, config: dict[str, Any], image_tokens: int | None = None) -> "NoiseSchedule":
+        """DDPM-family configs (beta_schedule) or FlowMatch configs (shift; ``image_tokens``: the
+        training resolution's token count, which a dynamic-shift config needs, see ``flow_shift``)."""
         name = config.get("_class_name", "")
         if "FlowMatch" in name:
-            return cls.flow(config.get("num_train_timesteps", 1000), float(config.get("shift", 1.0)))
+            return cls.flow(config.get("num_train_timesteps", 1000), flow_shift(config, image_tokens))
         from diffusers import DDPMScheduler
 
         keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "rescale_betas_zero_snr")
@@ -89,6 +93,33 @@ class NoiseSchedule:
         if self.kind == "flow":
             return self.sigma(t) * self.T
         return torch.as_tensor(t)
+
+
+def dynamic_mu(config: dict[str, Any], image_tokens: int) -> float:
+    """diffusers' ``calculate_shift`` (pipeline_flux.py): mu linear in the image's token count,
+    from (base_image_seq_len, base_shift) to (max_image_seq_len, max_shift), with the pipeline's defaults."""
+    base_len, max_len = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+    base, top = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+    m = (top - base) / (max_len - base_len)
+    return image_tokens * m + base - m * base_len
+
+
+def flow_shift(config: dict[str, Any], image_tokens: int | None = None) -> float:
+    """The static shift a FlowMatch scheduler config applies at one resolution.
+
+    With ``use_dynamic_shifting`` (FLUX.1-dev) the pipeline computes mu from the image's token count
+    and the scheduler's exponential time shift exp(mu) / (exp(mu) + 1/s - 1) is exactly the static
+    shift s' = shift*s / (1 + (shift-1)*s) with shift = exp(mu) (the linear one, mu / (mu + 1/s - 1),
+    with shift = mu); ``shift`` in the config is then ignored, as the scheduler ignores it. So a teacher
+    trained at one resolution has one static schedule, ``NoiseSchedule.flow(T, exp(mu))``.
+    """
+    if not config.get("use_dynamic_shifting"):
+        return float(config.get("shift", 1.0))
+    if image_tokens is None:
+        raise BenchkitError("this flow scheduler shifts by resolution (use_dynamic_shifting); the distillers need the "
+                            "training resolution's image token count to build its schedule")
+    mu = dynamic_mu(config, image_tokens)
+    return mu if config.get("time_shift_type", "exponential") == "linear" else math.exp(mu)
 
 
 def _bcast(v: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -169,20 +200,23 @@ class Conversions:
 class Conditioning:
     """Everything a denoiser is conditioned on besides x_t and t.
 
-    ``pooled`` is SDXL's ``text_embeds`` or SD3's ``pooled_projections``; ``time_ids`` is
-    SDXL's size/crop conditioning. All tensors are batch-first.
+    ``pooled`` is SDXL's ``text_embeds`` or SD3's and FLUX's ``pooled_projections``; ``time_ids`` is
+    SDXL's size/crop conditioning; ``guidance`` is the per-row input of a guidance-distilled
+    transformer (FLUX.1-dev's embedded guidance scale, e.g. 3.5; not classifier-free guidance).
+    All tensors are batch-first.
     """
 
     hidden: torch.Tensor
     pooled: torch.Tensor | None = None
     time_ids: torch.Tensor | None = None
+    guidance: torch.Tensor | None = None
     texts: tuple[str, ...] | None = None  # the prompts, for reward models that read text
 
     def __len__(self) -> int:
         return self.hidden.shape[0]
 
     def _tensors(self):
-        return (self.hidden, self.pooled, self.time_ids)
+        return (self.hidden, self.pooled, self.time_ids, self.guidance)
 
     def select(self, idx) -> "Conditioning":
         texts = None
@@ -201,7 +235,7 @@ class Conditioning:
             if v is None:
                 return None
             return v.to(device=device, dtype=dtype if (dtype is not None and v.is_floating_point()) else v.dtype)
-        return Conditioning(mv(self.hidden), mv(self.pooled), mv(self.time_ids), texts=self.texts)
+        return Conditioning(*(mv(v) for v in self._tensors()), texts=self.texts)
 
     def repeat(self, n: int) -> "Conditioning":
         texts = self.texts * n if self.texts is not None and len(self.texts) == 1 else self.texts
@@ -216,7 +250,8 @@ class Prediction:
 
 
 def denoiser_kind(model) -> str:
-    """How a denoiser network is called (its forward's keywords): unet, sd3 (MMDiT) or generic."""
+    """How a denoiser network is called (its forward's keywords): unet, sd3 (MMDiT), flux (MMDiT over
+    packed latents) or generic."""
     name = type(model).__name__
     if name.startswith("FSDP"):  # FSDP2's fully_shard subclasses the module's class as FSDP<name>
         name = next((c.__name__ for c in type(model).__mro__ if c.__name__ == name[4:]), name)
@@ -224,9 +259,32 @@ def denoiser_kind(model) -> str:
         return "unet"
     if name in ("SD3Transformer2DModel",):
         return "sd3"
+    if name == "FluxTransformer2DModel":
+        return "flux"
     if getattr(model, "generic_denoiser", False):  # any module called as model(x, t, cond), e.g. the 2-D MLPs in tests
         return "generic"
-    raise BenchkitError(f"the distillers support UNet2DConditionModel and SD3Transformer2DModel, not {name}")
+    raise BenchkitError(f"the distillers support UNet2DConditionModel, SD3Transformer2DModel and FluxTransformer2DModel, not {name}")
+
+
+def flux_call(model, x: torch.Tensor, model_t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    """FluxTransformer2DModel on a (B, C, H, W) latent grid, called as FluxPipeline calls it: the grid packed
+    into 2x2-patch tokens and their position ids with the pipeline's own static helpers, text ids all zero,
+    timestep = sigma (the pipeline passes t / 1000), the embedded guidance where the transformer has a
+    guidance embedding; the output is unpacked back to the grid."""
+    from diffusers import FluxPipeline
+
+    b, c, h, w = x.shape
+    config = getattr(model, "module", model).config
+    guidance = None
+    if config.guidance_embeds:
+        if cond.guidance is None:
+            raise BenchkitError("this FLUX transformer has a guidance embedding; its conditioning carries no guidance value")
+        guidance = cond.guidance
+    out = model(hidden_states=FluxPipeline._pack_latents(x.contiguous(), b, c, h, w), timestep=model_t / 1000, guidance=guidance,
+                pooled_projections=cond.pooled, encoder_hidden_states=cond.hidden,
+                txt_ids=torch.zeros(cond.hidden.shape[1], 3, device=x.device, dtype=x.dtype),
+                img_ids=FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, x.device, x.dtype), return_dict=False)[0]
+    return FluxPipeline._unpack_latents(out, h, w, 1)  # sizes in latent units: a scale factor of 1
 
 
 def call_model(model, x: torch.Tensor, model_t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
@@ -234,6 +292,8 @@ def call_model(model, x: torch.Tensor, model_t: torch.Tensor, cond: Conditioning
     kind = denoiser_kind(getattr(model, "module", model))  # DDP wraps the model in .module
     if kind == "generic":
         return model(x, model_t, cond)
+    if kind == "flux":
+        return flux_call(model, x, model_t, cond)
     if kind == "unet":
         added = None
         if cond.pooled is not None or cond.time_ids is not None:
@@ -294,10 +354,11 @@ def prediction_type_of(scheduler_config: dict[str, Any]) -> str:
     return canonical_prediction(scheduler_config.get("prediction_type", "epsilon"))
 
 
-def teacher_from_parts(model, scheduler_config: dict[str, Any]) -> Denoiser:
-    """The frozen teacher Denoiser for a loaded model and its scheduler config."""
+def teacher_from_parts(model, scheduler_config: dict[str, Any], image_tokens: int | None = None) -> Denoiser:
+    """The frozen teacher Denoiser for a loaded model and its scheduler config; ``image_tokens``: the
+    training resolution's token count, for a scheduler that shifts by resolution (FLUX.1-dev)."""
     denoiser_kind(model)  # refuses a network the distillers cannot call
-    return Denoiser(model.eval().requires_grad_(False), NoiseSchedule.from_scheduler_config(scheduler_config),
+    return Denoiser(model.eval().requires_grad_(False), NoiseSchedule.from_scheduler_config(scheduler_config, image_tokens),
                     prediction_type_of(scheduler_config))
 
 

@@ -1,4 +1,4 @@
-"""The sampling recipe of a student distilled from a flow-matching (SD3-like) teacher.
+"""The sampling recipe of a student distilled from a flow-matching (SD3- or FLUX-like) teacher.
 
 A student is trained at grid timesteps t of the internal [0, T) time, which a flow teacher
 reads as the shifted sigma(t) (``distillers.adapter.NoiseSchedule.flow``). Its recipe must put
@@ -12,6 +12,14 @@ Deterministic students (Hyper-SD's TSCD segments, Lightning) step with flow Eule
 re-noising (DMD2 and ADM backward simulation) use ``stochastic_sampling = True``: diffusers 0.42
 then steps x0 = x - sigma * v, x' = (1 - sigma') * x0 + sigma' * fresh noise, the flow form of
 LCMScheduler's step that their SDXL recipes use.
+
+A teacher whose scheduler shifts by resolution (FLUX.1-dev's ``use_dynamic_shifting``) was read
+at the training resolution's static shift exp(mu) (``distillers.adapter.flow_shift``). Its pipeline
+passes mu with any ``sigmas``, and such a scheduler would shift the student's sigmas by it whatever
+``shift`` says, so ``student_recipe`` also pins ``use_dynamic_shifting = False``, and adds the fields
+the pipeline must condition the student with as training did (``TeacherText.recipe``): FLUX's
+embedded guidance as ``guidance_scale`` (the transformer's input there, not CFG), T5's length and
+the size.
 """
 
 from __future__ import annotations
@@ -48,3 +56,12 @@ def renoising_recipe(schedule: NoiseSchedule, timesteps: list[int]) -> dict[str,
     if is_flow(schedule):
         return flow_recipe(schedule, timesteps, stochastic=True)
     return {"scheduler": "LCMScheduler", "timesteps": list(timesteps), "guidance_scale": 1.0}
+
+
+def student_recipe(recipe: dict[str, Any], scheduler_config: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """A method's recipe completed for the teacher's pipeline: ``fields`` (``TeacherText.recipe``) over
+    it, and on a scheduler that shifts by resolution, flow Euler with ``use_dynamic_shifting = False``."""
+    out = {**recipe, **fields}
+    if recipe.get("scheduler") == FLOW_SCHEDULER and scheduler_config.get("use_dynamic_shifting"):
+        out["scheduler_kwargs"] = {**recipe.get("scheduler_kwargs", {}), "use_dynamic_shifting": False}
+    return out

@@ -5,7 +5,12 @@ the teacher's encoder + mid block, ADM a frozen teacher with heads on several le
 them read intermediate activations of a diffusers network. They are taken with forward hooks
 (``register_forward_hook``) and the forward pass stops right after the last module needed
 (an exception raised by the hook and caught here): the network's ``forward`` is never
-replaced, so the same code works on any UNet2DConditionModel or SD3 transformer.
+replaced, so the same code works on any UNet2DConditionModel, SD3 or FLUX transformer.
+
+A transformer block's image tokens are laid back on the latent grid they came from: SD3 patches
+it in ``patch_size`` squares, FLUX's pipeline packs it in 2x2 patches, both row-major.
+FLUX's stack is its double-stream ``transformer_blocks`` followed by its single-stream
+``single_transformer_blocks``; the levels are picked over the two as one stack.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from distillers.adapter import Conditioning, Denoiser, _times
+from distillers.adapter import Conditioning, Denoiser, _times, denoiser_kind
 
 
 class _StopForward(Exception):
@@ -28,7 +33,8 @@ def _unwrap(model):
 
 
 def feature_modules(model, levels: str = "mid") -> list[str]:
-    """Names of the modules whose outputs feed the heads: the bottleneck, or every encoder level too."""
+    """Names of the modules whose outputs feed the heads: the bottleneck, or every encoder level too (a
+    transformer: the middle block, or blocks at a quarter, half and the end of its whole stack)."""
     base = _unwrap(model)
     if getattr(base, "generic_denoiser", False):
         return list(base.feature_modules)
@@ -37,23 +43,44 @@ def feature_modules(model, levels: str = "mid") -> list[str]:
         if levels == "multi":
             names = [f"down_blocks.{i}" for i in range(len(base.down_blocks))] + names
         return names
-    blocks = len(base.transformer_blocks)
+    stack = [f"transformer_blocks.{i}" for i in range(len(base.transformer_blocks))]
+    stack += [f"single_transformer_blocks.{i}" for i in range(len(getattr(base, "single_transformer_blocks", ())))]
+    blocks = len(stack)
     if levels == "multi":
-        return [f"transformer_blocks.{i}" for i in sorted({blocks // 4, blocks // 2, blocks - 1})]
-    return [f"transformer_blocks.{blocks // 2}"]
+        return [stack[i] for i in sorted({blocks // 4, blocks // 2, blocks - 1})]
+    return [stack[blocks // 2]]
 
 
-def _as_map(output) -> torch.Tensor:
-    """A module output as a (B, C, H, W) map: UNet down blocks return (hidden, skips), SD3 blocks
-    return (text tokens, image tokens) with image tokens (B, N, C) on a square grid."""
+def token_grid(model, x: torch.Tensor) -> tuple[int, int] | None:
+    """The (rows, columns) of a transformer's image tokens for latents ``x`` (None: not a transformer)."""
+    kind = denoiser_kind(_unwrap(model))
+    if kind in ("unet", "generic"):
+        return None
+    if kind == "flux":
+        patch = 2  # the pipeline's 2x2 packing (the transformer's own patch_size is 1)
+    else:  # SD3's MMDiT patches the latents itself
+        patch = _unwrap(model).config.patch_size
+    return x.shape[-2] // patch, x.shape[-1] // patch
+
+
+def _as_map(output, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """A module output as a (B, C, H, W) map: UNet down blocks return (hidden, skips); SD3's and FLUX's
+    blocks (double- and single-stream alike, diffusers 0.42) return (text tokens, image tokens), image
+    tokens (B, N, C) row-major on ``grid``. A block that returns text and image tokens concatenated
+    (FLUX's single blocks in older diffusers) has its image tokens last: those are kept."""
     if isinstance(output, tuple):
         output = output[0] if output[0] is not None and output[0].ndim == 4 else output[-1]  # SD3's last block: (None, image)
     if output.ndim == 2:  # an MLP's hidden vector, as a 1x1 map
         return output[:, :, None, None]
     if output.ndim == 3:
         b, n, c = output.shape
-        side = int(math.isqrt(n))
-        output = output.transpose(1, 2).reshape(b, c, side, n // side)
+        if grid is not None:
+            rows, cols = grid
+            output = output[:, n - rows * cols:]
+        else:  # a square grid
+            rows = math.isqrt(n)
+            cols = n // rows
+        output = output.transpose(1, 2).reshape(b, c, rows, cols)
     return output
 
 
@@ -63,10 +90,11 @@ def tapped_features(denoiser: Denoiser, x_t: torch.Tensor, t, cond: Conditioning
     modules = dict(model.named_modules())
     found: dict[str, torch.Tensor] = {}
     order = list(names)
+    grid = token_grid(model, x_t)
 
     def hook_for(name):
         def hook(_module, _inputs, output):
-            found[name] = _as_map(output)
+            found[name] = _as_map(output, grid)
             if len(found) == len(order):
                 raise _StopForward
         return hook

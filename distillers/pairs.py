@@ -19,7 +19,8 @@ from distillers.training import trailing_timesteps
 def ode_sample(teacher: Denoiser, noise: torch.Tensor, cond: Conditioning, steps: int, guidance: float,
                uncond: Conditioning | None) -> torch.Tensor:
     """DDIM (trailing spacing, first step from pure noise at T-1) with classifier-free guidance; on a
-    rectified-flow schedule the same (x0, eps) step is the Euler step of SD3's FlowMatch sampler."""
+    rectified-flow schedule the same (x0, eps) step is the Euler step of SD3's and FLUX's FlowMatch
+    sampler (FLUX's embedded guidance rides on ``cond``; ``guidance`` is CFG on top of it)."""
     grid = trailing_timesteps(steps, teacher.schedule.T)
     x = noise
     for i, t in enumerate(grid):
@@ -47,4 +48,6 @@ def make_pairs(teacher: Denoiser, data: DistillData, count: int, steps: int = 8,
             progress(len(ids))
     sampler = "flow Euler trailing" if teacher.schedule.kind == "flow" else "DDIM trailing"
     meta = {"steps": steps, "guidance": guidance, "seed": seed, "sampler": sampler, "count": count}
+    if teacher.schedule.kind == "flow":  # the sigmas stepped on (a dynamic-shift teacher's depend on the resolution)
+        meta["sigmas"] = [float(teacher.schedule.sigma(float(t))) for t in trailing_timesteps(steps, teacher.schedule.T)]
     return Pairs(torch.cat(noises), torch.cat(x0s), torch.cat(idxs), list(data.prompts), meta)

@@ -12,6 +12,11 @@ each kind of conditioning a family declares follows its pipeline's ``encode_prom
 - "clip-t5" (SD3): both CLIP encoders' penultimate hidden states concatenated, zero-padded to T5's width,
   then T5's last hidden state (zeros when the model ships no T5) appended on the sequence axis;
   pooled = both CLIP projections concatenated. Unconditional: encode("").
+- "t5-clip-pooled" (FLUX.1): T5's last hidden state alone as the token sequence, padded to
+  ``max_sequence_length`` (the spec's recipe, else the pipeline's 512), and CLIP's ``pooler_output``
+  (no projection) as ``pooled_projections``; text ids are all zero (the adapter makes them). A
+  guidance-distilled transformer (dev) also takes the embedded guidance, the spec's
+  ``recipe.guidance_scale``, carried on every row. Unconditional (true CFG only): encode("").
 
 Hand-written rather than calling ``pipeline.encode_prompt``: the distillers need the pieces
 separately (per-prompt rows cached on the CPU, the unconditional row once, time ids per row),
@@ -21,7 +26,7 @@ reference. Cached rows are float32 on the CPU; ``Denoiser`` casts them to the mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -30,18 +35,28 @@ from benchkit.core.errors import BenchkitError
 from distillers.adapter import Conditioning
 
 T5_MAX_SEQUENCE_LENGTH = 256  # StableDiffusion3Pipeline's default max_sequence_length
+FLUX_MAX_SEQUENCE_LENGTH = 512  # FluxPipeline's default max_sequence_length, and the most it takes
+CONDITIONINGS = ("clip", "clip-pooled", "clip-t5", "t5-clip-pooled")  # what teacher_text builds
 
 
 @dataclass
 class TeacherText:
     """How a teacher is conditioned: ``encode(prompts)``, the one-row unconditional (None: encode
-    the empty prompt) and the denoiser's sample shape (channels, height, width)."""
+    the empty prompt) and the denoiser's sample shape (channels, height, width).
+
+    ``image_tokens`` is the training resolution's token count, which a scheduler that shifts by
+    resolution needs (FLUX.1-dev, see ``distillers.adapter.flow_shift``); ``recipe`` holds the recipe
+    fields a student's spec must carry so that its pipeline conditions it as training did (FLUX: the
+    embedded guidance, T5's length and the size the schedule was computed for).
+    """
 
     encode: Callable[[list[str]], Conditioning]
     negative: Conditioning | None
     shape: tuple[int, int, int]
     family: str
     details: dict[str, Any]
+    image_tokens: int | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 def _max_length(tokenizer, default: int = 77) -> int:
@@ -105,15 +120,69 @@ def sd3_encoder(parts: dict[str, Any], device, joint_attention_dim: int) -> Call
     return encode
 
 
+def flux_encoder(parts: dict[str, Any], device, max_sequence_length: int,
+                 guidance: float | None) -> Callable[[list[str]], Conditioning]:
+    """FluxPipeline.encode_prompt's pieces: CLIP's pooler_output at the CLIP tokenizer's length, T5's last
+    hidden state at ``max_sequence_length``; ``guidance`` (None without a guidance embedding) on every row."""
+    clip_tok, clip, t5_tok, t5 = (parts.get(k) for k in ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2"))
+    if any(v is None for v in (clip_tok, clip, t5_tok, t5)):
+        raise BenchkitError("FLUX teacher: the CLIP (text_encoder, tokenizer) and T5 (text_encoder_2, tokenizer_2) "
+                            "encoders are both required")
+    clip_len = _max_length(clip_tok)
+
+    def encode(prompts: list[str]) -> Conditioning:
+        pooled = clip(_tokens(clip_tok, prompts, clip_len, device), output_hidden_states=False).pooler_output
+        hidden = t5(_tokens(t5_tok, prompts, max_sequence_length, device), output_hidden_states=False)[0]
+        rows = None if guidance is None else torch.full((len(prompts),), float(guidance))
+        return Conditioning(hidden.float().cpu(), pooled.float().cpu(), guidance=rows)
+
+    return encode
+
+
+def flux_size(model) -> tuple[int, int]:
+    """The training resolution in pixels: the spec's recipe height/width, else the pipeline's default
+    (``default_sample_size * vae_scale_factor``: FLUX's transformer has no sample_size), as eval samples it."""
+    pipe = model.pipeline
+    scale = pipe.vae_scale_factor
+    recipe = model.spec.recipe
+    default = pipe.default_sample_size * scale
+    height, width = recipe.height or default, recipe.width or default
+    if height % (2 * scale) or width % (2 * scale):  # whole 2x2 patches of latents, as eval requires
+        raise BenchkitError(f"{model.spec.name}: recipe.height/width must be multiples of {2 * scale} for this model, "
+                            f"got {height}x{width}")
+    return height, width
+
+
+def flux_text(model, device: torch.device) -> TeacherText:
+    cfg = model.unet.config
+    recipe = model.spec.recipe
+    length = recipe.max_sequence_length or FLUX_MAX_SEQUENCE_LENGTH
+    if length > FLUX_MAX_SEQUENCE_LENGTH:
+        raise BenchkitError(f"{model.spec.name}: recipe.max_sequence_length {length} is over FluxPipeline's {FLUX_MAX_SEQUENCE_LENGTH}")
+    guidance = float(recipe.guidance_scale) if cfg.guidance_embeds else None
+    height, width = flux_size(model)
+    scale = model.pipeline.vae_scale_factor
+    shape = (cfg.in_channels // 4, height // scale, width // scale)  # packed tokens hold 2x2 patches of C channels
+    fields: dict[str, Any] = {"height": height, "width": width, "max_sequence_length": length}
+    if guidance is not None:  # the transformer's guidance input, which the pipeline takes as guidance_scale
+        fields["guidance_scale"] = guidance
+    return TeacherText(flux_encoder(model.components, device, length, guidance), None, shape, model.family,
+                       {"text": f"T5 last hidden state ({length} tokens) + CLIP pooled", "negative": "encode('')",
+                        "embedded_guidance": guidance, "size": [height, width]},
+                       image_tokens=(shape[1] // 2) * (shape[2] // 2), recipe=fields)
+
+
 def teacher_text(model, device: torch.device) -> TeacherText:
     """The conditioning of a loaded teacher (``benchkit.models.loading.LoadedModel``), by family."""
     from distillers.data import text_encoder_fn
 
     family = model.family
     conditioning = model.family_info.conditioning  # what the family's denoiser is conditioned on
-    if conditioning not in ("clip", "clip-pooled", "clip-t5"):
-        raise BenchkitError(f"{model.spec.name}: distillation builds CLIP, SDXL and SD3 text conditioning, not the "
+    if conditioning not in CONDITIONINGS:
+        raise BenchkitError(f"{model.spec.name}: distillation builds CLIP, SDXL, SD3 and FLUX.1 text conditioning, not the "
                             f"{conditioning} conditioning of a {family} model")
+    if conditioning == "t5-clip-pooled":
+        return flux_text(model, device)
     cfg = model.unet.config
     height, width = (cfg.sample_size, cfg.sample_size) if isinstance(cfg.sample_size, int) else tuple(cfg.sample_size)
     shape = (cfg.in_channels, height, width)

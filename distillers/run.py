@@ -22,6 +22,7 @@ from benchkit.core.atomic import write_json_atomic, write_text_atomic
 from benchkit.core.errors import BenchkitError
 from distillers.adapter import Denoiser, teacher_from_parts
 from distillers.data import BUILTIN_DATA, DistillData, Pairs, pairs_as_real
+from distillers.flow_recipe import student_recipe
 from distillers.methods import get_method
 
 
@@ -63,20 +64,28 @@ def resolve_teacher(spec_name: str):
     return spec
 
 
+def teacher_denoiser(model, text=None) -> Denoiser:
+    """The teacher Denoiser of a loaded model; ``text`` (its ``TeacherText``) gives the training resolution's
+    token count, which a scheduler that shifts by resolution (FLUX.1-dev) needs for its schedule."""
+    return teacher_from_parts(model.unet, model.scheduler_config, text.image_tokens if text is not None else None)
+
+
 def load_teacher(spec_name: str, device: torch.device, pairs_path: Path | None = None):
-    """(loaded model, teacher Denoiser, DistillData) for a teacher spec."""
+    """(spec, loaded model, teacher Denoiser, DistillData, recipe fields) for a teacher spec; the recipe fields
+    (``TeacherText.recipe``) are what the student's recipe must carry for its pipeline (FLUX's guidance, size)."""
     from benchkit.models.loading import load_model
 
     spec = resolve_teacher(spec_name)
     model = load_model(spec, device, torch.float32)
-    teacher = teacher_from_parts(model.unet, model.scheduler_config)
     pairs = Pairs.load(pairs_path) if pairs_path else None
     if model.family in BUILTIN_DATA:  # a family with its own data (the toy world's digits)
+        teacher, fields = teacher_denoiser(model), {}
         data = BUILTIN_DATA[model.family](model.tokenizer, model.text_encoder, device, pairs=pairs)
     else:
         from distillers.prompt_encoding import teacher_text
 
-        text = teacher_text(model, device)  # SD1.5 / SDXL / SD3 conditioning, as the family's pipeline builds it
+        text = teacher_text(model, device)  # SD1.5 / SDXL / SD3 / FLUX conditioning, as the family's pipeline builds it
+        teacher, fields = teacher_denoiser(model, text), text.recipe
         if pairs is None:
             raise BenchkitError(f"{spec_name}: give --pairs FILE (from `benchkit pairs --teacher {spec_name}`): its prompts are the training prompts and its samples the real data")
         if tuple(pairs.x0.shape[1:]) != text.shape:
@@ -85,7 +94,7 @@ def load_teacher(spec_name: str, device: torch.device, pairs_path: Path | None =
         real, real_prompts = pairs_as_real(pairs)
         data = DistillData(pairs.prompts, text.encode, text.shape, real=real, real_prompts=real_prompts, pairs=pairs,
                            negative=text.negative)
-    return spec, model, teacher, data
+    return spec, model, teacher, data, fields
 
 
 def init_weights(spec_name: str, teacher_unet) -> dict[str, torch.Tensor]:
@@ -110,8 +119,8 @@ def write_student(out_dir: Path, teacher_path: Path, denoiser: Denoiser, recipe:
                   description: str, half: bool = False) -> Path:
     """Write ``model/`` (teacher components + student denoiser) and ``spec.toml``; returns spec.toml.
 
-    The student replaces the teacher's denoiser folder, ``unet/`` or SD3's ``transformer/`` (as
-    model_index.json names it), so the folder loads with the teacher's pipeline class and runs the
+    The student replaces the teacher's denoiser folder, ``unet/`` or SD3's and FLUX's ``transformer/``
+    (as model_index.json names it), so the folder loads with the teacher's pipeline class and runs the
     student; the teacher's denoiser is not copied.
     """
     from distillers.student import merged_copy
@@ -177,14 +186,17 @@ def distill(method: str, teacher_spec: str, steps: int, out_dir: Path, overrides
 
     cls = method_class(method)
     config = cls.Config.from_overrides({**(overrides or {}), "steps": steps})
+    explicit_cfg = "guidance" in (overrides or {})
     out_dir = Path(out_dir)
     resolve_teacher(teacher_spec)
     check_distill_out(out_dir, teacher_spec, pairs_path)
     dev = resolve_device(device)
     with folder_lock(out_dir, "benchkit distill"):
         return _distill(method, cls, config, teacher_spec, out_dir, pairs_path, dev, checkpoint_every, eval_every,
-                        cache_dir, show_progress, half, name, stop_after, init)
+                        cache_dir, show_progress, half, name, stop_after, init, explicit_cfg)
 
+
+DEFAULT_PAIRS_CFG = 2.0  # `benchkit pairs --guidance` on a CFG teacher
 
 # What `benchkit distill` writes in its --out; a folder holding anything else is not replaced.
 DISTILL_ENTRIES = {"checkpoints", "train.log", "losses.jsonl", "model", "model.tmp", "spec.toml", "distill.json", "cache"}
@@ -211,16 +223,25 @@ def check_distill_out(out_dir: Path, teacher_spec: str, pairs_path: Path | None)
 
 def _distill(method: str, cls, config, teacher_spec: str, out_dir: Path, pairs_path: Path | None, dev: torch.device,
              checkpoint_every: int, eval_every: int, cache_dir: Path | None, show_progress: bool, half: bool,
-             name: str | None, stop_after: int | None, init: str | None) -> dict[str, Any]:
+             name: str | None, stop_after: int | None, init: str | None, explicit_cfg: bool = False) -> dict[str, Any]:
     from benchkit.core.distributed import current_world
 
     world = current_world(dev)  # a world of one unless launched by torchrun / accelerate launch
     dev = world.device(dev)
-    spec, model, teacher, data = load_teacher(teacher_spec, dev, pairs_path)
+    spec, model, teacher, data, fields = load_teacher(teacher_spec, dev, pairs_path)
+    if not explicit_cfg and model.family_info.guidance == "embedded" and hasattr(config, "guidance"):
+        # a guidance-distilled teacher (FLUX.1-dev) is guided by its embedded guidance (the recipe's); the methods'
+        # CFG defaults are for CFG teachers, so real CFG is off unless asked for with --set guidance=
+        config = dataclasses.replace(config, guidance=1.0)
     if world.is_main:  # rank 0 writes everything: log, checkpoints, student, distill.json
         out_dir.mkdir(parents=True, exist_ok=True)
     distiller = cls(teacher, data, config, world=world)
-    distiller.recipe()  # a student the recipe could not sample (e.g. x0 prediction on a flow teacher) fails before training
+
+    def recipe() -> dict[str, Any]:
+        """The method's recipe, completed for the teacher's pipeline (FLUX: embedded guidance, size, no dynamic shift)."""
+        return student_recipe(distiller.recipe(), model.scheduler_config, fields)
+
+    recipe()  # a student the recipe could not sample (e.g. x0 prediction on a flow teacher) fails before training
     if init:
         distiller.init_student(init_weights(init, model.unet))
     evaluator = None
@@ -242,7 +263,7 @@ def _distill(method: str, cls, config, teacher_spec: str, out_dir: Path, pairs_p
         return {"finished": True, "spec": out_dir / "spec.toml", **result}
     student_name = name or f"{spec.name}-{method}-{config.student_steps}step"
     description = f"{method} student of {spec.name}, {config.student_steps}-step, {config.steps} training steps"
-    spec_path = write_student(out_dir, model.path, distiller.export_denoiser(), distiller.recipe(), student_name,
+    spec_path = write_student(out_dir, model.path, distiller.export_denoiser(), recipe(), student_name,
                               description, half=half)
     provenance = {
         "method": method,
@@ -281,7 +302,7 @@ def check_pairs_out(out: Path) -> None:
         raise BenchkitError(f"--out {out} exists and is not a benchkit pairs file; choose a new file name") from None
 
 
-def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance: float, seed: int, device: str = "auto",
+def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance: float | None, seed: int, device: str = "auto",
                   show_progress: bool = True, prompts: str | None = None, batch_size: int | None = None) -> Pairs:
     """Teacher ODE pairs for ``count`` noises; ``batch_size`` (default: the family's, 100 for the toy, 8
     for latent models, whose CFG batch is twice that) changes memory, not the pairs: each noise is seeded by its index."""
@@ -296,9 +317,11 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
     check_pairs_out(Path(out))
     dev = resolve_device(device)
     model = load_model(spec, dev, torch.float32)
-    teacher = teacher_from_parts(model.unet, model.scheduler_config)
+    if guidance is None:  # CFG 2, except on a guidance-distilled teacher, which its embedded guidance guides
+        guidance = 1.0 if model.family_info.guidance == "embedded" else DEFAULT_PAIRS_CFG
     conditioning = None
     if prompts is None and model.family in BUILTIN_DATA:
+        teacher = teacher_denoiser(model)
         data = BUILTIN_DATA[model.family](model.tokenizer, model.text_encoder, dev)
     elif prompts is None:
         raise BenchkitError(f"{teacher_spec}: give --prompts (a prompt set or file): the pairs' prompts are the training prompts")
@@ -306,7 +329,8 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
         from distillers.prompt_encoding import teacher_text
         from prompts import load_prompt_set
 
-        text = teacher_text(model, dev)  # SD1.5 / SDXL / SD3 conditioning, as the family's pipeline builds it
+        text = teacher_text(model, dev)  # SD1.5 / SDXL / SD3 / FLUX conditioning, as the family's pipeline builds it
+        teacher = teacher_denoiser(model, text)
         texts = [r.prompt for r in load_prompt_set(prompts).records]
         data = DistillData(texts, text.encode, text.shape, negative=text.negative)
         conditioning = text.details

@@ -23,6 +23,10 @@ from distillers.config import CommonConfig
 UNET_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
                      "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj"]
 SD3_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
+# FLUX's double- and single-stream blocks: SD3's attention projections plus the single blocks' MLP and
+# output projections and the feed-forwards (the targets of Hyper-SD's and Turbo-Alpha's FLUX LoRAs)
+FLUX_LORA_TARGETS = SD3_LORA_TARGETS + ["proj_mlp", "proj_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
+                                        "ff_context.net.2"]
 
 TEACHER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -52,7 +56,8 @@ def add_lora(model: nn.Module, rank: int, alpha: int) -> nn.Module:
     from peft import LoraConfig
 
     base = getattr(model, "module", model)
-    targets = UNET_LORA_TARGETS if type(base).__name__ == "UNet2DConditionModel" else SD3_LORA_TARGETS
+    targets = {"UNet2DConditionModel": UNET_LORA_TARGETS, "FluxTransformer2DModel": FLUX_LORA_TARGETS}.get(
+        type(base).__name__, SD3_LORA_TARGETS)
     names = {n.split(".")[-1] for n, _ in base.named_modules()}
     present = [t for t in targets if t.split(".")[-1] in names or "." in t]
     base.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=present))

@@ -32,9 +32,19 @@ def metric_values(run: Path) -> dict[str, float]:
     return {name: m["value"] for name, m in metrics_by_name(run).items()}
 
 
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """The uninterrupted run both kills are compared with, and the cache they share (made once)."""
+    root = tmp_path_factory.mktemp("clean")
+    run_eval(PRESETS["toy-digits"].with_recipe(steps=20), load_prompt_set("toy-digits").limit(6), [0, 1, 2, 3],
+             root / "run", metrics=["toy-fid", "toy-alignment", "toy-diversity", "latency"], device="cpu", batch_size=1,
+             cache_dir=root / "cache", show_progress=False)
+    return root / "run", root / "cache"
+
+
 @pytest.mark.parametrize("kill_after", [3, 13])
-def test_sigkill_then_resume_matches_uninterrupted(tmp_path, kill_after):
-    cache = tmp_path / "cache"
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path, clean, kill_after):
+    clean, cache = clean
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cli(killed, cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 400  # generous: a loaded machine is slow, a fast one never waits
@@ -49,11 +59,6 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, kill_after):
 
     resumed = subprocess.run(cli(killed, cache), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-
-    clean = tmp_path / "clean"
-    run_eval(PRESETS["toy-digits"].with_recipe(steps=20), load_prompt_set("toy-digits").limit(6), [0, 1, 2, 3], clean,
-             metrics=["toy-fid", "toy-alignment", "toy-diversity", "latency"], device="cpu", batch_size=1,
-             cache_dir=cache, show_progress=False)
 
     got, want = committed_hashes(killed), committed_hashes(clean)
     assert got == want and len(got) == 24
