@@ -142,3 +142,38 @@ def test_image_to_video_runs_through_the_wan_i2v_family(ti2v, tmp_path):
                       output_type="np", num_inference_steps=4, guidance_scale=3.5, height=size, width=size, num_frames=5,
                       max_sequence_length=16).frames
         assert np.abs(out.videos[k].astype(np.float64) / 255 - theirs[0]).max() <= 1 / 255 + 1e-5
+
+
+def test_wan_native_lora_layout_fuses_into_each_expert(a14b, tmp_path):
+    """Wan's own LoRA layout (diffusion_model.blocks.N.self_attn.q/k/v/o and cross_attn, lora_down/lora_up with
+    alpha, as lightx2v's and Wan 2.2 Lightning's files are written) goes through diffusers' converter: with it as
+    ``lora`` and ``lora_2`` each expert's attention weights are base + alpha/rank * up @ down."""
+    from diffusers import WanTransformer3DModel
+    from safetensors.torch import save_file
+
+    rank, alpha = 4, 2.0
+    files, expected = {}, {}
+    for field, folder, seed in (("lora", "transformer", 1), ("lora_2", "transformer_2", 2)):
+        base = WanTransformer3DModel.from_pretrained(a14b / folder)
+        width = base.config.num_attention_heads * base.config.attention_head_dim
+        g = torch.Generator().manual_seed(seed)
+        state, wants = {}, {}
+        for block in range(base.config.num_layers):
+            for attn, ours in (("self_attn", "attn1"), ("cross_attn", "attn2")):
+                for theirs, proj in (("q", "to_q"), ("k", "to_k"), ("v", "to_v"), ("o", "to_out.0")):
+                    key = f"diffusion_model.blocks.{block}.{attn}.{theirs}"
+                    down, up = torch.randn(rank, width, generator=g) * 0.1, torch.randn(width, rank, generator=g) * 0.1
+                    state.update({f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": torch.tensor(alpha)})
+                    module = f"blocks.{block}.{ours}.{proj}"
+                    wants[module] = base.get_submodule(module).weight + (alpha / rank) * up @ down
+        files[field] = tmp_path / f"{field}.safetensors"
+        save_file(state, str(files[field]))
+        expected[folder] = wants
+    spec = ModelSpec("w", str(a14b), Recipe("model-default", steps=2, height=16, width=16, num_frames=5),
+                     lora=str(files["lora"]), lora_2=str(files["lora_2"]))
+    model = load_model(spec, torch.device("cpu"), torch.float32)
+    assert model.details["lora"]["format"] == "original" and model.details["lora_2"]["into"] == "transformer_2"
+    for folder, wants in expected.items():
+        expert = getattr(model.pipeline, folder)
+        for module, want in wants.items():
+            assert torch.allclose(expert.get_submodule(module).weight, want, atol=1e-5), (folder, module)

@@ -19,10 +19,13 @@ ADAPTER = "benchkit"
 
 
 def lora_format(path: Path, keys: list[str] | None = None) -> str:
-    """kohya, peft or diffusers, from the key names (recorded so results say what was loaded)."""
+    """kohya, original, peft or diffusers, from the key names (recorded so results say what was loaded);
+    "original": the model's own checkpoint names under ``diffusion_model.`` (Wan's and lightx2v's files)."""
     keys = _keys(path) if keys is None else keys
     if any(k.startswith(("lora_unet_", "lora_te", "lora_transformer_")) for k in keys):
         return "kohya"
+    if any(k.startswith("diffusion_model.") for k in keys):
+        return "original"
     if any(".lora_A." in k or ".lora_B." in k for k in keys):
         return "peft"
     if any(".lora.down." in k or ".lora_linear_layer." in k for k in keys):
