@@ -87,6 +87,8 @@ def eval_cmd(
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes that decode and preprocess images for the "
                                           "metrics (default: one per CPU core but one, at most 8; 0: none). Scores do not depend on it."),
     weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (repeatable; see `benchkit weights`)."),
+    images_from: Optional[Path] = typer.Option(None, "--images-from", help="Image-to-video: a run whose image of each "
+                                               "(prompt, seed) is that item's input image (e.g. a text-to-image model's)."),
 ):
     """Generate images for a prompt set with a model, score them, and write a run directory."""
     _use_weights(weights)
@@ -110,7 +112,7 @@ def eval_cmd(
     run_dir = out_dir or default_run_dir(spec, prompt_set, seed_list)
     results = run_eval(spec, prompt_set, seed_list, run_dir, metrics=metrics.split(",") if metrics is not None else None,
                        device=device, dtype=dtype, batch_size=batch_size, warmup_batches=warmup, cache_dir=cache_dir,
-                       overwrite=overwrite, show_progress=not quiet, wait=wait, workers=workers)
+                       overwrite=overwrite, show_progress=not quiet, wait=wait, workers=workers, images_from=images_from)
     print_results(results, f"run written to [bold]{run_dir}[/bold]")
 
 

@@ -9,6 +9,8 @@ scores its share of the images, and rank 0 merges the metric states and writes r
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -29,12 +31,12 @@ from benchkit.core.hardware import (
     runtime_settings,
     synchronize,
 )
-from benchkit.core.items import Item
+from benchkit.core.items import IMAGE_COLUMN, Item
 from benchkit.core.lock import folder_lock
 from benchkit.core.outpaths import check_separate
 from benchkit.core.progress import progress_bar
 from benchkit.core.provenance import git_sha, now
-from benchkit.core.rundir import Manifest, RunDir, SampleRecord, Session
+from benchkit.core.rundir import MANIFEST, Manifest, RunDir, SampleRecord, Session, committed_records
 from benchkit.models.loading import LoadedModel, load_model
 from benchkit.models.outputs import attach_outputs, describe_model
 from benchkit.models.sampling import make_generator
@@ -62,6 +64,36 @@ def make_items(prompt_set: PromptSet, seeds: list[int]) -> list[Item]:
     ]
 
 
+def images_from_run(run: Path, items: list[Item]) -> tuple[list[Item], dict[str, Any]]:
+    """Each item's input image taken from another run's image of the same (prompt, seed): a text-to-image
+    model's output as an image-to-video model's first frame, as Magic 1-For-1's recipe makes its inputs.
+
+    Returns the items with their ``image`` set and what the run's identity records of the inputs: the run
+    and a hash over the images' own sha256 (the records hold them), so other inputs are another run.
+    Everything is checked before any work: the run, an image for every item, no image column as well.
+    """
+    run = Path(run)
+    where = f"--images-from {run}"
+    if not (run / MANIFEST).is_file():
+        raise BenchkitError(f"{where}: not a benchkit run folder (no {MANIFEST}); give the run whose images are the inputs")
+    named = next((it for it in items if dict(it.meta).get(IMAGE_COLUMN)), None)
+    if named is not None:
+        raise BenchkitError(f"{where}: prompt '{named.prompt_id}' already names an input image in its {IMAGE_COLUMN} "
+                            f"column; use one or the other")
+    made = {f"{r['prompt_id']}_{r['seed']}": r for r in committed_records(run)}
+    out, hashes = [], []
+    for it in items:
+        rec = made.get(it.key)
+        path = run / rec["file"] if rec is not None and rec.get("file") else None
+        if path is None or not path.is_file():
+            raise BenchkitError(f"{where}: it has no image for prompt '{it.prompt_id}' seed {it.seed}; make the inputs "
+                                f"with the same prompts and seeds (and let that run finish)")
+        hashes.append((it.key, rec.get("sha256", "")))
+        out.append(dataclasses.replace(it, meta=tuple(sorted({**dict(it.meta), IMAGE_COLUMN: str(path.resolve())}.items()))))
+    blob = json.dumps(sorted(hashes)).encode()
+    return out, {"run": str(run.resolve()), "images_sha256": hashlib.sha256(blob).hexdigest(), "images": len(out)}
+
+
 def _batches(items: list[Item], size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -82,6 +114,7 @@ def run_eval(
     show_progress: bool = True,
     wait: bool = False,
     workers: int | None = None,
+    images_from: Path | None = None,
 ) -> dict[str, Any]:
     """Generate every (prompt, seed) item not yet in ``out``, then score the whole run.
 
@@ -91,6 +124,7 @@ def run_eval(
     family and image size against the metrics. ``out`` is locked for the whole call: a second
     process on the same folder is refused in one line, or waits with ``wait``. ``workers``:
     DataLoader processes that decode and prepare images for scoring (None: from the CPU count).
+    ``images_from``: a run whose image of each (prompt, seed) is that item's input image (image-to-video).
     """
     metric_names = parse_metric_names(metrics) if metrics is not None else None  # fail before loading anything
     if batch_size < 1:
@@ -101,14 +135,16 @@ def run_eval(
     workers = check_workers(workers)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     check_separate(out, [("model folder", path) for path in spec.local_paths()]
-                   + [("prompt file", prompt_set.file)])
+                   + [("prompt file", prompt_set.file), ("--images-from run", images_from)])
+    if images_from is not None:
+        images_from_run(images_from, make_items(prompt_set, seeds))  # every input present, before any work
     plan = ScorePlan(records=plan_records(prompt_set), seeds_per_prompt=len(seeds))
     dev = resolve_device(device)
     if metric_names is not None:
         check_metrics(metric_names, plan, MetricContext(cache_dir=cache_dir, device=dev))
     with folder_lock(out, "benchkit eval", wait=wait):
         return _run_eval(spec, prompt_set, seeds, Path(out), metric_names, plan, dev, dtype, batch_size,
-                         warmup_batches, cache_dir, overwrite, show_progress, workers)
+                         warmup_batches, cache_dir, overwrite, show_progress, workers, images_from)
 
 
 def check_seeds(seeds: list[int]) -> None:
@@ -134,13 +170,22 @@ class EvalPlan:
 
 def _run_eval(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Path, metric_names: list[str] | None,
               plan: ScorePlan, dev: torch.device, dtype: str | None, batch_size: int, warmup_batches: int,
-              cache_dir: Path, overwrite: bool, show_progress: bool, workers: int | None = None) -> dict[str, Any]:
+              cache_dir: Path, overwrite: bool, show_progress: bool, workers: int | None = None,
+              images_from: Path | None = None) -> dict[str, Any]:
     """Plan, generate, fold, score."""
     world = current_world(dev)
     dev = world.device(dev)
     show_progress = show_progress and world.is_main
     ev = _plan(spec, prompt_set, seeds, metric_names, plan, dev, dtype, batch_size, warmup_batches, cache_dir, world)
     items = make_items(prompt_set, seeds)
+    if images_from is not None:
+        family = ev.model.family_info
+        if not family.image_input and family.load is None:  # an outside program may take images; a diffusers family must
+            raise BenchkitError(f"--images-from: {spec.name} is a {family.name} model, which takes no input image; give an "
+                                "image-to-video model")
+        items, inputs = images_from_run(images_from, items)
+        ev.identity["input_images"] = inputs  # other inputs make another run
+        ev.manifest["input_images"] = inputs
     if hasattr(ev.generator, "check_items"):  # inputs an item needs beside its prompt (an image-to-video model's image)
         ev.generator.check_items(items)
     run, done, session_no = _open_run(out, ev, world, overwrite)

@@ -447,3 +447,31 @@ def test_a_bad_clip_is_one_line(cli, user, tmp_path, mode, message):
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert message in err and "model 'clips'" in err, err
     assert scratch_folders(tmp_path / "run") == []
+
+
+def test_a_text_to_image_run_feeds_an_image_to_video_run(cli, user, tmp_path):
+    """--images-from RUN: each (prompt, seed) of the second run gets the first run's image of the same
+    (prompt, seed) as its input (Magic 1-For-1's way of making image-to-video inputs); the run's identity
+    holds a hash of those images, so other inputs are another run; a missing input is one line first."""
+    t2i = tmp_path / "t2i"
+    run_eval(resolve_spec(str(write_spec(user, [sys.executable, "fake.py", "./t2i.jsonl"]))), load_prompt_set("toy-digits").limit(2),
+             [0, 1], t2i, metrics=["latency"], device="cpu", batch_size=4, warmup_batches=0, cache_dir=tmp_path / "c",
+             show_progress=False)
+    (user / "clips.py").write_text(CLIPS)
+    i2v_spec = write_spec(user, [sys.executable, "fake.py", "./i2v.jsonl"], recipe=RECIPE, name="i2v")
+    i2v = tmp_path / "i2v"
+    args = ("eval", "-m", str(i2v_spec), "--prompts", "toy-digits", "--limit", "2", "--metrics", "latency", "--device",
+            "cpu", "--warmup", "0", "--quiet", "--cache-dir", str(tmp_path / "c"), "--images-from", str(t2i))
+    code, _, err = cli(*args, "--seeds", "0-2", "--out", str(i2v))  # seed 2 was never made
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--images-from {t2i}: it has no image for prompt 'digit0-a' seed 2" in err and not i2v.exists()
+    code, _, err = cli(*args, "--seeds", "0-1", "--out", str(i2v))
+    assert code == 0, err
+    made = {f"{r['prompt_id']}_{r['seed']}": r for r in records(t2i)}
+    sent = [item for request in requests(user / "i2v.jsonl") for item in request["items"]]
+    assert {f"{i['prompt_id']}_{i['seed']}": i["image"] for i in sent} == {k: str((t2i / r["file"]).resolve())
+                                                                           for k, r in made.items()}
+    for rec in records(i2v):
+        assert rec["input_image_sha256"] == made[f"{rec['prompt_id']}_{rec['seed']}"]["sha256"]
+    manifest = json.loads((i2v / "manifest.json").read_text())
+    assert manifest["input_images"]["run"] == str(t2i.resolve()) and manifest["input_images"]["images"] == 4

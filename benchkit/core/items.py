@@ -67,3 +67,11 @@ def input_image(item: Item) -> Path | None:
         raise BenchkitError(f"prompt '{item.prompt_id}': its {IMAGE_COLUMN} {value} is not a file (relative paths "
                             f"are relative to the folder benchkit runs in)")
     return path
+
+
+def input_image_record(item: Item) -> dict[str, str]:
+    """What a sample record says of the item's input image: its path and sha256 (empty without one)."""
+    from benchkit.core.filehash import sha256_file
+
+    path = input_image(item)
+    return {} if path is None else {"input_image": str(path), "input_image_sha256": sha256_file(path)}

@@ -354,6 +354,11 @@ def _user_entries(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if p.name != LOCK_NAME] if folder.is_dir() else []
 
 
+def committed_records(run: Path) -> list[SampleRecord]:
+    """A run folder's committed sample records, read without opening (or locking) the run."""
+    return _committed_lines(Path(run) / SAMPLES)
+
+
 def _committed_lines(path: Path) -> list[dict[str, Any]]:
     """The JSON lines of a samples file up to the first torn one (only a crash's last line can be)."""
     if not path.exists():

@@ -56,7 +56,7 @@ import torch
 from benchkit.core.atomic import write_text_atomic
 from benchkit.core.errors import BenchkitError, describe_os_error
 from benchkit.core.hardware import dtype_name
-from benchkit.core.items import Item, input_image, item_seed
+from benchkit.core.items import Item, input_image, input_image_record, item_seed
 from benchkit.models.generation import Generation
 from benchkit.models.loading import LoadedModel, hash_file
 from benchkit.models.spec import ModelSpec, Recipe
@@ -222,8 +222,9 @@ class CommandGenerator:
         finally:
             shutil.rmtree(folder, ignore_errors=True)  # benchkit made it: the program's outputs for this batch
         trace = {"command": self.argv, "command_s": seconds}
+        inputs = [input_image_record(it) for it in items]  # the records keep each input image's path and sha256
         # denoiser calls are the program's own business: 0 says "not measured" (the manifest falls back to the recipe)
-        return Generation(images, 0, videos=clips, stages=stages, trace=trace)
+        return Generation(images, 0, videos=clips, stages=stages, trace=trace, inputs=inputs if any(inputs) else None)
 
     def _run(self, payload: bytes, n: int) -> float:
         """Run the program on one request; its wall time in seconds. Nothing of it outlives a failure."""

@@ -22,7 +22,7 @@ import torch
 
 from benchkit.core.errors import BenchkitError
 from benchkit.core.hardware import dtype_name
-from benchkit.core.items import Item, input_image, item_generator
+from benchkit.core.items import Item, input_image, input_image_record, item_generator
 from benchkit.models.generation import Generation, check_explicit_timesteps, make_scheduler
 from benchkit.models.loading import LoadedModel
 from benchkit.models.spec import PIPELINE_RECIPE_FIELDS, Recipe
@@ -211,8 +211,6 @@ class PipelineGenerator:
         """The items' input images (PIL, RGB) and what the records say of them (path, sha256)."""
         from PIL import Image
 
-        from benchkit.core.filehash import sha256_file
-
         self.check_items(items)
         images, records = [], []
         for it in items:
@@ -222,7 +220,7 @@ class PipelineGenerator:
                     images.append(im.convert("RGB"))
             except OSError as exc:
                 raise BenchkitError(f"prompt '{it.prompt_id}': its image {path} is not a readable image ({exc})") from None
-            records.append({"input_image": str(path), "input_image_sha256": sha256_file(path)})
+            records.append(input_image_record(it))
         return images, records
 
     def initial_noise(self, items: Sequence[Item]) -> tuple[torch.Tensor, list[torch.Generator]]:
