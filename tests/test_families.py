@@ -22,7 +22,9 @@ def test_the_builtin_families_are_registered_through_the_plugin_entry_point():
 
     assert "benchkit.models.families" in plugin_modules()
     # one module each (sana.py holds SANA and its Sprint student), tried on a folder in this order
-    assert list(FAMILIES)[:14] == ["toy", "sd15", "sdxl", "sd3", "flux", "sana", "sana-sprint", "zimage", "qwenimage", "cogvideox", "cogvideox-i2v", "wan", "wan-i2v", "hunyuanvideo"]
+    assert list(FAMILIES)[:19] == ["toy", "sd15", "sdxl", "sd3", "flux", "flux2", "sana", "sana-sprint", "zimage", "qwenimage",
+                                   "cogvideox", "cogvideox-i2v", "wan", "wan-i2v", "hunyuanvideo", "hunyuanvideo-i2v", "ltx",
+                                   "ltx-condition", "command"]
 
 
 @pytest.mark.parametrize("index, family", [
