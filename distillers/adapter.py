@@ -2,8 +2,8 @@
 
 Every distiller speaks in (x0, eps) pairs and "move x from t to t'" steps; the adapter turns
 a model's raw output into those, whatever the model predicts (epsilon for SD1.5/SDXL and the
-toy teacher, v for SD2-v, sample for Lightning's one-step x0 model, flow velocity for SD3 and
-FLUX) and whatever its schedule is (DDPM ``alphas_cumprod`` or rectified-flow sigmas). Conversions run
+toy teacher, v for SD2-v, sample for Lightning's one-step x0 model, flow velocity for SD3, FLUX
+and Wan) and whatever its schedule is (DDPM ``alphas_cumprod`` or rectified-flow sigmas). Conversions run
 in float64 by default because at t=999 sqrt(alpha_bar) is 0.068 and x0 = (x - s*eps)/a
 amplifies float32 rounding 15x (DMD2 does the same). Scheduler ``.step()`` is not used in
 training loops: the distillers need differentiable, batched, per-sample-t conversions that
@@ -11,8 +11,16 @@ the schedulers do not offer.
 
 Internal time is a float "training timestep" t in [0, T) (T = 1000), the convention both
 families share: DDPM models take t itself, flow transformers take sigma(t) * T (FLUX's takes
-sigma(t) itself, as its pipeline divides by 1000). Latents are always a (B, C, H, W) grid here;
-FLUX's transformer takes them as 2x2-patch tokens, packed and unpacked around each call.
+sigma(t) itself, as its pipeline divides by 1000). Latents are a (B, C, H, W) grid here, or a
+channels-first video (B, C, F, H, W) for Wan (the conversions broadcast over any number of
+dimensions); FLUX's transformer takes them as 2x2-patch tokens, packed and unpacked around each call.
+
+Wan's scheduler is not a FlowMatch class: WanPipeline samples with UniPCMultistepScheduler on flow
+sigmas (``use_flow_sigmas``, ``flow_shift``), which is the same shifted rectified-flow schedule
+``NoiseSchedule.flow(T, flow_shift)``. Its sampling grid differs from the trailing training grid:
+UniPC's N steps start from the unshifted s_k = 1 - k (1 - 1/T) / N (linspace(1, 1/T, N + 1)), its
+first sigma nudged to 1 - 1e-6 and its transformer timesteps truncated to integers, while the
+distillers' t = T - 1 - k T / N is s_k = 1 - k / N (FLUX's pipeline grid). Both are shift(s).
 """
 
 from __future__ import annotations
@@ -57,11 +65,14 @@ class NoiseSchedule:
 
     @classmethod
     def from_scheduler_config(cls, config: dict[str, Any], image_tokens: int | None = None) -> "NoiseSchedule":
-        """DDPM-family configs (beta_schedule) or FlowMatch configs (shift; ``image_tokens``: the
-        training resolution's token count, which a dynamic-shift config needs, see ``flow_shift``)."""
+        """DDPM-family configs (beta_schedule), FlowMatch configs (shift; ``image_tokens``: the
+        training resolution's token count, which a dynamic-shift config needs, see ``flow_shift``), or a
+        multistep solver on flow sigmas (Wan's UniPC: ``use_flow_sigmas``, static ``flow_shift``)."""
         name = config.get("_class_name", "")
         if "FlowMatch" in name:
             return cls.flow(config.get("num_train_timesteps", 1000), flow_shift(config, image_tokens))
+        if config.get("use_flow_sigmas"):
+            return cls.flow(config.get("num_train_timesteps", 1000), solver_flow_shift(config))
         from diffusers import DDPMScheduler
 
         keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "rescale_betas_zero_snr")
@@ -120,6 +131,21 @@ def flow_shift(config: dict[str, Any], image_tokens: int | None = None) -> float
                             "training resolution's image token count to build its schedule")
     mu = dynamic_mu(config, image_tokens)
     return mu if config.get("time_shift_type", "exponential") == "linear" else math.exp(mu)
+
+
+# options of a solver on flow sigmas (UniPC, DPM-Solver) that make its sigmas something other than shift(s)
+_OTHER_FLOW_SIGMAS = ("use_dynamic_shifting", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "shift_terminal")
+
+
+def solver_flow_shift(config: dict[str, Any]) -> float:
+    """The static shift of a multistep solver on flow sigmas (UniPCMultistepScheduler with ``use_flow_sigmas``,
+    as WanPipeline ships it): its sigmas are flow_shift*s / (1 + (flow_shift-1)*s), the schedule of
+    ``NoiseSchedule.flow(T, flow_shift)``. Options that change that form are refused in one line."""
+    other = next((k for k in _OTHER_FLOW_SIGMAS if config.get(k)), None)
+    if other is not None:
+        raise BenchkitError(f"{config.get('_class_name', 'the scheduler')} with use_flow_sigmas and {other}: the distillers read "
+                            "flow sigmas with a static flow_shift only")
+    return float(config.get("flow_shift", 1.0))
 
 
 def _bcast(v: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -251,7 +277,7 @@ class Prediction:
 
 def denoiser_kind(model) -> str:
     """How a denoiser network is called (its forward's keywords): unet, sd3 (MMDiT), flux (MMDiT over
-    packed latents) or generic."""
+    packed latents), wan (video DiT over channels-first video latents) or generic."""
     name = type(model).__name__
     if name.startswith("FSDP"):  # FSDP2's fully_shard subclasses the module's class as FSDP<name>
         name = next((c.__name__ for c in type(model).__mro__ if c.__name__ == name[4:]), name)
@@ -261,9 +287,12 @@ def denoiser_kind(model) -> str:
         return "sd3"
     if name == "FluxTransformer2DModel":
         return "flux"
+    if name == "WanTransformer3DModel":
+        return "wan"
     if getattr(model, "generic_denoiser", False):  # any module called as model(x, t, cond), e.g. the 2-D MLPs in tests
         return "generic"
-    raise BenchkitError(f"the distillers support UNet2DConditionModel, SD3Transformer2DModel and FluxTransformer2DModel, not {name}")
+    raise BenchkitError(f"the distillers support UNet2DConditionModel, SD3Transformer2DModel, FluxTransformer2DModel and "
+                        f"WanTransformer3DModel, not {name}")
 
 
 def flux_call(model, x: torch.Tensor, model_t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
@@ -287,6 +316,14 @@ def flux_call(model, x: torch.Tensor, model_t: torch.Tensor, cond: Conditioning)
     return FluxPipeline._unpack_latents(out, h, w, 1)  # sizes in latent units: a scale factor of 1
 
 
+def wan_call(model, x: torch.Tensor, model_t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    """WanTransformer3DModel on channels-first video latents (B, C, F, H, W), called as WanPipeline (Wan 2.1
+    text-to-video) calls it: timestep = the scheduler's timestep, one per row (sigma * 1000 on flow sigmas),
+    the UMT5 rows as encoder_hidden_states; no image embedding. The pipeline runs its CFG rows as two calls;
+    the rows are independent, so one call on both gives the same outputs."""
+    return model(hidden_states=x, timestep=model_t, encoder_hidden_states=cond.hidden, return_dict=False)[0]
+
+
 def call_model(model, x: torch.Tensor, model_t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
     """One raw forward of a diffusers denoiser, with its kind's conditioning keywords."""
     kind = denoiser_kind(getattr(model, "module", model))  # DDP wraps the model in .module
@@ -294,6 +331,8 @@ def call_model(model, x: torch.Tensor, model_t: torch.Tensor, cond: Conditioning
         return model(x, model_t, cond)
     if kind == "flux":
         return flux_call(model, x, model_t, cond)
+    if kind == "wan":
+        return wan_call(model, x, model_t, cond)
     if kind == "unet":
         added = None
         if cond.pooled is not None or cond.time_ids is not None:
@@ -349,9 +388,15 @@ class Denoiser:
 
 
 def prediction_type_of(scheduler_config: dict[str, Any]) -> str:
+    """What the denoiser predicts: flow velocity under a FlowMatch scheduler, else the config's prediction_type
+    (Wan's UniPC on flow sigmas says "flow_prediction", which is flow)."""
     if "FlowMatch" in scheduler_config.get("_class_name", ""):
         return "flow"
-    return canonical_prediction(scheduler_config.get("prediction_type", "epsilon"))
+    kind = canonical_prediction(scheduler_config.get("prediction_type", "epsilon"))
+    if scheduler_config.get("use_flow_sigmas") and kind != "flow":
+        raise BenchkitError(f"{scheduler_config.get('_class_name', 'the scheduler')} steps on flow sigmas but predicts {kind}; "
+                            "the distillers read a flow-sigma scheduler with prediction_type flow_prediction only")
+    return kind
 
 
 def teacher_from_parts(model, scheduler_config: dict[str, Any], image_tokens: int | None = None) -> Denoiser:

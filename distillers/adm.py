@@ -76,12 +76,13 @@ class ADM(Distiller):
         self.add_optimizer("disc", [self.disc.heads], cfg.lr_critic or cfg.lr)
         if cfg.adp_steps:
             self.adp_latent = FeatureDiscriminator(self.teacher, names, self.data.shape, self.data.cond).to(self.device)
-            c, h = self.data.shape[0], self.data.shape[-1]
+            # (height, width): latents and frames need not be square (Wan's default 60 x 104)
+            c, size = self.data.shape[0], tuple(self.data.shape[-2:])
             if self.decode is not None:
                 with torch.no_grad():
                     probe = self.decode(torch.zeros(1, *self.data.shape, device=self.device))
-                c, h = probe.shape[1], probe.shape[-1]
-            self.adp_pixel = PixelDiscriminator(c, h).to(self.device)
+                c, size = probe.shape[1], tuple(probe.shape[-2:])
+            self.adp_pixel = PixelDiscriminator(c, size).to(self.device)
             self.nets["adp_latent"] = self.adp_latent.heads
             self.nets["adp_pixel"] = self.adp_pixel
             self.add_optimizer("adp_disc", [self.adp_latent.heads, self.adp_pixel], cfg.lr_critic or cfg.lr)

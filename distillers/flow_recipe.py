@@ -1,4 +1,4 @@
-"""The sampling recipe of a student distilled from a flow-matching (SD3- or FLUX-like) teacher.
+"""The sampling recipe of a student distilled from a flow-matching (SD3-, FLUX- or Wan-like) teacher.
 
 A student is trained at grid timesteps t of the internal [0, T) time, which a flow teacher
 reads as the shifted sigma(t) (``distillers.adapter.NoiseSchedule.flow``). Its recipe must put
@@ -20,6 +20,14 @@ passes mu with any ``sigmas``, and such a scheduler would shift the student's si
 the pipeline must condition the student with as training did (``TeacherText.recipe``): FLUX's
 embedded guidance as ``guidance_scale`` (the transformer's input there, not CFG), T5's length and
 the size.
+
+A Wan teacher samples with UniPCMultistepScheduler on flow sigmas (``flow_shift``), whose own grid is
+not the student's (see ``distillers.adapter``); its student's recipe is the same flow Euler on the exact
+training sigmas, with shift 1.0. WanPipeline takes no ``sigmas`` argument: benchkit's generator hands
+``recipe.sigmas`` to the scheduler's ``set_timesteps`` itself, so the transformer is called at sigma * 1000,
+as in training. Its ``TeacherText.recipe`` adds the size, ``num_frames``, UMT5's ``max_sequence_length`` and
+the teacher's ``fps``; guidance is 1 (the student was trained to match the teacher's CFG), so the
+negative prompt is not run.
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ each kind of conditioning a family declares follows its pipeline's ``encode_prom
   (no projection) as ``pooled_projections``; text ids are all zero (the adapter makes them). A
   guidance-distilled transformer (dev) also takes the embedded guidance, the spec's
   ``recipe.guidance_scale``, carried on every row. Unconditional (true CFG only): encode("").
+- "umt5" (Wan 2.1 text-to-video): WanPipeline._get_t5_prompt_embeds: each prompt cleaned with the
+  pipeline's ``prompt_clean``, tokenized to ``max_sequence_length`` (the spec's recipe, else WanPipeline's
+  512) with its attention mask, UMT5's last hidden state, each row trimmed to its true token count and
+  zero-padded back. Unconditional: the encoded ``recipe.negative_prompt`` (else ""), as the pipeline
+  encodes its negative_prompt. The denoiser's sample is a channels-first video latent (C, F, h, w).
 
 Hand-written rather than calling ``pipeline.encode_prompt``: the distillers need the pieces
 separately (per-prompt rows cached on the CPU, the unconditional row once, time ids per row),
@@ -36,27 +41,33 @@ from distillers.adapter import Conditioning
 
 T5_MAX_SEQUENCE_LENGTH = 256  # StableDiffusion3Pipeline's default max_sequence_length
 FLUX_MAX_SEQUENCE_LENGTH = 512  # FluxPipeline's default max_sequence_length, and the most it takes
-CONDITIONINGS = ("clip", "clip-pooled", "clip-t5", "t5-clip-pooled")  # what teacher_text builds
+WAN_MAX_SEQUENCE_LENGTH = 512  # WanPipeline.__call__'s default max_sequence_length (encode_prompt's own is 226)
+CONDITIONINGS = ("clip", "clip-pooled", "clip-t5", "t5-clip-pooled", "umt5")  # what teacher_text builds
 
 
 @dataclass
 class TeacherText:
     """How a teacher is conditioned: ``encode(prompts)``, the one-row unconditional (None: encode
-    the empty prompt) and the denoiser's sample shape (channels, height, width).
+    the empty prompt) and the denoiser's sample shape: (channels, height, width), or (channels, frames,
+    height, width) for a video teacher whose latents are channels first (Wan).
 
     ``image_tokens`` is the training resolution's token count, which a scheduler that shifts by
     resolution needs (FLUX.1-dev, see ``distillers.adapter.flow_shift``); ``recipe`` holds the recipe
     fields a student's spec must carry so that its pipeline conditions it as training did (FLUX: the
-    embedded guidance, T5's length and the size the schedule was computed for).
+    embedded guidance, T5's length and the size the schedule was computed for; Wan: UMT5's length, the
+    size and frames, and fps). ``scheduler_config``: the config of the scheduler the teacher's spec
+    samples with, where its recipe changes the shipped one (Wan's presets set ``flow_shift``); None: the
+    shipped config.
     """
 
     encode: Callable[[list[str]], Conditioning]
     negative: Conditioning | None
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]
     family: str
     details: dict[str, Any]
     image_tokens: int | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
+    scheduler_config: dict[str, Any] | None = None
 
 
 def _max_length(tokenizer, default: int = 77) -> int:
@@ -172,6 +183,86 @@ def flux_text(model, device: torch.device) -> TeacherText:
                        image_tokens=(shape[1] // 2) * (shape[2] // 2), recipe=fields)
 
 
+def umt5_encoder(parts: dict[str, Any], device, max_sequence_length: int) -> Callable[[list[str]], Conditioning]:
+    """WanPipeline._get_t5_prompt_embeds: cleaned prompts, UMT5 with the attention mask, rows trimmed to their
+    token count and zero-padded back to ``max_sequence_length``."""
+    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+    tokenizer, encoder = parts.get("tokenizer"), parts.get("text_encoder")
+    if tokenizer is None or encoder is None:
+        raise BenchkitError("Wan teacher: the UMT5 text encoder (text_encoder) and its tokenizer are required")
+
+    def encode(prompts: list[str]) -> Conditioning:
+        inputs = tokenizer([prompt_clean(p) for p in prompts], padding="max_length", max_length=max_sequence_length,
+                           truncation=True, add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+        lengths = inputs.attention_mask.gt(0).sum(dim=1)
+        hidden = encoder(inputs.input_ids.to(device), inputs.attention_mask.to(device)).last_hidden_state.float().cpu()
+        kept = torch.arange(hidden.shape[1])[None, :] < lengths[:, None]  # the first `length` tokens of each row
+        return Conditioning(torch.where(kept[..., None], hidden, torch.zeros((), dtype=hidden.dtype)))
+
+    return encode
+
+
+def wan_size(model) -> tuple[int, int, int]:
+    """(height, width, num_frames) in pixels and frames: the spec's recipe, else the family's defaults (WanPipeline's
+    480 x 832 x 81), as eval samples it; checked as eval checks it (whole patches of latents, 1 + k frames per latent frame)."""
+    pipe, recipe, info = model.pipeline, model.spec.recipe, model.family_info
+    default_h, default_w = info.default_size or (None, None)
+    height, width, frames = recipe.height or default_h, recipe.width or default_w, recipe.num_frames or info.default_frames
+    if not (height and width and frames):
+        raise BenchkitError(f"{model.spec.name}: set recipe.height, width and num_frames; {model.family} has no default")
+    multiple = pipe.vae_scale_factor_spatial * model.unet.config.patch_size[-1]
+    if height % multiple or width % multiple:
+        raise BenchkitError(f"{model.spec.name}: recipe.height/width must be multiples of {multiple} for this model, "
+                            f"got {height}x{width}")
+    if (frames - 1) % pipe.vae_scale_factor_temporal:
+        raise BenchkitError(f"{model.spec.name}: recipe.num_frames must be 1 + a multiple of {pipe.vae_scale_factor_temporal} "
+                            f"for this model, got {frames}")
+    return height, width, frames
+
+
+def wan_text(model, device: torch.device) -> TeacherText:
+    """Wan 2.1 text-to-video: UMT5 rows, the negative prompt as the unconditional, channels-first video latents.
+    Teachers the distillers cannot call as their pipeline does are refused in one line: image-to-video (the
+    image's latents and embedding), Wan 2.2 A14B's two experts and TI2V-5B's per-token timesteps."""
+    from benchkit.models.generation import make_scheduler
+
+    name, pipe, recipe = model.spec.name, model.pipeline, model.spec.recipe
+    if model.family_info.image_input:
+        raise BenchkitError(f"{name}: distillation builds Wan text-to-video teachers; a {model.family} model is also "
+                            "conditioned on an input image")
+    if getattr(pipe, "transformer_2", None) is not None:
+        raise BenchkitError(f"{name}: a Wan 2.2 A14B teacher denoises with two experts (transformer_2 below its boundary); "
+                            "distillation takes a one-transformer Wan 2.1 teacher")
+    if getattr(pipe.config, "expand_timesteps", False):
+        raise BenchkitError(f"{name}: a Wan 2.2 TI2V teacher takes a timestep per latent token (expand_timesteps); "
+                            "distillation takes a Wan 2.1 teacher")
+    length = recipe.max_sequence_length or WAN_MAX_SEQUENCE_LENGTH
+    height, width, frames = wan_size(model)
+    spatial, temporal = pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal
+    shape = (pipe.vae.config.z_dim, (frames - 1) // temporal + 1, height // spatial, width // spatial)
+    encode = umt5_encoder(model.components, device, length)
+    negative_prompt = recipe.negative_prompt or ""
+    with torch.no_grad():
+        negative = encode([negative_prompt])
+    negative.texts = (negative_prompt,)
+    fields: dict[str, Any] = {"height": height, "width": width, "num_frames": frames, "max_sequence_length": length}
+    if recipe.fps:
+        fields["fps"] = recipe.fps
+    # the flow schedule the spec samples with: the shipped config with its recipe's scheduler kwargs (Wan's presets
+    # set flow_shift); a recipe naming a scheduler that does not step on flow sigmas leaves the shipped one
+    sampler = make_scheduler(recipe, model.scheduler_config)
+    config = {**dict(sampler.config), "_class_name": type(sampler).__name__}
+    if not (config.get("use_flow_sigmas") or "FlowMatch" in config["_class_name"]):
+        config = dict(model.scheduler_config)
+    return TeacherText(encode, negative, shape, model.family,
+                       {"text": f"UMT5 last hidden state ({length} tokens, each row trimmed to its prompt and zero-padded)",
+                        "negative": f"encode({negative_prompt!r})" + (" (recipe.negative_prompt)" if negative_prompt else ""),
+                        "size": [height, width], "num_frames": frames, "latents": "(C, F, h, w), channels first",
+                        "scheduler": config["_class_name"], "flow_shift": config.get("flow_shift", config.get("shift"))},
+                       recipe=fields, scheduler_config=config)
+
+
 def teacher_text(model, device: torch.device) -> TeacherText:
     """The conditioning of a loaded teacher (``benchkit.models.loading.LoadedModel``), by family."""
     from distillers.data import text_encoder_fn
@@ -179,10 +270,12 @@ def teacher_text(model, device: torch.device) -> TeacherText:
     family = model.family
     conditioning = model.family_info.conditioning  # what the family's denoiser is conditioned on
     if conditioning not in CONDITIONINGS:
-        raise BenchkitError(f"{model.spec.name}: distillation builds CLIP, SDXL, SD3 and FLUX.1 text conditioning, not the "
-                            f"{conditioning} conditioning of a {family} model")
+        raise BenchkitError(f"{model.spec.name}: distillation builds CLIP, SDXL, SD3, FLUX.1 and Wan (UMT5) text conditioning, "
+                            f"not the {conditioning} conditioning of a {family} model")
     if conditioning == "t5-clip-pooled":
         return flux_text(model, device)
+    if conditioning == "umt5":
+        return wan_text(model, device)
     cfg = model.unet.config
     height, width = (cfg.sample_size, cfg.sample_size) if isinstance(cfg.sample_size, int) else tuple(cfg.sample_size)
     shape = (cfg.in_channels, height, width)

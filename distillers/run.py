@@ -66,13 +66,16 @@ def resolve_teacher(spec_name: str):
 
 def teacher_denoiser(model, text=None) -> Denoiser:
     """The teacher Denoiser of a loaded model; ``text`` (its ``TeacherText``) gives the training resolution's
-    token count, which a scheduler that shifts by resolution (FLUX.1-dev) needs for its schedule."""
-    return teacher_from_parts(model.unet, model.scheduler_config, text.image_tokens if text is not None else None)
+    token count, which a scheduler that shifts by resolution (FLUX.1-dev) needs for its schedule, and the
+    scheduler config its spec samples with where the recipe changes the shipped one (Wan's flow_shift)."""
+    config = text.scheduler_config if text is not None and text.scheduler_config is not None else model.scheduler_config
+    return teacher_from_parts(model.unet, config, text.image_tokens if text is not None else None)
 
 
 def load_teacher(spec_name: str, device: torch.device, pairs_path: Path | None = None):
     """(spec, loaded model, teacher Denoiser, DistillData, recipe fields) for a teacher spec; the recipe fields
-    (``TeacherText.recipe``) are what the student's recipe must carry for its pipeline (FLUX's guidance, size)."""
+    (``TeacherText.recipe``) are what the student's recipe must carry for its pipeline (FLUX's guidance, size; Wan's
+    size, frames and UMT5 length)."""
     from benchkit.models.loading import load_model
 
     spec = resolve_teacher(spec_name)
@@ -84,7 +87,7 @@ def load_teacher(spec_name: str, device: torch.device, pairs_path: Path | None =
     else:
         from distillers.prompt_encoding import teacher_text
 
-        text = teacher_text(model, device)  # SD1.5 / SDXL / SD3 / FLUX conditioning, as the family's pipeline builds it
+        text = teacher_text(model, device)  # SD1.5 / SDXL / SD3 / FLUX / Wan conditioning, as the family's pipeline builds it
         teacher, fields = teacher_denoiser(model, text), text.recipe
         if pairs is None:
             raise BenchkitError(f"{spec_name}: give --pairs FILE (from `benchkit pairs --teacher {spec_name}`): its prompts are the training prompts and its samples the real data")
@@ -119,7 +122,7 @@ def write_student(out_dir: Path, teacher_path: Path, denoiser: Denoiser, recipe:
                   description: str, half: bool = False) -> Path:
     """Write ``model/`` (teacher components + student denoiser) and ``spec.toml``; returns spec.toml.
 
-    The student replaces the teacher's denoiser folder, ``unet/`` or SD3's and FLUX's ``transformer/``
+    The student replaces the teacher's denoiser folder, ``unet/`` or SD3's, FLUX's and Wan's ``transformer/``
     (as model_index.json names it), so the folder loads with the teacher's pipeline class and runs the
     student; the teacher's denoiser is not copied.
     """
@@ -329,7 +332,7 @@ def pairs_command(teacher_spec: str, out: Path, count: int, steps: int, guidance
         from distillers.prompt_encoding import teacher_text
         from prompts import load_prompt_set
 
-        text = teacher_text(model, dev)  # SD1.5 / SDXL / SD3 / FLUX conditioning, as the family's pipeline builds it
+        text = teacher_text(model, dev)  # SD1.5 / SDXL / SD3 / FLUX / Wan conditioning, as the family's pipeline builds it
         teacher = teacher_denoiser(model, text)
         texts = [r.prompt for r in load_prompt_set(prompts).records]
         data = DistillData(texts, text.encode, text.shape, negative=text.negative)

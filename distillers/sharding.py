@@ -24,7 +24,8 @@ def shard_network(net: nn.Module, mesh) -> list[str]:
     from torch.distributed.fsdp import fully_shard
 
     units = []
-    for group in ("down_blocks", "up_blocks", "transformer_blocks", "single_transformer_blocks"):  # FLUX: both stacks
+    # FLUX: both stacks; Wan's transformer names its stack ``blocks``
+    for group in ("down_blocks", "up_blocks", "transformer_blocks", "single_transformer_blocks", "blocks"):
         for i, block in enumerate(getattr(net, group, None) or []):
             fully_shard(block, mesh=mesh)
             units.append(f"{group}.{i}")

@@ -28,6 +28,10 @@ SD3_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_pro
 FLUX_LORA_TARGETS = SD3_LORA_TARGETS + ["proj_mlp", "proj_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
                                         "ff_context.net.2"]
 
+# Wan's self- and cross-attention projections (add_k/v_proj: image-to-video's image branch) and feed-forward,
+# as the family's lora_targets (lightx2v's step-distill LoRAs)
+WAN_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj", "ffn.net.0.proj", "ffn.net.2"]
+
 TEACHER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -56,7 +60,8 @@ def add_lora(model: nn.Module, rank: int, alpha: int) -> nn.Module:
     from peft import LoraConfig
 
     base = getattr(model, "module", model)
-    targets = {"UNet2DConditionModel": UNET_LORA_TARGETS, "FluxTransformer2DModel": FLUX_LORA_TARGETS}.get(
+    targets = {"UNet2DConditionModel": UNET_LORA_TARGETS, "FluxTransformer2DModel": FLUX_LORA_TARGETS,
+               "WanTransformer3DModel": WAN_LORA_TARGETS}.get(
         type(base).__name__, SD3_LORA_TARGETS)
     names = {n.split(".")[-1] for n, _ in base.named_modules()}
     present = [t for t in targets if t.split(".")[-1] in names or "." in t]

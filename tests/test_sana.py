@@ -128,6 +128,6 @@ def test_distilling_a_sana_teacher_is_refused_in_one_line(sana):
     from distillers.prompt_encoding import teacher_text
 
     model = load_model(ModelSpec("s", str(sana["sana"]), recipe(2)), torch.device("cpu"), torch.float32)
-    with pytest.raises(BenchkitError, match=r"^s: distillation builds CLIP, SDXL, SD3 and FLUX.1 text conditioning, not the "
+    with pytest.raises(BenchkitError, match=r"^s: distillation builds CLIP, SDXL, SD3, FLUX.1 and Wan \(UMT5\) text conditioning, not the "
                                             r"gemma conditioning of a sana model$"):
         teacher_text(model, torch.device("cpu"))

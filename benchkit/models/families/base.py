@@ -55,7 +55,9 @@ class Family:
     pipeline_class: str | None  # the diffusers pipeline that builds it; None: benchkit's own loop (the toy)
     denoiser: str = "unet"  # the model_index component that is denoised with: unet | transformer
     media: str = "image"  # image | video
-    conditioning: str = "clip"  # the text conditioning distillers build (distillers.prompt_encoding): clip | clip-pooled | clip-t5 | t5 | t5-clip-pooled
+    # the text conditioning: distillers.prompt_encoding builds clip, clip-pooled, clip-t5, t5-clip-pooled and umt5;
+    # the others (t5, gemma, qwen2.5-vl, llama-clip-pooled, mistral3, ...) name what a family's pipeline encodes
+    conditioning: str = "clip"
     # what recipe.guidance_scale does: "cfg" mixes a conditional and an unconditional prediction (two
     # denoiser rows per item); "embedded" feeds it to a guidance-distilled transformer as an input (FLUX.1-dev:
     # one row), and real CFG is recipe.true_cfg_scale with a negative prompt
