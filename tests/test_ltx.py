@@ -100,23 +100,98 @@ def test_fractional_timesteps_need_a_flow_scheduler(ltx_condition):
         make_generator(model, recipe)
 
 
-def test_presets_and_eval_end_to_end(ltx_condition, tmp_path):
-    teacher, distilled = PRESETS["ltx-video"], PRESETS["ltx-video-0.9.7-distilled-1pass"]
+def test_presets_and_eval_end_to_end(ltx_condition, upsampler, tmp_path):
+    teacher, distilled = PRESETS["ltx-video"], PRESETS["ltx-video-0.9.7-distilled"]
     assert (teacher.family, teacher.recipe.steps, teacher.recipe.guidance_scale, teacher.recipe.num_frames,
             teacher.recipe.height, teacher.recipe.width) == ("ltx", 50, 3.0, 161, 480, 704)
     r = distilled.recipe
     assert (distilled.family, r.timesteps, r.steps, r.guidance_scale, r.decode_timestep, r.decode_noise_scale) == \
         ("ltx-condition", (1000, 993, 987, 981, 975, 909, 725, 0.03), 8, 1.0, 0.05, 0.025)
+    assert r.second_pass == {"timesteps": [1000, 909, 725, 421, 0], "denoise_strength": 0.999, "downscale_factor": 2 / 3,
+                             "adain_factor": 1.0}
+    assert distilled.upsampler == "Lightricks/ltxv-spatial-upscaler-0.9.7"
+    assert PRESETS["ltx-video-0.9.8-13b-distilled"].recipe.second_pass["tone_map_compression_ratio"] == 0.6
     spec_file = tmp_path / "spec.toml"
-    spec_file.write_text(f'extends = "ltx-video-0.9.7-distilled-1pass"\nbase = "{ltx_condition}"\ndtype = "float32"\n'
-                         "[recipe]\nheight = 32\nwidth = 32\nnum_frames = 9\nmax_sequence_length = 16\n"
+    spec_file.write_text(f'extends = "ltx-video-0.9.7-distilled"\nbase = "{ltx_condition}"\nupsampler = "{upsampler}"\n'
+                         'dtype = "float32"\n[recipe]\nheight = 96\nwidth = 144\nnum_frames = 9\nmax_sequence_length = 16\n'
                          "timesteps = [1000, 725, 0.03]\n")
     spec = resolve_spec(str(spec_file))
-    assert spec.recipe.steps == 3 and spec.recipe.timesteps == (1000, 725, 0.03)
+    assert spec.recipe.steps == 3 and spec.recipe.timesteps == (1000, 725, 0.03) and spec.recipe.second_pass is not None
     results = run_eval(spec, load_prompt_set("toy-digits").limit(2), [0], tmp_path / "run", metrics=["latency"],
                        device="cpu", batch_size=2, warmup_batches=0, cache_dir=tmp_path / "c", show_progress=False)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["model"]["family"] == "ltx-condition" and manifest["model"]["fps"] == 24
+    model = manifest["model"]
+    assert model["family"] == "ltx-condition" and model["fps"] == 24 and model["upsampler"]["class"] == "LTXLatentUpsamplerModel"
+    assert any(name.startswith("upsampler:") for name in model["files"])
     assert manifest["spec"]["recipe"]["decode_timestep"] == 0.05
-    assert {m["name"]: m["value"] for m in results["metrics"]}["nfe"] == 3
+    # 3 first-pass calls and 4 second-pass calls (denoise_strength 0.999 of 5 timesteps) per clip
+    assert {m["name"]: m["value"] for m in results["metrics"]}["nfe"] == 7
+    records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert records[0]["stages"]["upsample_s"] > 0 and records[0]["frames"] == "9"
     assert len(list((tmp_path / "run" / "videos").iterdir())) == 2
+
+
+@pytest.fixture(scope="module")
+def upsampler(tmp_path_factory):
+    """A tiny LTXLatentUpsamplerModel (2x in space) saved as the upsampler pipeline's folder holds it."""
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    torch.manual_seed(3)
+    root = tmp_path_factory.mktemp("upsampler") / "ups"
+    LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).save_pretrained(root / "latent_upsampler")
+    return root
+
+
+def test_two_pass_recipe_equals_the_docs_three_calls(ltx_condition, upsampler):
+    """recipe.second_pass runs the diffusers docs' distilled recipe: pass 1 at the downscaled size to latents,
+    the latent upsampler (AdaIN 1), pass 2 from denoise_strength on its timesteps at twice that size, frames
+    resized to the target with Pillow's bicubic; each pass's noise from fresh per-item generators."""
+    from diffusers import LTXConditionPipeline, LTXLatentUpsamplePipeline
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    second = {"timesteps": [1000, 909, 725, 421, 0], "denoise_strength": 0.999, "downscale_factor": 2 / 3,
+              "adain_factor": 1.0}
+    recipe = Recipe("model-default", steps=4, timesteps=(1000, 993, 725, 0.03), guidance_scale=1.0, height=96, width=144,
+                    num_frames=9, max_sequence_length=16, decode_timestep=0.05, decode_noise_scale=0.025, second_pass=second)
+    model = load_model(ModelSpec("l", str(ltx_condition), recipe, upsampler=str(upsampler)), torch.device("cpu"),
+                       torch.float32)
+    gen = make_generator(model, recipe)
+    assert (gen.first_size, gen.second_size) == ((64, 96), (128, 192))  # 2/3 of 96x144
+    assert any(k.startswith("upsampler:") for k in model.weight_files)  # the upsampler is part of the weights' identity
+    out = gen.generate(ITEMS)
+    assert out.videos[0].shape == (9, 96, 144, 3)
+    pipe = LTXConditionPipeline.from_pretrained(str(ltx_condition))
+    ups = LTXLatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=LTXLatentUpsamplerModel.from_pretrained(
+        str(upsampler / "latent_upsampler")))
+    common = dict(num_frames=9, guidance_scale=1.0, max_sequence_length=16, decode_timestep=0.05, decode_noise_scale=0.025)
+    for item, clip in zip(ITEMS, out.videos):  # one clip per call, as the docs run it (and as benchkit must: see its module)
+        fresh = lambda: [item_generator(item.prompt_id, item.seed)]  # noqa: E731
+        latents = pipe(prompt=item.prompt, **common, height=64, width=96, timesteps=[1000, 993, 725, 0.03],
+                       generator=fresh(), output_type="latent").frames
+        upscaled = ups(latents=latents, adain_factor=1.0, output_type="latent").frames
+        video = pipe(prompt=item.prompt, **common, height=128, width=192, timesteps=second["timesteps"],
+                     denoise_strength=0.999, latents=upscaled, generator=fresh(), output_type="pil").frames[0]
+        theirs = np.stack([np.asarray(f.resize((144, 96))) for f in video])
+        assert np.abs(clip.astype(int) - theirs).max() <= 1
+    # 4 first-pass calls, then the second pass from 909 (denoise_strength 0.999 skips its first timestep)
+    assert out.trace["denoiser_timesteps"] == pytest.approx([1000, 993, 725, 0.03, 909, 725, 421, 0], abs=1e-3)
+    assert out.stages["upsample_s"] > 0 and out.stages["vae_decode_s"] > 0 and out.stages["steps"] == 8
+    assert out.trace["passes"]["second_size"] == [128, 192]
+
+
+def test_second_pass_is_checked_in_one_line(ltx, ltx_condition, tmp_path):
+    from benchkit.models.spec import load_spec_file
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'name = "l"\nbase = "{ltx_condition}"\n[recipe]\nsecond_pass = {{ timesteps = [900, 950], '
+                   "denoise_strength = 0.9, downscale_factor = 0.5 }\n")
+    with pytest.raises(BenchkitError, match=r"recipe.second_pass.timesteps' must be decreasing numbers"):
+        load_spec_file(bad)
+    recipe = Recipe("model-default", steps=2, height=64, width=64, num_frames=9, max_sequence_length=16,
+                    second_pass={"timesteps": [900, 0], "denoise_strength": 1.0, "downscale_factor": 0.5})
+    model = load_model(ModelSpec("l", str(ltx), recipe), torch.device("cpu"), torch.float32)  # LTXPipeline: one pass
+    with pytest.raises(BenchkitError, match="recipe.second_pass: ltx models run one pass"):
+        make_generator(model, recipe)
+    model = load_model(ModelSpec("l", str(ltx_condition), recipe), torch.device("cpu"), torch.float32)
+    with pytest.raises(BenchkitError, match="recipe.second_pass needs the latent upsampler; set upsampler"):
+        make_generator(model, recipe)

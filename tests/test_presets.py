@@ -225,8 +225,8 @@ def test_cfg_lora_and_teacher_budget_presets_stay_partial():
                        "wan2.1-t2v-14b-lightx2v-4step", "wan2.2-t2v-a14b-lightning-4step",
                        # diffusers' example stands in for the cards
                        "hunyuanvideo-i2v", "hunyuanvideo-i2v-33ch",
-                       # the cards' second (upsampled) pass is not run
-                       "ltx-video-0.9.7-distilled-1pass", "ltx-video-0.9.8-13b-distilled-1pass",
+                       # the distilled LTX recipes come from diffusers' docs, not the cards
+                       "ltx-video-0.9.7-distilled", "ltx-video-0.9.8-13b-distilled",
                        # the I2V card not stored; its snippet fits the size to each image, benchkit does not
                        "wan2.1-i2v-14b-480p"}
 

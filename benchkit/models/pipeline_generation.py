@@ -78,9 +78,10 @@ def _with_sigmas(scheduler, sigmas: Sequence[float]):
 def _merge(parts: list[Generation]) -> Generation:
     """One batch's Generation from its items' own calls: outputs in order, stage seconds added up."""
     stages = dict(parts[0].stages or {})
-    for part in parts[1:]:
-        for key in ("text_encoding_s", "denoising_s", "vae_decode_s"):
-            stages[key] = stages.get(key, 0.0) + (part.stages or {}).get(key, 0.0)
+    for part in parts[1:]:  # every stage's seconds (text encoding, denoising, decode, a two-pass upsample) add up
+        for key, value in (part.stages or {}).items():
+            if key.endswith("_s") and key != "denoise_step_s" and isinstance(value, (int, float)):
+                stages[key] = stages.get(key, 0.0) + value
     if stages.get("steps"):
         stages["denoise_step_s"] = stages["denoising_s"] / stages["steps"]
     return Generation([im for g in parts for im in g.images], parts[0].denoiser_calls,
@@ -94,6 +95,8 @@ class PipelineGenerator:
 
     For video models each item's image is its first frame and ``Generation.videos`` holds the clips.
     """
+
+    runs_second_pass = False  # recipe.second_pass is TwoPassGenerator's (benchkit.models.two_pass_generation)
 
     def __init__(self, model: LoadedModel, recipe: Recipe):
         self.model = model
@@ -175,6 +178,9 @@ class PipelineGenerator:
         for field in PIPELINE_RECIPE_FIELDS:
             if getattr(r, field) is not None and field not in self.call_params:
                 raise BenchkitError(f"recipe.{field}: {type(self.pipe).__name__} takes no {field}; remove it from the recipe")
+        if r.second_pass is not None and not self.runs_second_pass:
+            raise BenchkitError(f"recipe.second_pass: {self.family} models run one pass; the two-pass recipe is LTX-Video's "
+                                "(family ltx-condition); remove second_pass")
         if r.num_frames and not self.is_video:
             raise BenchkitError(f"recipe.num_frames: {self.family} is an image model; remove num_frames")
 
@@ -243,6 +249,31 @@ class PipelineGenerator:
     def generate(self, items: Sequence[Item]) -> Generation:
         if self.model.family_info.one_image_per_call and len(items) > 1:
             return _merge([self.generate([it]) for it in items])
+        m, pipe = self.model, self.pipe
+        kwargs, scheduler, gens, eta, inputs = self._call_kwargs(items)
+        self.timer.reset()
+        if self.model.family_info.pipeline_decodes:
+            with self.timer.decoding_inside(pipe.vae):
+                out = pipe(**kwargs)
+            latents = out.frames if self.is_video else out.images
+        else:
+            out = pipe(**kwargs)
+            latents = out.frames if self.is_video else out.images
+        if not torch.isfinite(latents).all():  # would silently become black images
+            raise BenchkitError(f"{m.spec.name}: the denoising loop produced NaN/inf latents ({type(scheduler).__name__}, "
+                                f"prediction_type {scheduler.config.get('prediction_type')}, {dtype_name(m.dtype)}); "
+                                f"check the recipe's prediction_type or use --dtype float32/bfloat16")
+        if self.model.family_info.pipeline_decodes:  # [0, 1], channels at dim 2 of a clip: to [-1, 1], channels at dim 1
+            pixels = (latents * 2.0 - 1.0).movedim(2, 1) if self.is_video else latents * 2.0 - 1.0
+        else:
+            with self.timer.decode():
+                pixels = self._decode(latents, gens)
+        outputs = _to_uint8(pixels)  # (B, H, W, C), or (B, F, H, W, C): channels were at dim 1 of (B, C, F, H, W)
+        return self._generation(items, outputs, eta, inputs)
+
+    def _call_kwargs(self, items: Sequence[Item]) -> tuple[dict[str, Any], Any, list[torch.Generator], float | None, Any]:
+        """The pipeline call for a batch, with the recipe's scheduler set on the pipeline: (keyword arguments,
+        scheduler, the per-item generators, eta, the records of the input images)."""
         m, r, pipe = self.model, self.recipe, self.pipe
         scheduler = make_scheduler(r, m.scheduler_config)
         noise, gens = self.initial_noise(items)
@@ -283,24 +314,13 @@ class PipelineGenerator:
         if self.model.family_info.image_input:
             images, inputs = self._input_images(items)
             kwargs["image"] = images[0] if self.model.family_info.one_image_per_call else images
-        self.timer.reset()
-        if self.model.family_info.pipeline_decodes:
-            with self.timer.decoding_inside(pipe.vae):
-                out = pipe(**kwargs)
-            latents = out.frames if self.is_video else out.images
-        else:
-            out = pipe(**kwargs)
-            latents = out.frames if self.is_video else out.images
-        if not torch.isfinite(latents).all():  # would silently become black images
-            raise BenchkitError(f"{m.spec.name}: the denoising loop produced NaN/inf latents ({type(scheduler).__name__}, "
-                                f"prediction_type {scheduler.config.get('prediction_type')}, {dtype_name(m.dtype)}); "
-                                f"check the recipe's prediction_type or use --dtype float32/bfloat16")
-        if self.model.family_info.pipeline_decodes:  # [0, 1], channels at dim 2 of a clip: to [-1, 1], channels at dim 1
-            pixels = (latents * 2.0 - 1.0).movedim(2, 1) if self.is_video else latents * 2.0 - 1.0
-        else:
-            with self.timer.decode():
-                pixels = self._decode(latents, gens)
-        stages = self.timer.summary(len(items))
+        return kwargs, scheduler, gens, eta, inputs
+
+    def _generation(self, items: Sequence[Item], outputs: np.ndarray, eta: float | None, inputs: Any,
+                    extra_stages: dict[str, Any] | None = None) -> Generation:
+        """A batch's Generation from its uint8 outputs, with the timer's stages and the trace of what ran."""
+        pipe, r = self.pipe, self.recipe
+        stages = {**self.timer.summary(len(items)), **(extra_stages or {})}
         trace = {
             "scheduler": type(pipe.scheduler).__name__,
             "scheduler_config": dict(pipe.scheduler.config),
@@ -312,7 +332,7 @@ class PipelineGenerator:
             "guidance_scale": float(pipe.guidance_scale),
             # measured: the denoiser saw a conditional and an unconditional row per item
             # (in one batched call, or as a second call per step: the true CFG of FLUX's pipeline)
-            "classifier_free_guidance": bool(self.timer.rows) and sum(self.timer.rows) == 2 * len(items) * len(pipe.scheduler.timesteps),
+            "classifier_free_guidance": bool(self.timer.rows) and sum(self.timer.rows) == 2 * len(items) * stages["steps"],
             "eta": eta,
             "guidance": self.guidance_kind,
             "true_cfg_scale": r.true_cfg_scale,
@@ -321,9 +341,8 @@ class PipelineGenerator:
         }
         calls = round(stages["denoiser_rows_per_item"])
         if self.is_video:
-            videos = _to_uint8(pixels)  # (B, F, H, W, C): channels were at dim 1 of (B, C, F, H, W)
-            return Generation([v[0] for v in videos], calls, videos=list(videos), stages=stages, trace=trace, inputs=inputs)
-        return Generation(list(_to_uint8(pixels)), calls, stages=stages, trace=trace, inputs=inputs)
+            return Generation([v[0] for v in outputs], calls, videos=list(outputs), stages=stages, trace=trace, inputs=inputs)
+        return Generation(list(outputs), calls, stages=stages, trace=trace, inputs=inputs)
 
     def _decode_timestep(self) -> float | None:
         """The timestep a timestep-conditioned VAE decoder is told (LTX-Video 0.9.1+), else None."""

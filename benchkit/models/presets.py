@@ -694,13 +694,17 @@ LTX_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 
 def _ltx_presets() -> list[ModelSpec]:
     """LTX-Video: the 0.9.x teacher through LTXPipeline, and the 0.9.7/0.9.8 distilled models through the
-    condition pipeline, first pass only (see their notes: the cards' multi-scale second pass is not run)."""
+    condition pipeline in the docs' two passes around the latent upsampler."""
     base, d097, d098 = "Lightricks/LTX-Video", "Lightricks/LTX-Video-0.9.7-distilled", "Lightricks/LTX-Video-0.9.8-13B-distilled"
     first_pass = (1000, 993, 987, 981, 975, 909, 725, 0.03)
-    one_pass = ("unverified for benchkit: this preset runs only the first pass's timesteps {t}, straight at the card's "
-                "final {h}x{w}; the card generates at 2/3 of that size, upsamples the latents 2x with {up} and denoises "
-                "again on [1000, 909, 725, 421, 0] at denoise_strength 0.999 (benchkit has no two-pass generator yet); "
-                "guidance_rescale 0.7 and image_cond_noise_scale 0 do nothing without CFG or image conditions")
+    second = {"timesteps": [1000, 909, 725, 421, 0], "denoise_strength": 0.999, "downscale_factor": 2 / 3, "adain_factor": 1.0}
+    docs = ("diffusers docs ltx_video.md ({v}): LTXConditionPipeline bfloat16, pass 1 at 2/3 of {h}x{w} (rounded down to "
+            "32 px) on timesteps [1000, 993, 987, 981, 975, 909, 725, 0.03], guidance_scale=1.0, the latent upsampler "
+            "{up} with adain_factor=1.0{tone}, pass 2 at twice pass 1's size on [1000, 909, 725, 421, 0] with "
+            "denoise_strength=0.999 (4 of its 5 steps), decode_timestep=0.05, decode_noise_scale=0.025, the negative "
+            "prompt, num_frames={f}, frames resized to {h}x{w}, export fps=24 (pass 1's seven sigmas match Lightricks/"
+            "LTX-Video's configs); unverified: the model card itself; guidance_rescale 0.7 and image_cond_noise_scale 0 "
+            "do nothing without CFG or image conditions, so benchkit does not pass them")
     return [
         ModelSpec(
             "ltx-video", base,
@@ -714,29 +718,29 @@ def _ltx_presets() -> list[ModelSpec]:
                         "and decode_timestep 0 are the pipeline's defaults (the diffusers docs' variant uses 768x512 and "
                         "decode_timestep 0.03, decode_noise_scale 0.025)")),
         ModelSpec(
-            "ltx-video-0.9.7-distilled-1pass", d097,
-            Recipe(MODEL_DEFAULT_SCHEDULER, steps=len(first_pass), timesteps=first_pass, guidance_scale=1.0, height=768, width=1152,
-                   num_frames=161, fps=24, negative_prompt=LTX_NEGATIVE, decode_timestep=0.05, decode_noise_scale=0.025),
-            "LTX-Video 0.9.7 distilled, first pass only: 8 timesteps ending on 0.03, no CFG, decode timestep 0.05",
+            "ltx-video-0.9.7-distilled", d097,
+            Recipe(MODEL_DEFAULT_SCHEDULER, steps=len(first_pass), timesteps=first_pass, guidance_scale=1.0, height=768,
+                   width=1152, num_frames=161, fps=24, negative_prompt=LTX_NEGATIVE, decode_timestep=0.05,
+                   decode_noise_scale=0.025, second_pass=second),
+            "LTX-Video 0.9.7 distilled: 8 steps at 2/3 size, latent upsampler 2x, 4 more steps, no CFG, 161 frames",
             "LTX-Video Open Weights License (unverified)", family="ltx-condition", dtype="bfloat16",
-            source=_src("ltx-video-0.9.7-distilled-1pass", d097, PARTIAL,
-                        "diffusers docs ltx_video.md: LTXConditionPipeline bfloat16, timesteps=[1000, 993, 987, 981, 975, "
-                        "909, 725, 0.03], guidance_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.025, the negative "
-                        "prompt, 768x1152, num_frames=161, export fps=24 (the first pass's seven sigmas match "
-                        "Lightricks/LTX-Video configs/ltxv-13b-0.9.7-distilled.yaml); "
-                        + one_pass.format(t=list(first_pass), h=768, w=1152, up="ltxv-spatial-upscaler-0.9.7"))),
+            upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7",
+            source=_src("ltx-video-0.9.7-distilled", d097, PARTIAL,
+                        docs.format(v="0.9.7 snippet", h=768, w=1152, up="Lightricks/ltxv-spatial-upscaler-0.9.7", tone="",
+                                    f=161))),
         ModelSpec(
-            "ltx-video-0.9.8-13b-distilled-1pass", d098,
-            Recipe(MODEL_DEFAULT_SCHEDULER, steps=len(first_pass), timesteps=first_pass, guidance_scale=1.0, height=480, width=832,
-                   num_frames=361, fps=24, decode_timestep=0.05, decode_noise_scale=0.025,
-                   negative_prompt="bright colors, symbols, graffiti, watermarks, " + LTX_NEGATIVE),
-            "LTX-Video 0.9.8 13B distilled, first pass only: 8 timesteps ending on 0.03, no CFG, 361 frames",
+            "ltx-video-0.9.8-13b-distilled", d098,
+            Recipe(MODEL_DEFAULT_SCHEDULER, steps=len(first_pass), timesteps=first_pass, guidance_scale=1.0, height=480,
+                   width=832, num_frames=361, fps=24, decode_timestep=0.05, decode_noise_scale=0.025,
+                   negative_prompt="bright colors, symbols, graffiti, watermarks, " + LTX_NEGATIVE,
+                   second_pass={**second, "tone_map_compression_ratio": 0.6}),
+            "LTX-Video 0.9.8 13B distilled: 8 steps at 2/3 size, latent upsampler 2x (tone-mapped), 4 more steps, 361 frames",
             "LTX-Video Open Weights License (unverified)", family="ltx-condition", dtype="bfloat16",
-            source=_src("ltx-video-0.9.8-13b-distilled-1pass", d098, PARTIAL,
-                        "diffusers docs ltx_video.md (0.9.8 variant of the 0.9.7 snippet): LTXConditionPipeline bfloat16, "
-                        "its negative prompt, 480x832, num_frames=361, the same first-pass timesteps and decode settings; "
-                        + one_pass.format(t=list(first_pass), h=480, w=832, up="a-r-r-o-w/LTX-0.9.8-Latent-Upsampler "
-                                          "(and tone_map_compression_ratio 0.6)"))),
+            upsampler="a-r-r-o-w/LTX-0.9.8-Latent-Upsampler",
+            source=_src("ltx-video-0.9.8-13b-distilled", d098, PARTIAL,
+                        docs.format(v="its 0.9.8 variant", h=480, w=832, up="a-r-r-o-w/LTX-0.9.8-Latent-Upsampler "
+                                    "(the docs' 'TODO: update once in the LTX org')", tone=" and tone_map_compression_ratio=0.6",
+                                    f=361))),
     ]
 
 

@@ -76,6 +76,10 @@ class Recipe:
     decode_noise_scale: float | None = None
     # the guidance of a second, low-noise expert (Wan 2.2 A14B's transformer_2; None: guidance_scale, as the pipeline does)
     guidance_scale_2: float | None = None
+    # a second pass after a latent upsampler (LTX-Video's distilled multi-scale recipe; see
+    # benchkit.models.two_pass_generation): timesteps, denoise_strength, downscale_factor, and optionally
+    # adain_factor and tone_map_compression_ratio
+    second_pass: dict[str, Any] | None = None
 
     @property
     def scheduler_class(self) -> str:
@@ -112,6 +116,9 @@ class Recipe:
             parts.append(f"true cfg {self.true_cfg_scale:g}")
         if self.eta is not None:
             parts.append(f"eta {self.eta:g}")
+        if self.second_pass:
+            parts.append("then upsampled 2x: t=" + ",".join(map(str, self.second_pass["timesteps"]))
+                         + f" from {self.second_pass['denoise_strength']:g}")
         if self.num_frames:
             parts.append(f"{self.num_frames} frames")
         return " · ".join(parts)
@@ -135,6 +142,7 @@ class ModelSpec:
     # a second LoRA file, for the second denoiser of a two-expert model (Wan 2.2's low-noise transformer_2);
     # lora_scale and lora_fused apply to both
     lora_2: str | None = None
+    upsampler: str | None = None  # a latent upsampler for recipe.second_pass (LTX-Video's LTXLatentUpsamplerModel)
     lora_scale: float = 1.0
     lora_fused: bool = True  # fuse into the weights (as the model cards do) or keep as adapters
     vae: str | None = None  # replacement VAE folder/repo, e.g. an AutoencoderTiny for fast decoding
@@ -168,7 +176,7 @@ class ModelSpec:
         for k, default in _LATER_SPEC_DEFAULTS.items():
             if d.get(k) == default:
                 d.pop(k)
-        for k in ("num_frames", "fps", "sigmas") + PIPELINE_RECIPE_FIELDS:
+        for k in ("num_frames", "fps", "sigmas", "second_pass") + PIPELINE_RECIPE_FIELDS:
             if d["recipe"].get(k) is None:
                 d["recipe"].pop(k)
         return d
@@ -203,7 +211,8 @@ class ModelSpec:
         return dataclasses.replace(self, recipe=recipe)
 
 
-_LATER_SPEC_DEFAULTS = {"family": None, "weights": None, "lora": None, "lora_2": None, "lora_scale": 1.0, "lora_fused": True,
+_LATER_SPEC_DEFAULTS = {"family": None, "weights": None, "lora": None, "lora_2": None, "upsampler": None, "lora_scale": 1.0,
+                        "lora_fused": True,
                         "vae": None, "config": None, "compile": False, "command": None}
 
 
@@ -235,12 +244,46 @@ _RECIPE_TYPES: dict[str, tuple[type, ...]] = {
     "decode_timestep": (int, float, type(None)),
     "decode_noise_scale": (int, float, type(None)),
     "guidance_scale_2": (int, float, type(None)),
+    "second_pass": (dict, type(None)),
 }
+
+# recipe.second_pass: field -> (accepted types, required); see _check_second_pass
+_SECOND_PASS = {"timesteps": ((list, tuple), True), "denoise_strength": ((int, float), True),
+                "downscale_factor": ((int, float), True), "adain_factor": ((int, float), False),
+                "tone_map_compression_ratio": ((int, float), False)}
 
 
 # the command-line flag of a recipe field, named in errors about values given on the command line
 _FLAGS = {"steps": "--steps", "timesteps": "--timesteps", "guidance_scale": "--guidance", "eta": "--eta",
           "scheduler": "--scheduler"}
+
+
+def _check_second_pass(value: dict[str, Any], source: str) -> dict[str, Any]:
+    """recipe.second_pass, each field checked: decreasing timesteps, strength in (0, 1], factor in (0, 1)."""
+    where = f"{source}: field 'recipe.second_pass"
+    unknown = sorted(set(value) - set(_SECOND_PASS))
+    if unknown:
+        raise BenchkitError(f"{where}.{unknown[0]}' is unknown; allowed: {', '.join(_SECOND_PASS)}")
+    for key, (types, required) in _SECOND_PASS.items():
+        if key not in value:
+            if required:
+                raise BenchkitError(f"{where}' needs '{key}'")
+            continue
+        v = value[key]
+        if isinstance(v, bool) or not isinstance(v, types):
+            raise BenchkitError(f"{where}.{key}' has the wrong type: {v!r}")
+    steps = value["timesteps"]
+    if not steps or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and 0 <= t < 10_000
+                            for t in steps) or any(b >= a for a, b in zip(steps, steps[1:])):
+        raise BenchkitError(f"{where}.timesteps' must be decreasing numbers from 0 up, got {steps!r}")
+    if not 0 < value["denoise_strength"] <= 1:
+        raise BenchkitError(f"{where}.denoise_strength' must be in (0, 1], got {value['denoise_strength']!r}")
+    if not 0 < value["downscale_factor"] < 1:
+        raise BenchkitError(f"{where}.downscale_factor' must be in (0, 1), got {value['downscale_factor']!r}")
+    for key in ("adain_factor", "tone_map_compression_ratio"):
+        if key in value and not 0 <= value[key] <= 1:
+            raise BenchkitError(f"{where}.{key}' must be from 0 to 1, got {value[key]!r}")
+    return {**value, "timesteps": [int(t) if float(t).is_integer() else float(t) for t in steps]}
 
 
 def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
@@ -293,6 +336,8 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
         if timesteps is not None:
             raise BenchkitError(f"{source}: give recipe.timesteps or recipe.sigmas, not both (flow models take sigmas)")
         raw = {**raw, "sigmas": tuple(float(s) for s in numbers), "steps": len(numbers)}
+    if raw.get("second_pass") is not None:
+        raw = {**raw, "second_pass": _check_second_pass(raw["second_pass"], source)}
     if raw.get("guidance_scale_2") is not None and not (math.isfinite(raw["guidance_scale_2"]) and 0 <= raw["guidance_scale_2"] <= 100):
         raise bad("guidance_scale_2", "a finite number from 0 to 100", raw["guidance_scale_2"])
     for key in ("guidance_scale", "true_cfg_scale", "guidance_scale_2"):
@@ -304,12 +349,12 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
 # field -> accepted types; location fields are resolved against the TOML file's folder
 _SPEC_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "base": (str,), "description": (str,), "license": (str,), "dtype": (str,),
-    "family": (str,), "weights": (str,), "lora": (str,), "lora_2": (str,), "lora_scale": (int, float), "lora_fused": (bool,),
+    "family": (str,), "weights": (str,), "lora": (str,), "lora_2": (str,), "upsampler": (str,), "lora_scale": (int, float), "lora_fused": (bool,),
     "vae": (str,), "config": (str,), "compile": (bool,), "source": (str,), "command": (list,), "timeout_s": (int, float),
 }
 _TYPE_WORDS = {(str,): "a string", (int, float): "a number", (bool,): "true or false", (list,): "a list of strings"}
 _FILE_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".json", ".toml")  # never an owner/name repo id
-LOCATION_FIELDS = ("base", "weights", "lora", "lora_2", "vae", "config")
+LOCATION_FIELDS = ("base", "weights", "lora", "lora_2", "upsampler", "vae", "config")
 _SPEC_FIELDS = set(_SPEC_TYPES) | {"recipe", "extends"}
 
 

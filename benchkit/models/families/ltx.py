@@ -9,6 +9,7 @@ shift and classifier-free guidance (3 by default; the distilled models run witho
 """
 
 import dataclasses
+from importlib import import_module
 
 from benchkit.models.families import register_family
 from benchkit.models.families.base import Family, LatentPacking
@@ -40,6 +41,16 @@ LTX_VIDEO = register_family()(Family(
 # conditions (text to video). It takes explicit timesteps (the distilled lists), draws its noise from the
 # generators (given latents would be re-noised as a video to continue), returns unpacked latents and decodes
 # them itself; its scheduler has no dynamic shift (the pipeline passes no mu).
+# Named, not imported (as the command family's implementation is): generators read loaded models, and
+# loading reads this family table, so an import here would be a cycle.
+_TWO_PASS = "benchkit.models.two_pass_generation"
+
+
+def _generator(model, recipe):
+    """One pass, or two around the latent upsampler when the recipe has a second_pass (the distilled models)."""
+    return import_module(_TWO_PASS).condition_generator(model, recipe)
+
+
 LTX_VIDEO_CONDITION = register_family()(dataclasses.replace(
     LTX_VIDEO,
     name="ltx-condition",
@@ -48,4 +59,5 @@ LTX_VIDEO_CONDITION = register_family()(dataclasses.replace(
     packing=None,
     draws_own_noise=True,
     pipeline_decodes=True,
+    generator=_generator,
 ))
