@@ -9,7 +9,8 @@ parts that make a benchmark: per-item noise from (prompt_id, seed) passed as ``l
 (and per-item generators for stochastic samplers), so an image does not depend on the batch
 it was in; the recipe's scheduler built and checked before the call; its own VAE decoding
 (fp32 where fp16 overflows, an optional tiny VAE) timed as a stage; and a trace of what the
-denoiser was called with.
+denoiser was called with. Where a family's pipeline must draw its own noise (from the same
+per-item generators) or decode itself (its ``vae.decode`` timed), the family says so.
 """
 
 from __future__ import annotations

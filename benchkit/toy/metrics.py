@@ -32,6 +32,7 @@ from metrics.frechet import frechet_distance
 from metrics.model_cache import cached_model
 from metrics.refstats import cached_stats
 from metrics.rewards import RewardFn, register_reward
+from metrics.vendi import VendiMetric
 
 TOY_SIZE = (8, 8)  # the toy world's images: 8x8 grey digits
 
@@ -263,6 +264,21 @@ class ToyDiversity(ToyMetric):
         n = sum(len(s) for s in self.by_prompt.values())
         return [MetricValue(self.name, float(np.mean(per_prompt)), "feature-l2", True, n, variant,
                             {"prompts": len(per_prompt)})]
+
+
+@register_metric()
+class ToyVendi(ToyMetric, VendiMetric):
+    """The Vendi score on the toy classifier's features: all images, and each prompt's seeds (see metrics.vendi)."""
+
+    name = "toy-vendi"
+    description = "Vendi score (q=1, cosine) of toy-classifier features: all images, and each prompt's seeds"
+    protocol = "toy-v1: grayscale uint8 8x8, /255, no resize"
+
+    def load_extractor(self, ctx: MetricContext):
+        return _extractor(ToyDigitsExtractor.name, ctx)
+
+    def features(self, batch: SampleBatch) -> np.ndarray:
+        return self.extractor(self.images(batch))
 
 
 @register_reward("toy-alignment")
