@@ -8,6 +8,7 @@ variant (extractor, weights hash, protocol, scale) so only comparable numbers ar
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
@@ -128,6 +129,51 @@ MERGE_RULES: dict[str, Callable[[Any, Any], Any]] = {
     "update_each": _update_each,  # {group: {item key: value}}
     "moments": _moments,  # FeatureMoments (or {view: FeatureMoments}): Chan's pairwise combination
 }
+
+
+class SeedGroups:
+    """For a metric that compares the seeds of each prompt (``compares_seeds``): each prompt's per-seed
+    values are held until all the run's seeds are in (the manifest's seeds; unknown: until ``compute``),
+    then scored with :meth:`score_prompt` and dropped, so only prompts still waiting are in memory.
+
+    Mixed in before :class:`Metric`; the subclass calls :meth:`init_seed_groups` where its states are declared.
+    """
+
+    def init_seed_groups(self, ctx: MetricContext) -> None:
+        seeds = (ctx.manifest or {}).get("seeds")
+        self.expected_seeds = len(seeds) if seeds else 0  # 0: unknown, score every prompt at compute()
+        self.add_state("pending", defaultdict(dict), merge="update_each")  # prompt -> {seed: value} not yet scored
+        self.add_state("per_prompt", {}, merge="update")  # prompt -> score_prompt's result
+
+    def score_prompt(self, prompt_id: str, seeds: dict[int, Any]) -> Any:
+        raise NotImplementedError
+
+    def hold(self, prompt_id: str, seed: int, value: Any) -> None:
+        """Keep one seed's value; a prompt whose seeds are all here is scored at once."""
+        self.pending[prompt_id][seed] = value
+        self._flush_if_complete(prompt_id)
+
+    def _flush_if_complete(self, prompt_id: str) -> None:
+        if self.expected_seeds and len(self.pending[prompt_id]) >= self.expected_seeds:
+            self._flush(prompt_id)
+
+    def _flush(self, prompt_id: str) -> None:
+        seeds = self.pending.pop(prompt_id)
+        if len(seeds) >= 2:
+            self.per_prompt[prompt_id] = self.score_prompt(prompt_id, seeds)
+
+    def merge(self, other: "Metric") -> None:
+        super().merge(other)
+        for pid in other.pending:  # a prompt whose seeds are now all here is scored at once
+            self._flush_if_complete(pid)
+
+    def scored_prompts(self) -> list[Any]:
+        """Every prompt's score in prompt order, the waiting ones scored now; one line when none has 2 seeds."""
+        for pid in list(self.pending):
+            self._flush(pid)
+        if not self.per_prompt:
+            raise BenchkitError(f"{self.name} needs at least 2 seeds per prompt (e.g. --seeds 0-3)")
+        return [self.per_prompt[k] for k in sorted(self.per_prompt)]
 
 
 class Metric:

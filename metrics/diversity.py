@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections import defaultdict
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,7 +22,7 @@ from benchkit.core.errors import BenchkitError
 from benchkit.core.safe_load import read_state_dict
 from metrics import preprocess as pp
 from metrics import register_metric
-from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
+from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, SeedGroups
 from metrics.model_cache import cached_model
 from metrics.weights import library_versions, resolve
 
@@ -64,7 +63,7 @@ def to_lpips_input(image: np.ndarray) -> torch.Tensor:
 
 
 @register_metric()
-class LPIPSDiversity(Metric):
+class LPIPSDiversity(SeedGroups, Metric):
     name = "lpips-diversity"
     description = "Mean pairwise LPIPS (AlexNet) between the seeds of each prompt, averaged over prompts"
     scale = "LPIPS distance, 0 (identical) up to about 1"
@@ -86,14 +85,11 @@ class LPIPSDiversity(Metric):
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
         self.model, self.weights_sha256 = load_lpips(self.net, ctx.device)
-        seeds = (ctx.manifest or {}).get("seeds")
-        self.expected_seeds = len(seeds) if seeds else 0  # 0: unknown, score everything at compute()
-        self.add_state("pending", defaultdict(dict), merge="update_each")  # prompt -> {seed: image} not yet compared
-        self.add_state("per_prompt", {}, merge="update")  # prompt -> mean pairwise LPIPS
+        self.init_seed_groups(ctx)  # prompt -> {seed: image} until all are in; then prompt -> mean pairwise LPIPS
         self.add_state("n_images", 0, merge="sum")
 
     @torch.no_grad()
-    def _score(self, images: dict[int, np.ndarray], prompt_id: str) -> float:
+    def score_prompt(self, prompt_id: str, images: dict[int, np.ndarray]) -> float:
         shapes = {im.shape[:2] for im in images.values()}
         if len(shapes) > 1:
             raise BenchkitError(f"{self.name}: the seeds of prompt {prompt_id} have different sizes {sorted(shapes)}")
@@ -108,31 +104,13 @@ class LPIPSDiversity(Metric):
                                 "(its pooling needs about 32 px or more a side)") from None
         return float(np.mean(dists))
 
-    def _flush(self, prompt_id: str) -> None:
-        images = self.pending.pop(prompt_id)
-        if len(images) >= 2:
-            self.per_prompt[prompt_id] = self._score(images, prompt_id)
-
     def update(self, batch: SampleBatch) -> None:
         for rec, image in zip(batch.records, batch.images):
-            pid = str(rec["prompt_id"])
-            self.pending[pid][int(rec["seed"])] = np.asarray(image)
             self.n_images += 1
-            if self.expected_seeds and len(self.pending[pid]) >= self.expected_seeds:
-                self._flush(pid)
-
-    def merge(self, other: "LPIPSDiversity") -> None:
-        super().merge(other)
-        for pid in other.pending:  # a prompt whose seeds are now all here is compared at once
-            if self.expected_seeds and len(self.pending[pid]) >= self.expected_seeds:
-                self._flush(pid)
+            self.hold(str(rec["prompt_id"]), int(rec["seed"]), np.asarray(image))
 
     def compute(self) -> list[MetricValue]:
-        for pid in list(self.pending):
-            self._flush(pid)
-        if not self.per_prompt:
-            raise BenchkitError(f"{self.name} needs at least 2 seeds per prompt (e.g. --seeds 0-3)")
-        values = np.array([self.per_prompt[k] for k in sorted(self.per_prompt)])
+        values = np.array(self.scored_prompts())
         variant = {"net": self.net, "lpips_version": "0.1", "weights_sha256": self.weights_sha256,
                    "input": "native resolution, RGB scaled to [-1, 1]", "pairs": "all seed pairs per prompt",
                    "aggregate": "mean over prompts of the mean pairwise distance",

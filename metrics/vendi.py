@@ -30,7 +30,6 @@ digits classifier).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -38,7 +37,7 @@ import torch
 
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
-from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
+from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, SeedGroups
 from metrics.fid import PROTOCOLS, inception, view_preprocessor
 from metrics.weights import library_versions
 
@@ -106,7 +105,7 @@ def vendi_score(features: np.ndarray, q: Order = 1) -> float:
     return vendi_of_normalized(normalize_rows(features), q)
 
 
-class VendiMetric(Metric):
+class VendiMetric(SeedGroups, Metric):
     """Vendi score of all images and of each prompt's seeds, on a subclass's features.
 
     A subclass sets ``name`` and ``protocol`` and implements :meth:`load_extractor` (an object
@@ -131,12 +130,10 @@ class VendiMetric(Metric):
         check_order(self.q)
         self.extractor = self.load_extractor(ctx)
         dim = int(self.extractor.dim)
-        seeds = (ctx.manifest or {}).get("seeds")
-        self.expected_seeds = len(seeds) if seeds else 0  # 0: unknown, score every prompt at compute()
         self.add_state("scatter", np.zeros((dim, dim)), merge="sum")  # sum of x x^T over the L2-normalised features
         self.add_state("n_images", 0, merge="sum")
-        self.add_state("pending", defaultdict(dict), merge="update_each")  # prompt -> {seed: normalised features}
-        self.add_state("per_prompt", {}, merge="update")  # prompt -> (Vendi score of its seeds, number of seeds)
+        # prompt -> {seed: normalised features} until all are in; then prompt -> (Vendi of its seeds, number of seeds)
+        self.init_seed_groups(ctx)
 
     def load_extractor(self, ctx: MetricContext):
         raise NotImplementedError
@@ -148,11 +145,9 @@ class VendiMetric(Metric):
         """What the variant says of the images' path to the extractor."""
         return {"protocol": self.protocol}
 
-    def _flush(self, prompt_id: str) -> None:
-        seeds = self.pending.pop(prompt_id)
-        if len(seeds) >= 2:
-            x = np.stack([seeds[s] for s in sorted(seeds)])  # seed order: the same bits however the seeds arrived
-            self.per_prompt[prompt_id] = (vendi_of_normalized(x, self.q), len(seeds))
+    def score_prompt(self, prompt_id: str, seeds: dict[int, np.ndarray]) -> tuple[float, int]:
+        x = np.stack([seeds[s] for s in sorted(seeds)])  # seed order: the same bits however the seeds arrived
+        return vendi_of_normalized(x, self.q), len(seeds)
 
     def update(self, batch: SampleBatch) -> None:
         if not batch.records:
@@ -164,26 +159,14 @@ class VendiMetric(Metric):
         self.scatter = self.scatter + feats.T @ feats
         self.n_images += len(feats)
         for rec, f in zip(batch.records, feats):
-            pid = str(rec["prompt_id"])
-            self.pending[pid][int(rec["seed"])] = f
-            if self.expected_seeds and len(self.pending[pid]) >= self.expected_seeds:
-                self._flush(pid)
-
-    def merge(self, other: "VendiMetric") -> None:
-        super().merge(other)
-        for pid in other.pending:  # a prompt whose seeds are now all here is scored at once
-            if pid in self.pending and self.expected_seeds and len(self.pending[pid]) >= self.expected_seeds:
-                self._flush(pid)
+            self.hold(str(rec["prompt_id"]), int(rec["seed"]), f)
 
     def compute(self) -> list[MetricValue]:
-        for pid in list(self.pending):
-            self._flush(pid)
-        if not self.per_prompt:
-            raise BenchkitError(f"{self.name} needs at least 2 seeds per prompt (e.g. --seeds 0-3)")
+        scored = self.scored_prompts()
         n, dim = self.n_images, self.scatter.shape[0]
         overall = vendi_from_eigenvalues(spectrum(self.scatter / n, n), self.q)
-        scores = np.array([self.per_prompt[k][0] for k in sorted(self.per_prompt)])
-        seed_counts = sorted({c for _, c in self.per_prompt.values()})
+        scores = np.array([score for score, _ in scored])
+        seed_counts = sorted({c for _, c in scored})
         variant = {
             "extractor": self.extractor.name, "extractor_sha256": self.extractor.weights_sha256,
             **self.protocol_variant(), "kernel": KERNEL, "q": self.q, "feature_dim": dim, "n": n,
