@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tomllib
 import torch
+from teachers import loaded_teacher
 from tiny_pipelines import build_flux
 
 PROMPTS = ["the digit one", "a seven", "four"]
@@ -55,17 +56,6 @@ def flux(tmp_path_factory):
     return out
 
 
-def loaded(spec_file):
-    from benchkit.models.loading import load_model
-    from benchkit.models.presets import resolve_spec
-    from distillers.prompt_encoding import teacher_text
-    from distillers.run import teacher_denoiser
-
-    model = load_model(resolve_spec(str(spec_file)), torch.device("cpu"), torch.float32)
-    text = teacher_text(model, torch.device("cpu"))
-    return model, text, teacher_denoiser(model, text)
-
-
 def first_transformer_call(pipe, prompts, **call):
     """The keywords and output of the transformer's first call inside the pipeline's own sampling."""
     seen = {}
@@ -86,7 +76,7 @@ def first_transformer_call(pipe, prompts, **call):
 def test_conditioning_equals_what_flux_pipeline_feeds_its_transformer(flux):
     from diffusers import FluxPipeline
 
-    _, text, _ = loaded(flux["dev_spec"])
+    _, text, _ = loaded_teacher(flux["dev_spec"])
     cond = text.encode(PROMPTS)
     pipe = FluxPipeline.from_pretrained(str(flux["dev"]))  # an independent load from disk
     pe, pooled, text_ids = pipe.encode_prompt(PROMPTS, device="cpu", max_sequence_length=T5_LENGTH)
@@ -102,7 +92,7 @@ def test_conditioning_equals_what_flux_pipeline_feeds_its_transformer(flux):
     assert torch.allclose(seen["pooled_projections"], cond.pooled, atol=1e-6)
     assert torch.equal(seen["guidance"], cond.guidance) and not seen["txt_ids"].any()
     # a spec without a recipe: the pipeline's defaults, T5 at 512 tokens and its default size
-    _, plain, _ = loaded(flux["plain_spec"])
+    _, plain, _ = loaded_teacher(flux["plain_spec"])
     pe, _, _ = pipe.encode_prompt(PROMPTS[:1], device="cpu")
     assert plain.encode(PROMPTS[:1]).hidden.shape == pe.shape == (1, 512, 32)
     assert torch.allclose(plain.encode(PROMPTS[:1]).hidden, pe, atol=1e-5)
@@ -116,7 +106,7 @@ def test_an_adapter_call_equals_the_pipelines_transformer_call(flux, teacher):
     packing, image ids, timestep = sigma, the embedded guidance (none on schnell) and unpacking all match."""
     from diffusers import FluxPipeline
 
-    _, text, denoiser = loaded(flux[f"{teacher}_spec"])
+    _, text, denoiser = loaded_teacher(flux[f"{teacher}_spec"])
     assert denoiser.prediction_type == "flow"
     pipe = FluxPipeline.from_pretrained(str(flux[teacher]))
     scale = pipe.vae_scale_factor
@@ -145,7 +135,7 @@ def test_the_dynamic_shift_is_the_static_shift_exp_mu_at_the_training_resolution
     from distillers.adapter import NoiseSchedule, flow_shift
     from distillers.training import trailing_timesteps
 
-    model, _, teacher = loaded(flux["dev_spec"])
+    model, _, teacher = loaded_teacher(flux["dev_spec"])
     config = model.scheduler_config
     assert config["use_dynamic_shifting"] and config["shift"] == 3.0  # the static shift the scheduler ignores
     sched = FlowMatchEulerDiscreteScheduler.from_config(config)
@@ -155,7 +145,7 @@ def test_the_dynamic_shift_is_the_static_shift_exp_mu_at_the_training_resolution
     assert flow_shift(config, TOKENS) == pytest.approx(math.exp(flux_mu(TOKENS)), abs=1e-12)
     with pytest.raises(BenchkitError, match="image token count"):
         NoiseSchedule.from_scheduler_config(config)
-    _, _, schnell = loaded(flux["schnell_spec"])  # schnell's config: no dynamic shift, shift 1
+    _, _, schnell = loaded_teacher(flux["schnell_spec"])  # schnell's config: no dynamic shift, shift 1
     assert schnell.schedule.sigma(torch.tensor([499.0])).item() == pytest.approx(0.5)
 
 
@@ -166,7 +156,7 @@ def test_feature_maps_lay_flux_image_tokens_on_the_latent_grid(flux):
 
     from distillers.heads import _as_map, feature_modules, tapped_features
 
-    _, text, teacher = loaded(flux["dev_spec"])
+    _, text, teacher = loaded_teacher(flux["dev_spec"])
     assert feature_modules(teacher.model, "mid") == ["single_transformer_blocks.0"]
     assert feature_modules(teacher.model, "multi") == ["transformer_blocks.0", "single_transformer_blocks.0"]
     tokens = torch.randn(1, 4 * 2, 5)  # a 4 x 2 token grid, 5 channels

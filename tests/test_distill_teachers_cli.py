@@ -10,6 +10,7 @@ import json
 import pytest
 import tomllib
 import torch
+from teachers import loaded_teacher
 from tiny_pipelines import build_sd3, build_sdxl
 
 PROMPTS = ["the digit one", "a seven", "four"]
@@ -47,15 +48,6 @@ def denoiser_inputs(pipe, prompts, guidance, **call):
     return seen
 
 
-def loaded_text(spec_file):
-    from benchkit.models.loading import load_model
-    from benchkit.models.presets import resolve_spec
-    from distillers.prompt_encoding import teacher_text
-
-    model = load_model(resolve_spec(str(spec_file)), torch.device("cpu"), torch.float32)
-    return model, teacher_text(model, torch.device("cpu"))
-
-
 def eval_student(cli, out, teachers, run):
     """`benchkit eval` of the exported student folder on two prompts, one seed; its manifest and
     sample records (two of them, or the eval did not run every item)."""
@@ -73,7 +65,7 @@ def test_sdxl_conditioning_equals_what_the_pipeline_feeds_its_unet(teachers, mon
     import distillers.data
     from distillers.prompt_encoding import teacher_text
 
-    model, text = loaded_text(teachers["sdxl_spec"])
+    model, text = loaded_teacher(teachers["sdxl_spec"])[:2]
     cond = text.encode(PROMPTS)
     pipe = StableDiffusionXLPipeline.from_pretrained(str(teachers["sdxl"]))  # an independent load from disk
     assert pipe.config.force_zeros_for_empty_prompt
@@ -109,7 +101,7 @@ def test_sdxl_conditioning_equals_what_the_pipeline_feeds_its_unet(teachers, mon
 def test_sd3_conditioning_equals_what_the_pipeline_feeds_its_transformer(teachers):
     from diffusers import StableDiffusion3Pipeline
 
-    model, text = loaded_text(teachers["sd3_spec"])
+    model, text = loaded_teacher(teachers["sd3_spec"])[:2]
     cond = text.encode(PROMPTS)
     pipe = StableDiffusion3Pipeline.from_pretrained(str(teachers["sd3"]), text_encoder_3=None, tokenizer_3=None)
     pe, npe, pooled, npooled = pipe.encode_prompt(PROMPTS, None, None, device="cpu", do_classifier_free_guidance=True)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tomllib
 import torch
+from teachers import loaded_teacher
 from tiny_pipelines import build_wan
 
 PROMPTS = ["the digit one", "a  seven &amp; more", "four"]  # the second needs the pipeline's prompt_clean
@@ -46,17 +47,6 @@ def wan(tmp_path_factory):
         path.write_text(f'name = "{name}"\nbase = "{folder}"\n{body}')
         out[key] = path
     return out
-
-
-def loaded(spec_file):
-    from benchkit.models.loading import load_model
-    from benchkit.models.presets import resolve_spec
-    from distillers.prompt_encoding import teacher_text
-    from distillers.run import teacher_denoiser
-
-    model = load_model(resolve_spec(str(spec_file)), torch.device("cpu"), torch.float32)
-    text = teacher_text(model, torch.device("cpu"))
-    return model, text, teacher_denoiser(model, text)
 
 
 def pipeline(wan):
@@ -96,7 +86,7 @@ def transformer_calls(pipe, prompts, **call):
 def test_conditioning_equals_what_wan_pipeline_feeds_its_transformer(wan):
     """UMT5 rows as WanPipeline._get_t5_prompt_embeds builds them (cleaned prompt, mask, trimmed and zero-padded to
     max_sequence_length), the recipe's negative prompt as the unconditional, channels-first (C, F, h, w) latents."""
-    _, text, _ = loaded(wan["spec"])
+    _, text, _ = loaded_teacher(wan["spec"])
     cond = text.encode(PROMPTS)
     pipe = pipeline(wan)
     pe, npe = pipe.encode_prompt(PROMPTS, negative_prompt=NEGATIVE, device="cpu", max_sequence_length=LENGTH)
@@ -116,7 +106,7 @@ def test_conditioning_equals_what_wan_pipeline_feeds_its_transformer(wan):
     assert torch.allclose(seen[0]["encoder_hidden_states"], cond.hidden, atol=1e-6)
     assert torch.allclose(seen[1]["encoder_hidden_states"], text.negative.repeat(3).hidden, atol=1e-6)
     # a spec without a recipe: UMT5 at WanPipeline's 512 tokens, the negative "", the family's 480 x 832 x 81
-    _, plain, plain_teacher = loaded(wan["plain_spec"])
+    _, plain, plain_teacher = loaded_teacher(wan["plain_spec"])
     pe, npe = pipe.encode_prompt(PROMPTS[:1], device="cpu", max_sequence_length=512)
     assert plain.encode(PROMPTS[:1]).hidden.shape == pe.shape == (1, 512, 32)
     assert torch.allclose(plain.encode(PROMPTS[:1]).hidden, pe, atol=1e-5)
@@ -136,7 +126,7 @@ def test_the_teachers_schedule_is_unipcs_flow_schedule(wan):
     from distillers.adapter import NoiseSchedule, prediction_type_of
     from distillers.training import trailing_timesteps
 
-    model, text, teacher = loaded(wan["spec"])
+    model, text, teacher = loaded_teacher(wan["spec"])
     config = model.scheduler_config
     assert config["_class_name"] == "UniPCMultistepScheduler" and config["flow_shift"] == SHIPPED_SHIFT
     assert text.scheduler_config["flow_shift"] == SHIFT  # the recipe's, as eval samples the teacher
@@ -165,7 +155,7 @@ def test_the_teachers_schedule_is_unipcs_flow_schedule(wan):
 def test_an_adapter_call_equals_the_pipelines_transformer_call(wan):
     """The adapter on (B, C, F, h, w) latents equals WanPipeline's first transformer call at sigma 1 (timestep 1000),
     the conditional row and the negative's alike, and its CFG mix equals the pipeline's."""
-    _, text, teacher = loaded(wan["spec"])
+    _, text, teacher = loaded_teacher(wan["spec"])
     pipe = euler_on_the_trailing_grid(pipeline(wan))
     noise = torch.randn(2, *text.shape, generator=torch.Generator().manual_seed(0))
     seen = transformer_calls(pipe, PROMPTS[:2], negative_prompt=NEGATIVE, num_inference_steps=2, guidance_scale=GUIDANCE,
@@ -198,7 +188,7 @@ def test_feature_maps_lay_wan_video_tokens_out_frame_by_frame(wan):
         token_grid,
     )
 
-    _, text, teacher = loaded(wan["spec"])
+    _, text, teacher = loaded_teacher(wan["spec"])
     model = teacher.model
     assert feature_modules(model, "mid") == ["blocks.1"] and feature_modules(model, "multi") == ["blocks.0", "blocks.1"]
     x = torch.randn(1, 16, 3, 4, 6, generator=torch.Generator().manual_seed(1))  # 3 frames of 2 x 3 tokens
@@ -230,7 +220,7 @@ def test_a_lora_student_adapts_wans_attention_and_feed_forward_and_merges_back(w
     from distillers.adapter import trainable_copy
     from distillers.student import add_lora, merged_copy
 
-    _, text, teacher = loaded(wan["spec"])
+    _, text, teacher = loaded_teacher(wan["spec"])
     student = add_lora(trainable_copy(teacher.model).requires_grad_(False), 4, 4)
     adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in student.named_modules() if n.endswith("lora_A")}
     assert {"blocks.0.attn1.to_q", "blocks.0.attn2.to_out.0", "blocks.1.ffn.net.0.proj", "blocks.1.ffn.net.2"} <= adapted
