@@ -215,31 +215,51 @@ def build_qwenimage(root: Path) -> Path:
     return root
 
 
+def _wan_transformer(in_channels: int, out_channels: int, **extra):
+    """A two-block Wan video DiT over (1, 2, 2) patches, text width 32 (the tiny UMT5's)."""
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=in_channels,
+                                 out_channels=out_channels, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2,
+                                 cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32, **extra)
+
+
+def _wan21_vae():
+    """Wan 2.1's causal 3-D VAE, tiny: 4x in time, 8x in space, 16 channels with its default statistics."""
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+
+
+def _umt5(tok):
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    return UMT5EncoderModel(UMT5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
+                                       pad_token_id=0, eos_token_id=3, decoder_start_token_id=0))
+
+
+def _wan_scheduler(flow_shift: float):
+    """UniPC on flow sigmas, as the Wan folders ship it."""
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000,
+                                   flow_shift=flow_shift)
+
+
 def build_wan(root: Path, image_to_video: bool = False) -> Path:
     """Wan 2.1-shaped: a two-block video DiT over (1, 2, 2) patches, Wan's causal 3-D VAE (4x time, 8x space,
     16 channels with per-channel statistics), a one-layer UMT5, UniPC on flow sigmas with shift 3 (480p).
     ``image_to_video``: Wan 2.1 I2V, whose transformer takes the noise, a frame mask and the image latents
     (16 + 4 + 16 channels) and a CLIP vision encoder's embedding of the image."""
-    from diffusers import (
-        AutoencoderKLWan,
-        UniPCMultistepScheduler,
-        WanImageToVideoPipeline,
-        WanPipeline,
-        WanTransformer3DModel,
-    )
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection, UMT5Config, UMT5EncoderModel
+    from diffusers import WanImageToVideoPipeline, WanPipeline
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
     tok = build_tokenizer()
-    i2v = {"in_channels": 36, "image_dim": 4} if image_to_video else {"in_channels": 16}
-    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, out_channels=16,
-                                        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-                                        qk_norm="rms_norm_across_heads", rope_max_seq_len=32, **i2v)
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
-    encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
-                                          pad_token_id=0, eos_token_id=3, decoder_start_token_id=0))
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0,
-                                        num_train_timesteps=1000)
+    transformer = _wan_transformer(36, 16, image_dim=4) if image_to_video else _wan_transformer(16, 16)
+    vae = _wan21_vae()
+    encoder = _umt5(tok)
+    scheduler = _wan_scheduler(3.0)
     if image_to_video:
         vision = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
                                                                 num_attention_heads=2, image_size=32, intermediate_size=16,
@@ -261,14 +281,7 @@ def build_wan22(root: Path, ti2v: bool = False, image_to_video: bool = False) ->
     ``image_to_video``: saved as WanImageToVideoPipeline without a CLIP image encoder (Wan 2.2 has none): A14B
     I2V's transformers take noise, a frame mask and the image latents (16 + 4 + 16 channels), boundary 0.9;
     TI2V-5B's takes the noise with the image's latents written into its first frame."""
-    from diffusers import (
-        AutoencoderKLWan,
-        UniPCMultistepScheduler,
-        WanImageToVideoPipeline,
-        WanPipeline,
-        WanTransformer3DModel,
-    )
-    from transformers import UMT5Config, UMT5EncoderModel
+    from diffusers import AutoencoderKLWan, WanImageToVideoPipeline, WanPipeline
 
     torch.manual_seed(0)
     tok = build_tokenizer()
@@ -276,9 +289,7 @@ def build_wan22(root: Path, ti2v: bool = False, image_to_video: bool = False) ->
     inputs = 36 if image_to_video and not ti2v else channels
 
     def transformer():
-        return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=inputs,
-                                     out_channels=channels, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2,
-                                     cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+        return _wan_transformer(inputs, channels)
 
     if ti2v:
         g = torch.Generator().manual_seed(1)  # statistics that are not Wan 2.1's defaults, as the 2.2 VAE's are not
@@ -288,11 +299,9 @@ def build_wan22(root: Path, ti2v: bool = False, image_to_video: bool = False) ->
                                latents_mean=torch.randn(channels, generator=g).tolist(),
                                latents_std=(torch.rand(channels, generator=g) + 0.5).tolist())
     else:
-        vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
-    encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
-                                          pad_token_id=0, eos_token_id=3, decoder_start_token_id=0))
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000,
-                                        flow_shift=5.0 if ti2v else 3.0)
+        vae = _wan21_vae()
+    encoder = _umt5(tok)
+    scheduler = _wan_scheduler(5.0 if ti2v else 3.0)
     if ti2v:
         experts = {"expand_timesteps": True}
     else:
