@@ -273,8 +273,7 @@ def _check_second_pass(value: dict[str, Any], source: str) -> dict[str, Any]:
         if isinstance(v, bool) or not isinstance(v, types):
             raise BenchkitError(f"{where}.{key}' has the wrong type: {v!r}")
     steps = value["timesteps"]
-    if not steps or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and 0 <= t < 10_000
-                            for t in steps) or any(b >= a for a, b in zip(steps, steps[1:])):
+    if not steps or not _numbers(steps) or not _decreasing_timesteps(steps):
         raise BenchkitError(f"{where}.timesteps' must be decreasing numbers from 0 up, got {steps!r}")
     if not 0 < value["denoise_strength"] <= 1:
         raise BenchkitError(f"{where}.denoise_strength' must be in (0, 1], got {value['denoise_strength']!r}")
@@ -283,7 +282,20 @@ def _check_second_pass(value: dict[str, Any], source: str) -> dict[str, Any]:
     for key in ("adain_factor", "tone_map_compression_ratio"):
         if key in value and not 0 <= value[key] <= 1:
             raise BenchkitError(f"{where}.{key}' must be from 0 to 1, got {value[key]!r}")
-    return {**value, "timesteps": [int(t) if float(t).is_integer() else float(t) for t in steps]}
+    return {**value, "timesteps": _whole_as_int(steps)}
+
+
+def _numbers(values) -> bool:
+    return all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in values)
+
+
+def _decreasing_timesteps(values) -> bool:
+    """Diffusers' custom timesteps: from noise to data, in [0, 10000)."""
+    return all(0 <= t < 10_000 for t in values) and all(b < a for a, b in zip(values, values[1:]))
+
+
+def _whole_as_int(values) -> list[int | float]:
+    return [int(t) if float(t).is_integer() else float(t) for t in values]
 
 
 def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
@@ -318,13 +330,12 @@ def _build_recipe(raw: dict[str, Any], source: str) -> Recipe:
     timesteps = raw.get("timesteps")
     if timesteps is not None:
         # numbers: a flow-matching scheduler takes fractional timesteps (LTX-Video 0.9.7-distilled ends on 0.03)
-        if not timesteps or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
-                                    for t in timesteps):
+        if not timesteps or not _numbers(timesteps):
             raise BenchkitError(f"{source}: field 'recipe.timesteps' must be a non-empty list of numbers")
-        if not all(0 <= t < 10_000 for t in timesteps) or any(b >= a for a, b in zip(timesteps, timesteps[1:])):
+        if not _decreasing_timesteps(timesteps):
             raise bad("timesteps", "decreasing numbers from 0 up (diffusers' custom timesteps run from noise to data)",
                       list(timesteps))
-        timesteps = [int(t) if float(t).is_integer() else float(t) for t in timesteps]
+        timesteps = _whole_as_int(timesteps)
         raw = {**raw, "timesteps": tuple(timesteps), "steps": len(timesteps)}
     sigmas = raw.get("sigmas")
     if sigmas is not None:
