@@ -246,10 +246,19 @@ class PipelineGenerator:
             return self.packing.pack(self.pipe, noise), gens
         return noise, gens
 
+    def one_item_per_call(self) -> bool:
+        """Whether a batch must run item by item (its Generations merged): the pipeline takes one image per call."""
+        return self.model.family_info.one_image_per_call
+
     @torch.no_grad()
     def generate(self, items: Sequence[Item]) -> Generation:
-        if self.model.family_info.one_image_per_call and len(items) > 1:
-            return _merge([self.generate([it]) for it in items])
+        if self.one_item_per_call() and len(items) > 1:
+            return _merge([self.generate_batch([it]) for it in items])
+        return self.generate_batch(items)
+
+    @torch.no_grad()
+    def generate_batch(self, items: Sequence[Item]) -> Generation:
+        """One pipeline call on ``items``."""
         m, pipe = self.model, self.pipe
         kwargs, scheduler, gens, eta, inputs = self._call_kwargs(items)
         self.timer.reset()

@@ -26,7 +26,7 @@ from benchkit.core.items import Item, item_generator
 from benchkit.models.generation import Generation, make_scheduler
 from benchkit.models.loading import LoadedModel, hash_file, weight_files
 from benchkit.models.locations import parse_location, require
-from benchkit.models.pipeline_generation import PipelineGenerator, _merge, _with_item_generators
+from benchkit.models.pipeline_generation import PipelineGenerator, _with_item_generators
 from benchkit.models.spec import Recipe
 
 
@@ -76,12 +76,14 @@ class TwoPassGenerator(PipelineGenerator):
         self.second_size = (2 * h, 2 * w)  # the upsampler doubles the latents' height and width
         self.upsampler = load_upsampler(model)
 
-    def generate(self, items: Sequence[Item]) -> Generation:
-        if len(items) > 1:
-            # item by item: diffusers 0.42's condition pipeline re-noises given latents with a (B,) sigma that
-            # broadcasts against the last axis (pipeline_ltx_condition.py prepare_latents), so a second pass
-            # from denoise_strength < 1 only works on one clip at a time (the docs run one)
-            return _merge([self.generate([it]) for it in items])
+    def one_item_per_call(self) -> bool:
+        # item by item: diffusers 0.42's condition pipeline re-noises given latents with a (B,) sigma that
+        # broadcasts against the last axis (pipeline_ltx_condition.py prepare_latents), so a second pass
+        # from denoise_strength < 1 only works on one clip at a time (the docs run one)
+        return True
+
+    @torch.no_grad()
+    def generate_batch(self, items: Sequence[Item]) -> Generation:
         pipe, second = self.pipe, self.recipe.second_pass
         kwargs, _, _, eta, inputs = self._call_kwargs(items)
         self.timer.reset()
