@@ -89,6 +89,8 @@ def eval_cmd(
     weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (repeatable; see `benchkit weights`)."),
     images_from: Optional[Path] = typer.Option(None, "--images-from", help="Image-to-video: a run whose image of each "
                                                "(prompt, seed) is that item's input image (e.g. a text-to-image model's)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="A benchkit run (e.g. the teacher's) or an image "
+                                             "folder that FID, PRDC and the like compare with, instead of their default."),
 ):
     """Generate images for a prompt set with a model, score them, and write a run directory."""
     _use_weights(weights)
@@ -112,7 +114,8 @@ def eval_cmd(
     run_dir = out_dir or default_run_dir(spec, prompt_set, seed_list)
     results = run_eval(spec, prompt_set, seed_list, run_dir, metrics=metrics.split(",") if metrics is not None else None,
                        device=device, dtype=dtype, batch_size=batch_size, warmup_batches=warmup, cache_dir=cache_dir,
-                       overwrite=overwrite, show_progress=not quiet, wait=wait, workers=workers, images_from=images_from)
+                       overwrite=overwrite, show_progress=not quiet, wait=wait, workers=workers, images_from=images_from,
+                       reference=reference)
     print_results(results, f"run written to [bold]{run_dir}[/bold]")
 
 
@@ -131,6 +134,8 @@ def score_cmd(
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes that decode and preprocess images for the "
                                           "metrics (default: one per CPU core but one, at most 8; 0: none). Scores do not depend on it."),
     weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (repeatable; see `benchkit weights`)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="A benchkit run or an image folder that FID, PRDC "
+                                             "and the like compare with, instead of their default."),
 ):
     """Score a folder of existing images with the same metrics as `eval`."""
     _use_weights(weights)
@@ -142,7 +147,7 @@ def score_cmd(
     target = out_dir or folder.resolve().with_name(folder.resolve().name + "-scored")
     results = score_folder(folder, load_prompt_set(prompts), metrics.split(",") if metrics is not None else None, target,
                            cache_dir or default_cache_dir(), resolve_device(device), show_progress=not quiet, wait=wait,
-                           workers=workers)
+                           workers=workers, reference=reference)
     print_results(results, f"results written to [bold]{target / 'results.json'}[/bold]")
 
 
@@ -501,13 +506,84 @@ def reference_coco(
                 out.print(f"{protocol} {view} statistics ({info['n']} images): {state}, key {info['stats_key'][:16]}")
 
 
-@app.command("weights")
-def weights_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+@reference_app.command("folder")
+def reference_folder(
+    folder: Path = typer.Argument(..., help="A folder of images (png, jpg, webp; searched recursively), e.g. a local MJHQ-30K copy."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Also compute and cache the reference features these "
+                                          "metrics read (e.g. fid,prdc); without it only the files are hashed."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache (default $BENCHKIT_CACHE or ~/.cache/benchkit)."),
+    device: str = typer.Option("auto", "--device"),
+    weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (e.g. fid-inception=PATH)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Hash an image folder (and read its MJHQ-style meta_data.json) for `--reference FOLDER`, and cache its features."""
+    _use_weights(weights)
+    from benchkit.core.hardware import resolve_device
+    from benchkit.evaluate import default_cache_dir
+    from metrics import REGISTRY, MetricContext, build_metrics, parse_metric_names
+    from metrics.reference_sets import folder_reference
+
+    names = parse_metric_names(metrics) if metrics is not None else []
+    unusable = [n for n in names if not REGISTRY[n].takes_reference]
+    if unusable:
+        raise BenchkitError(f"--metrics: {', '.join(unusable)} compare(s) with no reference; choose among "
+                            + ", ".join(n for n, cls in REGISTRY.items() if cls.takes_reference))
+    cache = cache_dir or default_cache_dir()
+    ref = folder_reference(folder, cache, show_progress=not quiet)
+    about = ref.describe()
+    cats = f", {about['categories']} categories" if "categories" in about else ""
+    out.print(f"{folder}: {about['count']} images{cats}, set sha256 {about['sha256'][:16]}")
+    if names:
+        ctx = MetricContext(cache_dir=cache, device=resolve_device(device), reference=ref)
+        for metric in build_metrics(names, ctx):
+            metric.reference()
+        out.print(f"reference features for {', '.join(names)} cached under [bold]{cache}[/bold]")
+    out.print(f"use it with [bold]--reference {folder}[/bold]")
+
+
+@app.command("rescore")
+def rescore_cmd(
+    run: Path = typer.Argument(..., help="A finished benchkit run (eval or score)."),
+    metrics: str = typer.Option(..., "--metrics", help="Comma-separated metric names to compute (others already in "
+                                "results.json are kept)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="A benchkit run (e.g. the teacher's) or an image "
+                                             "folder that FID, PRDC and the like compare with."),
+    device: str = typer.Option("auto", "--device"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    wait: bool = typer.Option(False, "--wait", help="If another process is using RUN, wait for it instead of exiting."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes that decode and preprocess images (default: "
+                                          "one per CPU core but one, at most 8; 0: none). Scores do not depend on it."),
+    weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (repeatable; see `benchkit weights`)."),
+):
+    """Score a finished run again with other metrics; stored extractor features are reused, not recomputed."""
+    _use_weights(weights)
+    from benchkit.core.hardware import resolve_device
+    from benchkit.evaluate import default_cache_dir
+    from benchkit.scoring import rescore_run
+
+    results = rescore_run(run, metrics.split(","), cache_dir or default_cache_dir(), resolve_device(device), reference,
+                          show_progress=not quiet, workers=workers, wait=wait)
+    scoring = results["run"]["scoring"]
+    print_results(results, f"results written to [bold]{run / 'results.json'}[/bold] ({scoring['features_stored_before']} "
+                           f"stored features reused, {scoring['features_computed']} computed)")
+
+
+weights_app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
+                          help="Metric weights: list them (no subcommand) or fetch them.")
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.callback()
+def weights_cmd(ctx: typer.Context,
+                as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
                 weights: list[str] = typer.Option([], "--weights", help="NAME=PATH to check a file you have.")):
     """Metric weights: present (where, sha256, how verified) or missing, with the command that fetches each."""
     from metrics.weights import status_rows
 
     _use_weights(weights)
+    if ctx.invoked_subcommand is not None:
+        return
     rows = status_rows()
     _print_rows(rows, as_json, "metric weights ($BENCHKIT_WEIGHTS, HF cache, TORCH_HOME; --json for all fields)", {
         "name": lambda r: r["name"],
@@ -521,7 +597,56 @@ def weights_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-read
                 out.print(f"{r['name']} ({r['license']}): {escape(r['fetch'])}", soft_wrap=True, highlight=False)
         if any(r["status"] != "present" for r in rows):
             out.print("Set $BENCHKIT_WEIGHTS to the folder you fetch into, or pass --weights NAME=PATH; "
-                      "pin sha256s in $BENCHKIT_WEIGHTS/SHA256SUMS ('<sha256>  <name>').", soft_wrap=True)
+                      "pin sha256s in $BENCHKIT_WEIGHTS/SHA256SUMS ('<sha256>  <name>'). "
+                      "`benchkit weights fetch NAME... | --all` downloads and verifies them.", soft_wrap=True)
+
+
+@weights_app.command("fetch")
+def weights_fetch_cmd(
+    names: Optional[list[str]] = typer.Argument(None, metavar="NAME", help="Registry names (see `benchkit weights`)."),
+    all_: bool = typer.Option(False, "--all", help="Every weight in the registry."),
+    as_json: bool = typer.Option(False, "--json", help="The summary as JSON (failure lines still go to stderr)."),
+    wait: bool = typer.Option(False, "--wait", help="If another fetch is writing $BENCHKIT_WEIGHTS, wait for it."),
+):
+    """Download and verify weights; exit 2 if any failed.
+
+    Direct links go to $BENCHKIT_WEIGHTS (resumed if interrupted); Hub repos to the HF cache (HF_ENDPOINT: a mirror).
+
+    Checked against the registry sha256, your $BENCHKIT_WEIGHTS/SHA256SUMS pin or the published name; else pinned."""
+    from benchkit.core.lock import folder_lock
+    from metrics.weights import weights_dir
+    from metrics.weights_fetch import fetch, select
+
+    chosen = select(list(names or []), all_)  # unknown names: one line, before any download
+    from benchkit.core.progress import console as err  # the progress bar's console: lines print above the bar
+
+    def report(r) -> None:
+        if r.status in ("failed", "manual"):
+            err.print(f"[bold red]error:[/bold red] {escape(r.message)}", highlight=False, soft_wrap=True)
+        elif r.message:  # a note: pinned now, or present but unverified
+            err.print(f"note: {escape(r.message)}", highlight=False, soft_wrap=True)
+
+    folder = weights_dir()
+    if folder is None:
+        results = fetch(chosen, report=report)  # raises the one line that says to set $BENCHKIT_WEIGHTS
+    else:
+        with folder_lock(folder, "benchkit weights fetch", wait=wait):
+            results = fetch(chosen, report=report)
+    rows = [{"name": r.name, "status": r.status, "verified": r.verified, "path": r.path,
+             **({"problem": r.message} if not r.ok else {})} for r in results]
+    _print_rows(rows, as_json, "weights fetch", {
+        "name": lambda r: r["name"],
+        "result": lambda r: f"[green]{r['status']}[/green]" if r["status"] in ("fetched", "present")
+        else f"[red]{r['status']}[/red]",
+        "sha256 verified by": lambda r: r["verified"],
+        "path": lambda r: escape(r["path"]),
+    })
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        if not as_json:
+            err.print(f"{len(failed)} of {len(results)} not fetched ({', '.join(failed)}): see the lines above",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 @app.command("metrics")

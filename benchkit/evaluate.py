@@ -49,6 +49,7 @@ from metrics import (
     parse_metric_names,
 )
 from metrics.loading import check_workers
+from metrics.reference_sets import ImageReference, open_reference
 from prompts import PromptSet, is_seed
 
 
@@ -115,6 +116,7 @@ def run_eval(
     wait: bool = False,
     workers: int | None = None,
     images_from: Path | None = None,
+    reference: Path | None = None,
 ) -> dict[str, Any]:
     """Generate every (prompt, seed) item not yet in ``out``, then score the whole run.
 
@@ -125,6 +127,7 @@ def run_eval(
     process on the same folder is refused in one line, or waits with ``wait``. ``workers``:
     DataLoader processes that decode and prepare images for scoring (None: from the CPU count).
     ``images_from``: a run whose image of each (prompt, seed) is that item's input image (image-to-video).
+    ``reference``: a run or image folder the reference-taking metrics (FID, PRDC...) compare with.
     """
     metric_names = parse_metric_names(metrics) if metrics is not None else None  # fail before loading anything
     if batch_size < 1:
@@ -135,16 +138,17 @@ def run_eval(
     workers = check_workers(workers)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     check_separate(out, [("model folder", path) for path in spec.local_paths()]
-                   + [("prompt file", prompt_set.file), ("--images-from run", images_from)])
+                   + [("prompt file", prompt_set.file), ("--images-from run", images_from), ("--reference", reference)])
     if images_from is not None:
         images_from_run(images_from, make_items(prompt_set, seeds))  # every input present, before any work
+    ref = open_reference(reference, cache_dir, show_progress) if reference is not None else None
     plan = ScorePlan(records=plan_records(prompt_set), seeds_per_prompt=len(seeds))
     dev = resolve_device(device)
     if metric_names is not None:
-        check_metrics(metric_names, plan, MetricContext(cache_dir=cache_dir, device=dev))
+        check_metrics(metric_names, plan, MetricContext(cache_dir=cache_dir, device=dev, reference=ref))
     with folder_lock(out, "benchkit eval", wait=wait):
         return _run_eval(spec, prompt_set, seeds, Path(out), metric_names, plan, dev, dtype, batch_size,
-                         warmup_batches, cache_dir, overwrite, show_progress, workers, images_from)
+                         warmup_batches, cache_dir, overwrite, show_progress, workers, images_from, ref)
 
 
 def check_seeds(seeds: list[int]) -> None:
@@ -171,12 +175,13 @@ class EvalPlan:
 def _run_eval(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Path, metric_names: list[str] | None,
               plan: ScorePlan, dev: torch.device, dtype: str | None, batch_size: int, warmup_batches: int,
               cache_dir: Path, overwrite: bool, show_progress: bool, workers: int | None = None,
-              images_from: Path | None = None) -> dict[str, Any]:
+              images_from: Path | None = None, reference: ImageReference | None = None) -> dict[str, Any]:
     """Plan, generate, fold, score."""
     world = current_world(dev)
     dev = world.device(dev)
     show_progress = show_progress and world.is_main
-    ev = _plan(spec, prompt_set, seeds, metric_names, plan, dev, dtype, batch_size, warmup_batches, cache_dir, world)
+    ev = _plan(spec, prompt_set, seeds, metric_names, plan, dev, dtype, batch_size, warmup_batches, cache_dir, world,
+               reference)
     items = make_items(prompt_set, seeds)
     if images_from is not None:
         family = ev.model.family_info
@@ -195,7 +200,7 @@ def _run_eval(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Pat
     calls = _generate(run, ev, todo, len(done), session_no, spec, batch_size, warmup_batches, dev, world, show_progress)
     _fold(run, ev, items, calls, spec, world)
     results = score_run(run, ev.metric_names, cache_dir, dev, show_progress, world=world, left_out=ev.left_out,
-                        workers=workers)
+                        workers=workers, reference=reference)
     if world.is_main:
         run.update_manifest(status="complete", completed=now())
     return results
@@ -203,7 +208,7 @@ def _run_eval(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Pat
 
 def _plan(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], metric_names: list[str] | None, plan: ScorePlan,
           dev: torch.device, dtype: str | None, batch_size: int, warmup_batches: int, cache_dir: Path,
-          world: World) -> EvalPlan:
+          world: World, reference: ImageReference | None = None) -> EvalPlan:
     """Load the model, make its generator, settle the metrics and write down what the run is."""
     dt_ = model_dtype(dtype, spec.dtype, dev)  # the spec's dtype applies on cuda/mps
     reset_peak_memory(dev)
@@ -211,10 +216,12 @@ def _plan(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], metric_names
     generator = make_generator(model, spec.recipe)
     # what only the loaded model tells: its family and image size, checked before the first image
     plan = dataclasses.replace(plan, family=model.family, image_sizes={(generator.height, generator.width)})
-    ctx = MetricContext(cache_dir=cache_dir, device=dev)
+    ctx = MetricContext(cache_dir=cache_dir, device=dev, reference=reference)
     left_out: dict[str, str] = {}
     if metric_names is None:
         metric_names, left_out = default_metrics(plan, ctx)
+        if reference is not None:
+            check_metrics(metric_names, plan, ctx)  # one of the defaults must take the reference
     else:
         check_metrics(metric_names, plan, ctx)
     identity = {

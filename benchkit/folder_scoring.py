@@ -26,6 +26,7 @@ from benchkit.models.families import family_of_images
 from benchkit.scoring import default_metrics, plan_records, score_run
 from metrics import MetricContext, ScorePlan, check_metrics, parse_metric_names
 from metrics.loading import check_workers
+from metrics.reference_sets import open_reference
 from prompts import PromptSet, is_seed
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -105,7 +106,7 @@ def _record(rec, seed: int, path: Path, sizes: set[tuple[int, int]]) -> dict[str
 
 def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str] | None, out: Path, cache_dir: Path,
                  device: torch.device, show_progress: bool = True, wait: bool = False,
-                 workers: int | None = None) -> dict[str, Any]:
+                 workers: int | None = None, reference: Path | None = None) -> dict[str, Any]:
     """Score the images of ``folder`` into the run folder ``out`` (a new folder or an earlier score run).
 
     ``workers``: DataLoader processes that decode and prepare the images (None: one per core but
@@ -118,7 +119,8 @@ def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str] | None,
     workers = check_workers(workers)
     if names is not None and "latency" in names:
         raise BenchkitError("latency cannot be measured on existing images; use `benchkit eval` to time a model")
-    check_separate(out, [("image folder", folder), ("prompt file", prompt_set.file)])
+    check_separate(out, [("image folder", folder), ("prompt file", prompt_set.file), ("--reference", reference)])
+    ref = open_reference(reference, cache_dir, show_progress) if reference is not None else None
     records, sizes = match_images(folder, prompt_set)
     per_prompt: dict[str, int] = {}
     for r in records:
@@ -126,12 +128,11 @@ def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str] | None,
     family = family_of_images(sizes)  # images only one family makes (the toy's 8x8 digits) are that family's
     plan = ScorePlan(records=plan_records(prompt_set, set(per_prompt)), seeds_per_prompt=min(per_prompt.values()),
                      family=family.name if family else None, image_sizes=sizes)
-    ctx = MetricContext(cache_dir=cache_dir, device=device)
+    ctx = MetricContext(cache_dir=cache_dir, device=device, reference=ref)
     left_out: dict[str, str] = {}
     if names is None:
         names, left_out = default_metrics(plan, ctx, timed=False)
-    else:
-        check_metrics(names, plan, ctx)
+    check_metrics(names, plan, ctx)
     identity = {"source": str(Path(folder).resolve()), "prompt_set_sha256": prompt_set.sha256,
                 "files_sha256": hashlib.sha256("".join(r["sha256"] for r in records).encode()).hexdigest()}
     manifest = {"benchkit_run": 1, "created": now(), "command": "score", "source": str(Path(folder).resolve()),
@@ -147,7 +148,7 @@ def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str] | None,
         world.barrier()
         run = RunDir(out)
         results = score_run(run, names, cache_dir, world.device(device), show_progress, world=world, left_out=left_out,
-                            workers=workers)
+                            workers=workers, reference=ref)
         if world.is_main:
             run.update_manifest(status="complete", completed=now())
     return results

@@ -16,7 +16,7 @@ register_metric = REGISTRY.register
 # benchkit's own metric modules: importing one registers its metrics (@register_metric). They
 # import their networks' libraries (open_clip, lpips, transformers) only when a metric is built.
 BUILTIN_MODULES = ("metrics.latency", "metrics.fid", "metrics.clip_score", "metrics.preference", "metrics.mps",
-                   "metrics.diversity", "metrics.vendi")
+                   "metrics.diversity", "metrics.vendi", "metrics.prdc")
 for _module in BUILTIN_MODULES:
     import_module(_module)
 
@@ -58,7 +58,12 @@ def describe_metrics() -> list[dict]:
 
 def check_metrics(names: list[str], plan: ScorePlan, ctx: MetricContext) -> None:
     """Every metric's preconditions on ``plan``, before any image is generated or scored."""
-    for name in parse_metric_names(names):
+    names = parse_metric_names(names)
+    if ctx.reference is not None and not any(REGISTRY[name].takes_reference for name in names):
+        takers = ", ".join(name for name, cls in REGISTRY.items() if cls.takes_reference)
+        raise BenchkitError(f"--reference is given but none of {', '.join(names)} compares with a reference; add one of "
+                            f"{takers} to --metrics, or drop --reference")
+    for name in names:
         REGISTRY[name].check(plan, ctx)
 
 

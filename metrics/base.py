@@ -45,16 +45,27 @@ class SampleBatch:
     the scorer ran them ahead (in DataLoader workers, see :mod:`metrics.loading`); a metric whose
     key is absent prepares the images itself, with the same function. When every metric reads
     only prepared inputs the scorer leaves ``images`` empty.
+
+    ``features`` holds, per feature view id (:class:`metrics.feature_store.FeatureView`), each
+    item's float32 features or None: the scorer fills it from the feature store, and
+    :meth:`Metric.view_features` fills the gaps, so the next metric on the same view (and the
+    store) gets them without another network pass; ``fresh`` says which items were computed here.
+    ``sha256`` is each image file's content hash (the store's key), when the scorer knows it.
     """
 
     images: Sequence[np.ndarray]
     records: list[dict[str, Any]]
     prepared: dict[str, Sequence[Any]] = field(default_factory=dict)
+    sha256: list[str] | None = None
+    features: dict[str, list[np.ndarray | None]] = field(default_factory=dict)
+    fresh: dict[str, tuple[Any, set[int]]] = field(default_factory=dict)  # view id -> (view, items computed here)
 
     def subset(self, idx: list[int]) -> "SampleBatch":
-        """The items at positions ``idx``, with their prepared inputs."""
+        """The items at positions ``idx``, with their prepared inputs and stored features."""
         return SampleBatch([self.images[i] for i in idx] if len(self.images) else [], [self.records[i] for i in idx],
-                           {key: [values[i] for i in idx] for key, values in self.prepared.items()})
+                           {key: [values[i] for i in idx] for key, values in self.prepared.items()},
+                           [self.sha256[i] for i in idx] if self.sha256 is not None else None,
+                           {key: [values[i] for i in idx] for key, values in self.features.items()})
 
 
 class PrepareFailed:
@@ -72,6 +83,7 @@ class MetricContext:
     cache_dir: Path
     device: torch.device = torch.device("cpu")
     manifest: dict[str, Any] | None = None
+    reference: Any = None  # an ImageReference (metrics.reference_sets) from --reference, for the metrics that take one
 
 
 @dataclass
@@ -185,6 +197,7 @@ class Metric:
     description: ClassVar[str] = ""
     needs_images: ClassVar[bool] = True  # False: the metric reads only sample records (latency)
     compares_seeds: ClassVar[bool] = False  # True: measured across the seeds of a prompt (diversity)
+    takes_reference: ClassVar[bool] = False  # True: measured against --reference (a run or an image folder) when given
     weights: ClassVar[tuple[str, ...]] = ()  # weight registry names the metric loads (metrics/weights.py)
     scale: ClassVar[str] = ""  # what its numbers are, for `benchkit metrics` (its values carry their unit)
     higher_is_better: ClassVar[bool | None] = None  # None: several values with their own directions
@@ -254,6 +267,34 @@ class Metric:
                 if isinstance(value, PrepareFailed):
                     raise value.error
         return got
+
+    def feature_views(self) -> list[Any]:
+        """The :class:`~metrics.feature_store.FeatureView` s whose features the metric reads through
+        :meth:`view_features`: the scorer looks them up in the feature store before preparing any
+        image, and prepares only the images whose features are not stored. Default: none."""
+        return []
+
+    def view_features(self, batch: SampleBatch, view: Any, extract: Callable[[Sequence[Any]], np.ndarray],
+                      inputs: Callable[[SampleBatch], Sequence[Any]] | None = None) -> np.ndarray:
+        """The batch's features under ``view`` (float64, one row per item): those stored or already
+        computed for this batch, and ``extract`` of the inputs of the rest (``inputs(sub-batch)``;
+        default: the prepared inputs of ``view.preprocessing``), which are kept in the batch for
+        the next metric on the view and for the store."""
+        from metrics.feature_store import as_stored
+
+        n = len(batch.records)
+        have = batch.features.setdefault(view.id, [None] * n)
+        missing = [i for i, f in enumerate(have) if f is None]
+        if missing:
+            sub = batch.subset(missing)
+            got = np.asarray(extract(inputs(sub) if inputs is not None else self.prepared(sub, view.preprocessing)))
+            if got.shape != (len(missing), view.dim):
+                raise BenchkitError(f"{self.name}: extractor {view.extractor} gave features of shape {got.shape} for "
+                                    f"{len(missing)} images of a {view.dim}-d view")
+            for i, f in zip(missing, got.astype(np.float32)):
+                have[i] = f
+            batch.fresh.setdefault(view.id, (view, set()))[1].update(missing)
+        return as_stored(np.stack(have)) if n else np.zeros((0, view.dim))
 
     def update(self, batch: SampleBatch) -> None:
         raise NotImplementedError

@@ -34,6 +34,7 @@ from benchkit.core.errors import BenchkitError
 from metrics import preprocess as pp
 from metrics import register_metric
 from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, SampleBatch
+from metrics.feature_store import FeatureView
 from metrics.features import get_extractor, register_extractor
 from metrics.frechet import frechet_distance
 from metrics.model_cache import cached_model
@@ -173,7 +174,7 @@ def kernel_distance(feats_gen: np.ndarray, feats_ref: np.ndarray, num_subsets: i
 
 # --- reference statistics -------------------------------------------------------------------
 
-def _index_path(cache_dir: Path, protocol: str) -> Path:
+def reference_index_path(cache_dir: Path, protocol: str) -> Path:
     return Path(cache_dir) / "references" / f"{protocol}.json"
 
 
@@ -218,7 +219,7 @@ def build_reference_stats(files: list[Path], reference: dict[str, Any], protocol
         views[view.key] = {"stats_key": key, "n": int(arrays["n"]), "was_cached": was_cached}
     entry = {"protocol": protocol.name, "reference": reference, "extractor": extractor.name,
              "extractor_sha256": extractor.weights_sha256, "views": views}
-    path = _index_path(cache_dir, protocol.name)
+    path = reference_index_path(cache_dir, protocol.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, entry)
     return entry
@@ -226,7 +227,7 @@ def build_reference_stats(files: list[Path], reference: dict[str, Any], protocol
 
 def load_reference(cache_dir: Path, protocol: FIDProtocol, extractor: CleanFIDInception) -> tuple[dict, dict]:
     """(index entry, {view: arrays}) for ``protocol``; one-line errors when absent or stale."""
-    path = _index_path(cache_dir, protocol.name)
+    path = reference_index_path(cache_dir, protocol.name)
     pairing = "all" if protocol.pairing == "any" else protocol.pairing
     build = (f"benchkit reference coco --coco-dir PATH/val2014 --protocol {protocol.name} --pairing {pairing}"
              + (f" -p {protocol.prompts}" if protocol.prompts else ""))
@@ -281,12 +282,14 @@ class ProtocolFID(Metric):
         """fid/kid (and patch-fid/-kid), suffixed with the protocol's short name."""
         return tuple(cls.protocol.value_name(view, kind) for view in cls.protocol.views for kind in ("fid", "kid"))
 
+    takes_reference = True
+
     @classmethod
     def check(cls, plan, ctx: MetricContext) -> None:
-        """The Inception weights and this protocol's reference statistics must both be there."""
+        """The Inception weights and this protocol's reference statistics (or a --reference) must be there."""
         super().check(plan, ctx)
-        path = _index_path(ctx.cache_dir, cls.protocol.name)
-        if not path.exists():
+        path = reference_index_path(ctx.cache_dir, cls.protocol.name)
+        if ctx.reference is None and not path.exists():
             pairing = "all" if cls.protocol.pairing == "any" else cls.protocol.pairing
             build = (f"benchkit reference coco --coco-dir PATH/val2014 --protocol {cls.protocol.name} --pairing {pairing}"
                      + (f" -p {cls.protocol.prompts}" if cls.protocol.prompts else ""))
@@ -308,10 +311,33 @@ class ProtocolFID(Metric):
         """Each view's transform and clean-fid resize to 299 (the CPU-heavy part of FID)."""
         return {self._key(view): view_preprocessor(view) for view in self.protocol.views}
 
+    def feature_view(self, view: View) -> FeatureView:
+        """Inception features of ``view``'s preprocessing, cached per image content (metrics.feature_store)."""
+        return FeatureView(self.extractor.name, self.extractor.weights_sha256, self._key(view), self.extractor.dim)
+
+    def feature_views(self) -> list[FeatureView]:
+        return [self.feature_view(view) for view in self.protocol.views]
+
+    def reference(self) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+        """(what the reference is, {view: mu, sigma, n, feats}): --reference's images, else the cached COCO statistics."""
+        ref = self.ctx.reference
+        if ref is None:
+            entry, arrays = load_reference(self.ctx.cache_dir, self.protocol, self.extractor)
+            about = {"reference": entry["reference"].get("name"), "reference_sha256": entry["reference"].get("sha256")}
+            return about, {key: {**a, "stats_key": entry["views"][key]["stats_key"]} for key, a in arrays.items()}
+        arrays = {}
+        for view in self.protocol.views:
+            feats = ref.features(self.feature_view(view), view_preprocessor(view), self.extractor)
+            moments = FeatureMoments(self.extractor.dim)
+            moments.update(feats)
+            mu, sigma = moments.mean_cov()
+            arrays[view.key] = {"mu": mu, "sigma": sigma, "n": np.array(moments.n), "feats": feats}
+        return {"reference": ref.name, **{f"reference_{k}": v for k, v in ref.describe().items()}}, arrays
+
     def update(self, batch: SampleBatch) -> None:
         keys = [f"{r.get('prompt_id')}\x1f{r.get('seed')}" for r in batch.records]
         for view in self.protocol.views:
-            feats = self.extractor(self.prepared(batch, self._key(view)))
+            feats = self.view_features(batch, self.feature_view(view), self.extractor)
             self.moments[view.key].update(feats)
             for key, f in zip(keys, feats):
                 self.kid_feats[view.key][key] = f.astype(np.float32)
@@ -319,7 +345,7 @@ class ProtocolFID(Metric):
     def compute(self) -> list[MetricValue]:
         if any(m.n < 2 for m in self.moments.values()):
             raise BenchkitError(f"{self.name} needs at least 2 images")
-        entry, ref = load_reference(self.ctx.cache_dir, self.protocol, self.extractor)
+        about, ref = self.reference()
         out = []
         for view in self.protocol.views:
             mu, sigma = self.moments[view.key].mean_cov()
@@ -329,8 +355,8 @@ class ProtocolFID(Metric):
                 "protocol": self.protocol.name, "view": view.key, "preprocessing": view.steps,
                 "extractor": self.extractor.name, "extractor_sha256": self.extractor.weights_sha256,
                 "weights_sha256": {"fid-inception": self.extractor.weights_sha256},
-                "reference": entry["reference"].get("name"), "reference_sha256": entry["reference"].get("sha256"),
-                "reference_n": int(r["n"]), "reference_stats_key": entry["views"][view.key]["stats_key"],
+                **about, "reference_n": int(r["n"]),
+                **({"reference_stats_key": r["stats_key"]} if "stats_key" in r else {}),
                 "precision": "float64 statistics; frechet via symmetric eigendecomposition",
                 "libraries": library_versions("clean-fid", "torch", "numpy", "pillow"),
             }

@@ -59,22 +59,27 @@ class PreparedImages(torch.utils.data.Dataset):
     """Item i: (decoded image or None, {key: prepared input}, decode error or None) of ``paths[i]``."""
 
     def __init__(self, paths: list[Path], preprocessors: dict[str, Callable[[np.ndarray], Any]], keep_images: bool,
-                 decode: Callable[[Path], np.ndarray] = read_image):
+                 decode: Callable[[Path], np.ndarray] = read_image, wanted: list[frozenset[str]] | None = None):
         self.paths = list(paths)
         self.preprocessors = dict(preprocessors)
         self.keep_images = keep_images
         self.decode = decode
+        self.wanted = wanted  # per item, the keys to prepare (None: all); an item that needs none is not decoded
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray | None, dict[str, Any], BaseException | None]:
+        keys = self.preprocessors if self.wanted is None else [k for k in self.preprocessors if k in self.wanted[i]]
+        if not keys and not self.keep_images:  # every feature of this image is stored: nothing to decode
+            return None, {}, None
         try:
             image = self.decode(self.paths[i])
         except Exception as exc:  # noqa: BLE001 (carried to the main process, raised there in order)
             return None, {}, _portable(exc)
         prepared = {}
-        for key, fn in self.preprocessors.items():
+        for key in keys:
+            fn = self.preprocessors[key]
             try:
                 prepared[key] = fn(image)
             except Exception as exc:  # noqa: BLE001 (raised when a metric reads this input)
@@ -112,9 +117,9 @@ def _collate(items: list[tuple]) -> dict[str, Any]:
     when a file of the task failed to decode)."""
     errors = [err for _, _, err in items]
     keys = list(dict.fromkeys(k for _, p, _ in items for k in p))
-    ok = all(err is None for err in errors)
+    whole = {k for k in keys if all(err is None and k in p for _, p, err in items)}  # every item has it
     return {"images": [im for im, _, _ in items], "errors": errors,
-            "prepared": {k: _pack([p[k] for _, p, _ in items]) if ok else ("list", [p.get(k) for _, p, _ in items])
+            "prepared": {k: _pack([p[k] for _, p, _ in items]) if k in whole else ("list", [p.get(k) for _, p, _ in items])
                          for k in keys}}
 
 
@@ -179,10 +184,12 @@ class LazyItems(Sequence):
 
 
 def load_chunks(chunks: list[list[Path]], preprocessors: dict[str, Callable[[np.ndarray], Any]], keep_images: bool,
-                workers: int, decode: Callable[[Path], np.ndarray] = read_image
-                ) -> Iterator[tuple[Sequence, dict[str, Sequence]]]:
+                workers: int, decode: Callable[[Path], np.ndarray] = read_image,
+                wanted: list[list[frozenset[str]]] | None = None) -> Iterator[tuple[Sequence, dict[str, Sequence]]]:
     """(images, {key: prepared inputs}) of each chunk of files, in order, decoded and prepared by
-    ``workers`` processes (0: in this one); ``images`` is empty unless ``keep_images``.
+    ``workers`` processes (0: in this one); ``images`` is empty unless ``keep_images``. ``wanted``:
+    per chunk and item, the keys to prepare (None: all); the others read as None, and an item
+    that wants none is not decoded at all (its features are stored).
 
     The sequences fill as the workers deliver (see :class:`LazyItems`); workers prepare up to
     about one chunk ahead of the item being read. Moving to the next chunk first reads what is
@@ -191,7 +198,8 @@ def load_chunks(chunks: list[list[Path]], preprocessors: dict[str, Callable[[np.
     sizes = [len(c) for c in chunks]
     if not sizes or sum(sizes) == 0:
         return
-    dataset = PreparedImages([p for c in chunks for p in c], preprocessors, keep_images, decode)
+    dataset = PreparedImages([p for c in chunks for p in c], preprocessors, keep_images, decode,
+                             [w for c in wanted for w in c] if wanted is not None else None)
     tasks = _tasks(sizes, workers)
     extra = {}
     if workers:

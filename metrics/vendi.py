@@ -38,6 +38,7 @@ import torch
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, SeedGroups
+from metrics.feature_store import FeatureView
 from metrics.fid import PROTOCOLS, inception, view_preprocessor
 from metrics.weights import library_versions
 
@@ -205,9 +206,16 @@ class Vendi(VendiMetric):
     def preprocessors(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         return {self._key(): view_preprocessor(_CLEAN_VIEW)}
 
+    def view(self) -> FeatureView:
+        """FID's clean view of the same network: one Inception pass (and one stored copy) serves both."""
+        return FeatureView(self.extractor.name, self.extractor.weights_sha256, self._key(), self.extractor.dim)
+
+    def feature_views(self) -> list[FeatureView]:
+        return [self.view()]
+
     @torch.no_grad()
     def features(self, batch: SampleBatch) -> np.ndarray:
-        return self.extractor(self.prepared(batch, self._key()))
+        return self.view_features(batch, self.view(), self.extractor)
 
     def protocol_variant(self) -> dict[str, Any]:
         return {"protocol": _CLEAN_FID.name, "preprocessing": _CLEAN_VIEW.steps,

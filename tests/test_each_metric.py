@@ -31,7 +31,7 @@ def world(tmp_path_factory):
     coco = [r.prompt_id for r in __import__("prompts").load_prompt_set("coco2014-10k").records[:3]]
     val = root / "val2014"
     val.mkdir()
-    for image_id in [*map(int, coco), 42]:
+    for image_id in [*map(int, coco), 42, 73, 74, 133]:  # more than PRDC's k = 5 reference images
         Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(val / coco_file_name(image_id), quality=90)
     images = root / "images"  # two seeds per prompt (diversity metrics compare them)
     one_seed = root / "one-seed"  # FID alone: without a per-seed breakdown, one 2048-d Frechet distance per view
@@ -71,7 +71,7 @@ def test_image_metric_alone_and_together(cli, world, tmp_path, monkeypatch, name
     results = json.loads((out / "results.json").read_text())
     got = {m["name"]: m for m in results["metrics"]}
     for name in names:
-        own = [v for v in got if v == name or v.startswith(name + "_") or v.startswith(name.replace("fid", "kid"))]
+        own = [v for v in got if v in REGISTRY[name].value_names()]
         assert own, f"{name} wrote no value: {sorted(got)}"
     assert all(math.isfinite(m["value"]) for m in results["metrics"])
     assert all(m["n"] == len(list(folder.iterdir())) for m in results["metrics"])
@@ -80,12 +80,14 @@ def test_image_metric_alone_and_together(cli, world, tmp_path, monkeypatch, name
 @pytest.mark.parametrize("name", [n for n in REGISTRY if n.startswith("toy-") or n == "latency"])
 def test_toy_and_timing_metric_alone(cli, tmp_path, name):
     out = tmp_path / "run"
-    code, stdout, err = cli("eval", "--limit", "2", "--seeds", "0-1", "--steps", "1", "--metrics", name, "--quiet",
+    # 3 prompts x 2 seeds: more than toy PRDC's k = 5 images
+    code, stdout, err = cli("eval", "--limit", "3", "--seeds", "0-1", "--steps", "1", "--metrics", name, "--quiet",
                             "--out", str(out), "--cache-dir", str(tmp_path / "c"))
     assert code == 0, err
     values = json.loads((out / "results.json").read_text())["metrics"]
     assert values and all(math.isfinite(v["value"]) for v in values)
-    assert any(v["name"].startswith(name if name != "latency" else "latency_") for v in values)
+    own = (lambda v: v.startswith("latency_")) if name == "latency" else (lambda v: v in REGISTRY[name].value_names())
+    assert any(own(v["name"]) for v in values)
 
 
 def test_every_metric_is_covered():

@@ -286,3 +286,36 @@ def test_missing_reference_and_stale_weights_are_one_line(tmp_path, inception_di
     (tmp_path / "references" / "clean-fid.json").write_text(json.dumps({"extractor_sha256": "0" * 64, "views": {}}))
     with pytest.raises(BenchkitError, match="made with Inception weights 000000000000"):
         metric.compute()
+
+
+def test_fid_against_an_image_folder_reference_is_clean_fids(folders, inception_dir, cleanfid_features, tmp_path, cli):
+    """`--reference FOLDER` gives the Frechet distance and KID of clean-fid's features of the two folders, and
+    a second scoring reads the reference's features back from the cache instead of running Inception again."""
+    from cleanfid import fid as cleanfid
+
+    from metrics.frechet import frechet_distance
+
+    weights = f"fid-inception={inception_dir / 'inception-2015-12-05.pt'}"
+    args = ["score", str(folders / "gen"), "-p", str(folders / "prompts.csv"), "--metrics", "fid-dmd2-sd15",
+            "--reference", str(folders / "val2014"), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "-q",
+            "--weights", weights, "--workers", "0"]
+    code, _, err = cli(*args, "-o", str(tmp_path / "scored"))
+    assert code == 0, err
+    results = json.loads((tmp_path / "scored" / "results.json").read_text())
+    got = {m["name"]: m for m in results["metrics"]}
+    gen, ref = cleanfid_features["gen"], cleanfid_features["val2014"]
+    expected = frechet_distance(gen.mean(0), np.cov(gen, rowvar=False), ref.mean(0), np.cov(ref, rowvar=False))
+    assert got["fid-dmd2-sd15"]["value"] == pytest.approx(expected, rel=1e-6)
+    np.random.seed(0)
+    assert got["kid-dmd2-sd15"]["value"] == pytest.approx(
+        cleanfid.kernel_distance(gen.astype(np.float64), ref.astype(np.float64)), rel=1e-9)
+    variant = got["fid-dmd2-sd15"]["variant"]
+    assert variant["reference_kind"] == "folder" and variant["reference_count"] == 4 and variant["reference_n"] == 4
+    assert results["run"]["scoring"]["features_computed"] == 3
+    parts = sorted((tmp_path / "cache" / "features").glob("*/part-*.npz"))
+    assert len(parts) == 1  # the reference's features, in the cache; the run's own are in the run
+    code, _, err = cli(*args, "-o", str(tmp_path / "again"))  # another run of the same images
+    assert code == 0, err
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["metrics"] == results["metrics"]
+    assert sorted((tmp_path / "cache" / "features").glob("*/part-*.npz")) == parts  # the reference was read back

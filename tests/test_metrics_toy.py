@@ -59,6 +59,7 @@ def test_diversity_hand_computed(ctx, monkeypatch):
     feats = {("a", 0): [0.0, 0.0], ("a", 1): [3.0, 0.0], ("a", 2): [0.0, 4.0], ("b", 0): [1.0, 1.0], ("b", 1): [1.0, 2.0]}
     records = [{"prompt_id": p, "prompt": "x", "seed": s} for p, s in feats]
     monkeypatch.setattr(type(metric.extractor), "__call__", lambda self, images: np.array([feats[k] for k in feats]))
+    monkeypatch.setattr(metric.extractor, "dim", 2)
     metric.update(SampleBatch([None] * 5, records))
     # prompt a: distances 3, 4, 5 -> mean 4; prompt b: 1 -> mean over prompts 2.5
     assert metric.compute()[0].value == pytest.approx(2.5)
@@ -77,13 +78,13 @@ def test_fid_of_reference_against_itself_is_zero(ctx):
 
 def test_reference_cache_is_keyed_by_extractor(ctx):
     metric = ToyFID(ctx)
-    *_, key, cached = metric.reference()
+    *_, key, cached = metric.digits_reference()
     assert not cached
-    *_, key2, cached2 = metric.reference()
+    *_, key2, cached2 = metric.digits_reference()
     assert cached2 and key2 == key
     metric.extractor.weights_sha256, original = "0" * 64, metric.extractor.weights_sha256
     try:
-        *_, key3, cached3 = metric.reference()
+        *_, key3, cached3 = metric.digits_reference()
         assert key3 != key and not cached3
     finally:
         metric.extractor.weights_sha256 = original

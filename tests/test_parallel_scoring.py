@@ -122,7 +122,10 @@ def test_toy_scores_do_not_depend_on_workers(toy_run, batch_size):
                             batch_size=batch_size, workers=workers)
         assert results["metrics"] == expected  # the very floats, not approximately
         assert results["breakdowns"] == serial[1].compute()
-        assert results["run"]["scoring"] == {"workers": workers, "chunk": batch_size}
+        scoring = results["run"]["scoring"]
+        assert (scoring["workers"], scoring["chunk"]) == (workers, batch_size)
+        # the fixture's eval stored every image's features; these passes read them back, to the very same floats
+        assert (scoring["features_stored_before"], scoring["features_computed"]) == (len(records), 0)
 
 
 def test_each_image_is_decoded_once_for_all_metrics(tmp_path):

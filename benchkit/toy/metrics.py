@@ -27,11 +27,13 @@ from metrics.base import (
     SampleBatch,
     ScorePlan,
 )
+from metrics.feature_store import FeatureView
 from metrics.features import get_extractor, register_extractor, to_grayscale
 from metrics.frechet import frechet_distance
 from metrics.model_cache import cached_model
 from metrics.refstats import cached_stats
 from metrics.rewards import RewardFn, register_reward
+from metrics.prdc import PRDCMetric
 from metrics.vendi import VendiMetric
 
 TOY_SIZE = (8, 8)  # the toy world's images: 8x8 grey digits
@@ -116,6 +118,14 @@ class ToyMetric(Metric):
         prep = getattr(self.extractor, "preprocess", None)
         return {self._prep_key(): prep} if prep is not None else {}
 
+    def view(self) -> FeatureView:
+        """The extractor's features of the prepared 8x8 digit: cached per image content (metrics.feature_store)."""
+        return FeatureView(self.extractor.name, self.extractor.weights_sha256, self._prep_key(), self.extractor.dim)
+
+    def features(self, batch: SampleBatch) -> np.ndarray:
+        """The batch's extractor features, stored or computed (shared by every toy metric on the extractor)."""
+        return self.view_features(batch, self.view(), self.extractor, self.images)
+
     def images(self, batch: SampleBatch) -> list[np.ndarray]:
         """The batch's images as prepared by the scorer, or as they are (the extractor prepares
         them itself, and its preparation is idempotent)."""
@@ -140,15 +150,31 @@ class ToyFID(ToyMetric):
     description = "Frechet distance to the 1,797 scikit-learn digits in toy-classifier feature space"
     protocol = "toy-v1: grayscale uint8 8x8, /255, no resize"
 
+    takes_reference = True
+
     def __init__(self, ctx: MetricContext, extractor: str = ToyDigitsExtractor.name):
         super().__init__(ctx)
         self.extractor = _extractor(extractor, ctx)
         self.add_state("moments", FeatureMoments(self.extractor.dim), merge="moments")
 
+    def feature_views(self):
+        return [self.view()]
+
     def update(self, batch: SampleBatch) -> None:
-        self.moments.update(self.extractor(self.images(batch)))
+        self.moments.update(self.features(batch))
 
     def reference(self):
+        """(mu, sigma, n, what the reference is): --reference's images, else the scikit-learn digits."""
+        ref = self.ctx.reference
+        if ref is not None:
+            moments = FeatureMoments(self.extractor.dim)
+            moments.update(ref.features(self.view(), self.extractor.preprocess, self.extractor))
+            mu, sigma = moments.mean_cov()
+            return mu, sigma, moments.n, {"reference": ref.name, **{f"reference_{k}": v for k, v in ref.describe().items()}}
+        mu, sigma, n, key, _ = self.digits_reference()
+        return mu, sigma, n, {"reference": "sklearn-digits-all", "reference_stats_key": key}
+
+    def digits_reference(self):
         images, _ = load_digits_uint8()
         parts = {
             "reference": "sklearn-digits-all",
@@ -170,15 +196,14 @@ class ToyFID(ToyMetric):
     def compute(self) -> list[MetricValue]:
         if self.moments.n < 2:
             raise BenchkitError("toy-fid needs at least 2 images")
-        mu_r, sigma_r, n_r, key, _ = self.reference()
+        mu_r, sigma_r, n_r, about = self.reference()
         mu, sigma = self.moments.mean_cov()
         value = frechet_distance(mu, sigma, mu_r, sigma_r)
         variant = {
             "extractor": self.extractor.name,
             "extractor_sha256": self.extractor.weights_sha256,
-            "reference": "sklearn-digits-all",
+            **about,
             "reference_n": n_r,
-            "reference_stats_key": key,
             "protocol": self.protocol,
         }
         return [MetricValue(self.name, value, "fid", False, self.moments.n, variant)]
@@ -246,8 +271,11 @@ class ToyDiversity(ToyMetric):
         self.extractor = _extractor(ToyDigitsExtractor.name, ctx)
         self.add_state("by_prompt", defaultdict(dict), merge="update_each")  # prompt -> {seed: features}
 
+    def feature_views(self):
+        return [self.view()]
+
     def update(self, batch: SampleBatch) -> None:
-        feats = self.extractor(self.images(batch))
+        feats = self.features(batch)
         for rec, f in zip(batch.records, feats):
             self.by_prompt[rec["prompt_id"]][int(rec["seed"])] = f
 
@@ -277,8 +305,34 @@ class ToyVendi(ToyMetric, VendiMetric):
     def load_extractor(self, ctx: MetricContext):
         return _extractor(ToyDigitsExtractor.name, ctx)
 
-    def features(self, batch: SampleBatch) -> np.ndarray:
-        return self.extractor(self.images(batch))
+    def feature_views(self):
+        return [self.view()]
+
+
+@register_metric()
+class ToyPRDC(ToyMetric, PRDCMetric):
+    """Precision, recall, density and coverage (k=5) of toy-classifier features against a reference
+    (see metrics.prdc): --reference's images, else the 1,797 scikit-learn digits."""
+
+    name = "toy-prdc"
+    description = ("precision, recall, density, coverage (k=5) of toy-classifier features against --reference "
+                   "(default: the scikit-learn digits)")
+    protocol = "toy-v1: grayscale uint8 8x8, /255, no resize"
+
+    def __init__(self, ctx: MetricContext):
+        self.extractor = _extractor(ToyDigitsExtractor.name, ctx)
+        super().__init__(ctx)
+
+    def extract(self, prepared) -> np.ndarray:
+        return self.extractor(prepared)
+
+    def prepare_one(self, image: np.ndarray) -> np.ndarray:
+        return self.extractor.preprocess(image)
+
+    def default_reference(self):
+        images, _ = load_digits_uint8()
+        return self.extractor(list(images)), {"reference": "sklearn-digits-all",
+                                              "reference_sha256": hashlib.sha256(images.tobytes()).hexdigest()}
 
 
 @register_reward("toy-alignment")
