@@ -16,7 +16,8 @@ register_metric = REGISTRY.register
 # benchkit's own metric modules: importing one registers its metrics (@register_metric). They
 # import their networks' libraries (open_clip, lpips, transformers) only when a metric is built.
 BUILTIN_MODULES = ("metrics.latency", "metrics.fid", "metrics.clip_score", "metrics.preference", "metrics.mps",
-                   "metrics.diversity", "metrics.vendi", "metrics.prdc")
+                   "metrics.diversity", "metrics.vendi", "metrics.prdc", "metrics.aesthetic", "metrics.image_reward",
+                   "metrics.geneval")
 for _module in BUILTIN_MODULES:
     import_module(_module)
 

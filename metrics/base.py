@@ -59,13 +59,16 @@ class SampleBatch:
     sha256: list[str] | None = None
     features: dict[str, list[np.ndarray | None]] = field(default_factory=dict)
     fresh: dict[str, tuple[Any, set[int]]] = field(default_factory=dict)  # view id -> (view, items computed here)
+    # per-item results a metric keeps for its twins on the same chunk (the breakdown's group copies score
+    # subsets of it): {what: {item key: value}}, one dict shared by a batch and its subsets
+    memo: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def subset(self, idx: list[int]) -> "SampleBatch":
         """The items at positions ``idx``, with their prepared inputs and stored features."""
         return SampleBatch([self.images[i] for i in idx] if len(self.images) else [], [self.records[i] for i in idx],
                            {key: [values[i] for i in idx] for key, values in self.prepared.items()},
                            [self.sha256[i] for i in idx] if self.sha256 is not None else None,
-                           {key: [values[i] for i in idx] for key, values in self.features.items()})
+                           {key: [values[i] for i in idx] for key, values in self.features.items()}, memo=self.memo)
 
 
 class PrepareFailed:

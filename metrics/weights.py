@@ -117,6 +117,29 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
         ("vgg16-397923af.pth",), sha256_prefix="397923af", torch_hub=True,
         fetch="mkdir -p $BENCHKIT_WEIGHTS && curl -L -o $BENCHKIT_WEIGHTS/vgg16-397923af.pth "
               "https://download.pytorch.org/models/vgg16-397923af.pth"),
+    WeightSpec(
+        "imagereward-v1.0", "ImageReward v1.0 (THUDM): BLIP ViT-L + BERT cross-attention + MLP state dict, and its med_config.json",
+        "https://huggingface.co/THUDM/ImageReward", "Apache-2.0 (HF repo tag)", ("ImageReward.pt", "med_config.json"),
+        is_dir=True, hf_repo="THUDM/ImageReward",
+        fetch="hf download THUDM/ImageReward ImageReward.pt med_config.json --local-dir $DEST"),
+    WeightSpec(
+        "bert-base-uncased-tokenizer", "bert-base-uncased WordPiece tokenizer (ImageReward's text side; no weights)",
+        "https://huggingface.co/google-bert/bert-base-uncased", "Apache-2.0", ("vocab.txt", "tokenizer_config.json"),
+        is_dir=True, hf_repo="bert-base-uncased",  # the name ImageReward loads it by, hence its HF cache folder
+        fetch="hf download bert-base-uncased vocab.txt tokenizer_config.json --local-dir $DEST"),
+    WeightSpec(
+        "laion-aesthetic-v2", "LAION improved aesthetic predictor head (MLP on CLIP ViT-L/14 embeddings, plain state dict)",
+        "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac+logos+ava1-l14-linearMSE.pth",
+        "not stated in the repository (christophschuhmann/improved-aesthetic-predictor); check before use",
+        ("sac+logos+ava1-l14-linearMSE.pth",),
+        fetch="mkdir -p $BENCHKIT_WEIGHTS && curl -L -o $BENCHKIT_WEIGHTS/sac+logos+ava1-l14-linearMSE.pth "
+              "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth"),
+    WeightSpec(
+        "maskrcnn-resnet50-fpn-v2-coco", "torchvision Mask R-CNN ResNet-50 FPN v2, COCO_V1 state dict (the geneval metric's detector)",
+        "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth", "BSD-3-Clause (torchvision)",
+        ("maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",), sha256_prefix="73cbd019", torch_hub=True,
+        fetch="mkdir -p $BENCHKIT_WEIGHTS && curl -L -o $BENCHKIT_WEIGHTS/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth "
+              "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth"),
 )}
 
 

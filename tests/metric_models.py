@@ -355,18 +355,154 @@ def save_open_clip_checkpoint(folder: Path, file: str, seed: int) -> Path:
 
 
 def save_every_metric_weight(folder: Path) -> dict[str, Path]:
-    """Tiny random weights for every real image metric, by weight-registry name (for --weights)."""
+    """Tiny random weights for every real image metric, by weight-registry name (for --weights); GenEval's
+    detector is tests/test_geneval.py's (a cut-down Mask R-CNN its tests build in place of the real one)."""
     weights = {
         "fid-inception": save_random_inception(folder / "inception"),
         "clip-vit-g-14-laion2b-s12b-b42k": save_tiny_open_clip(folder / "clip-g", seed=1),
-        "clip-vit-large-patch14": save_tiny_hf_clip(folder / "clip-l", seed=2),
+        # a 768-d projection, as the real ViT-L/14 has: the aesthetic head reads it (clip-score-l14 shares it)
+        "clip-vit-large-patch14": save_tiny_hf_clip_l14(folder / "clip-l14", seed=2),
         "pickscore-v1": save_tiny_hf_clip(folder / "pickscore", seed=3, with_processor=False),
         "clip-vit-h-14-processor": save_clip_processor(folder / "processor"),
         "hpsv2.1": save_open_clip_checkpoint(folder / "hps21", "HPS_v2.1_compressed.pt", 4),
         "hpsv2.0": save_open_clip_checkpoint(folder / "hps20", "HPS_v2_compressed.pt", 5),
         "lpips-alexnet": save_torchvision_backbone(folder / "alex", "alex"),
         "lpips-vgg16": save_torchvision_backbone(folder / "vgg", "vgg"),
+        "laion-aesthetic-v2": save_aesthetic_head(folder / "aesthetic" / "sac+logos+ava1-l14-linearMSE.pth", seed=7),
+        "imagereward-v1.0": save_tiny_image_reward(folder / "imagereward", seed=8),
+        "bert-base-uncased-tokenizer": save_bert_tokenizer(folder / "bert-tokenizer"),
     }
     save_tiny_mps(folder / "MPS_overall_checkpoint.pth", seed=6)
     weights["mps"] = folder / "MPS_overall_checkpoint.pth"
     return weights
+
+
+# --- ImageReward and the LAION aesthetic predictor (tests/test_metric_image_reward.py, tests/test_metric_aesthetic.py)
+
+BERT_WORDS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "an", "the", "of", "at", "in", "on", "with", "and",
+              "two", "cat", "dog", "##s", "red", "cube", "light", "##house", "water", "##color", "dusk", "photo", "man",
+              "street", "table", "sitting", "standing", "next", "to", ",", ".")
+
+# ImageReward's med_config.json with the sizes cut down (2 layers, small FFN and vocabulary); hidden_size stays
+# 768 because the package's MLP head is hard-wired to 768 inputs. vocab_size counts BLIP's [DEC] and [ENC].
+TINY_MED_CONFIG = {
+    "architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+    "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 64, "layer_norm_eps": 1e-12,
+    "max_position_embeddings": 40, "model_type": "bert", "num_attention_heads": 12, "num_hidden_layers": 2,
+    "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": len(BERT_WORDS) + 2, "encoder_width": 768,
+    "add_cross_attention": True,
+}
+TINY_BLIP_VIT = {"embed_dim": 128, "depth": 2, "num_heads": 2, "patch_size": 16}  # 64-wide heads, as BLIP's ViT-L
+
+
+def save_bert_tokenizer(folder: Path) -> Path:
+    """A bert-base-uncased-shaped tokenizer folder (vocab.txt, tokenizer_config.json) with a tiny WordPiece
+    vocabulary: BERT's special tokens, [PAD] at 0."""
+    from transformers import BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(BERT_WORDS) + "\n")
+    BertTokenizer(str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(str(folder))
+    return folder
+
+
+def image_reward_state(seed: int, med: dict | None = None, vit: dict | None = None) -> dict[str, torch.Tensor]:
+    """Random tensors under ImageReward.pt's names and shapes: ImageReward.blip (BLIP_Pretrain: its timm-style
+    VisionTransformer, med's BertModel without pooler, the ITC projections) and ImageReward.mlp. Written from the
+    package's module definitions; the parity test loads it strictly into the package's own model."""
+    med, vit = med or TINY_MED_CONFIG, vit or TINY_BLIP_VIT
+    g = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+
+    def linear(name, out_f, in_f, std=None):  # default std: pre-activations of order 1, so GELU's form matters
+        std = in_f ** -0.5 if std is None else std
+        state[f"{name}.weight"] = torch.randn(out_f, in_f, generator=g) * std
+        state[f"{name}.bias"] = torch.randn(out_f, generator=g) * std
+
+    def norm(name, dim):
+        state[f"{name}.weight"] = 1 + 0.1 * torch.randn(dim, generator=g)
+        state[f"{name}.bias"] = 0.05 * torch.randn(dim, generator=g)
+
+    d, p, hid = vit["embed_dim"], vit["patch_size"], med["hidden_size"]
+    v = "blip.visual_encoder."
+    state[v + "cls_token"] = torch.randn(1, 1, d, generator=g) * 0.02
+    state[v + "pos_embed"] = torch.randn(1, (224 // p) ** 2 + 1, d, generator=g) * 0.02
+    state[v + "patch_embed.proj.weight"] = torch.randn(d, 3, p, p, generator=g) * 0.02
+    state[v + "patch_embed.proj.bias"] = torch.zeros(d)
+    for i in range(vit["depth"]):
+        b = f"{v}blocks.{i}."
+        norm(b + "norm1", d)
+        linear(b + "attn.qkv", 3 * d, d)
+        linear(b + "attn.proj", d, d)
+        norm(b + "norm2", d)
+        linear(b + "mlp.fc1", 4 * d, d)
+        linear(b + "mlp.fc2", d, 4 * d)
+    norm(v + "norm", d)
+    t = "blip.text_encoder."
+    state[t + "embeddings.position_ids"] = torch.arange(med["max_position_embeddings"]).expand((1, -1)).clone()
+    state[t + "embeddings.word_embeddings.weight"] = torch.randn(med["vocab_size"], hid, generator=g) * 0.02
+    state[t + "embeddings.position_embeddings.weight"] = torch.randn(med["max_position_embeddings"], hid, generator=g) * 0.02
+    norm(t + "embeddings.LayerNorm", hid)
+    for i in range(med["num_hidden_layers"]):
+        b = f"{t}encoder.layer.{i}."
+        for attn, kv_width in (("attention", hid), ("crossattention", d)):
+            linear(f"{b}{attn}.self.query", hid, hid)
+            linear(f"{b}{attn}.self.key", hid, kv_width)
+            linear(f"{b}{attn}.self.value", hid, kv_width)
+            linear(f"{b}{attn}.output.dense", hid, hid)
+            norm(f"{b}{attn}.output.LayerNorm", hid)
+        linear(b + "intermediate.dense", med["intermediate_size"], hid)
+        linear(b + "output.dense", hid, med["intermediate_size"])
+        norm(b + "output.LayerNorm", hid)
+    linear("blip.vision_proj", 256, d)
+    linear("blip.text_proj", 256, hid)
+    widths = (hid, 1024, 128, 64, 16, 1)
+    for index, (n_in, n_out) in zip((0, 2, 4, 6, 7), zip(widths, widths[1:])):  # rewards of order 1
+        linear(f"mlp.layers.{index}", n_out, n_in)
+    return state
+
+
+def save_tiny_image_reward(folder: Path, seed: int = 0, state: dict | None = None) -> Path:
+    """A THUDM/ImageReward folder: ImageReward.pt (a plain state dict) and med_config.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state if state is not None else image_reward_state(seed), folder / "ImageReward.pt")
+    (folder / "med_config.json").write_text(json.dumps(TINY_MED_CONFIG, indent=2))
+    return folder
+
+
+def save_tiny_hf_clip_l14(folder: Path, seed: int = 0) -> Path:
+    """A transformers CLIPModel folder shaped like openai/clip-vit-large-patch14 where the aesthetic head
+    needs it (patch 14 at 224 px, 768-d projection, written into the sub-configs as that config.json does),
+    tiny elsewhere, with a CLIP processor."""
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config={"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 77, "eos_token_id": 49407,
+                     "bos_token_id": 49406, "pad_token_id": 49407, "projection_dim": 768},
+        vision_config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 224, "patch_size": 14, "projection_dim": 768},
+        projection_dim=768,
+    )
+    CLIPModel(config).eval().save_pretrained(folder)
+    save_clip_processor(folder)
+    return folder
+
+
+def save_aesthetic_head(path: Path, seed: int = 0) -> Path:
+    """A random improved-aesthetic-predictor head saved as sac+logos+ava1-l14-linearMSE.pth is: the
+    ``MLP(768).state_dict()`` of its script (an OrderedDict under ``layers.N``), not a pickled module."""
+    from collections import OrderedDict
+
+    torch.manual_seed(seed)
+    widths = (768, 1024, 128, 64, 16, 1)
+    state = OrderedDict()
+    for index, (n_in, n_out) in zip((0, 2, 4, 6, 7), zip(widths, widths[1:])):
+        layer = nn.Linear(n_in, n_out)
+        nn.init.normal_(layer.weight, std=n_out ** -0.5)  # keeps the unit embedding's norm: scores spread by O(1)
+        nn.init.normal_(layer.bias, std=0.1)
+        state[f"layers.{index}.weight"], state[f"layers.{index}.bias"] = layer.weight.detach(), layer.bias.detach()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path

@@ -216,7 +216,8 @@ def image_world(tmp_path_factory):
     return {"root": root, "weights": {k: str(v) for k, v in weights.items()}, "records": records}
 
 
-REAL = [n for n, cls in REGISTRY.items() if cls.needs_images and not n.startswith("toy-")]
+# (GenEval needs its own prompts and detector, and prepares nothing in workers: tests/test_geneval.py)
+REAL = [n for n, cls in REGISTRY.items() if cls.needs_images and not n.startswith("toy-") and n != "geneval"]
 INCEPTION = [n for n in REAL if "fid-inception" in REGISTRY[n].weights]  # FID's views and Vendi share the network
 
 
@@ -251,7 +252,7 @@ def test_worker_preprocessing_equals_the_main_process(image_world, monkeypatch):
     preprocessors = {}
     for metric in build_metrics(REAL, MetricContext(cache_dir=root / "cache", manifest={"seeds": [0, 1]})):
         preprocessors.update(metric.preprocessors())
-    assert len(preprocessors) == 10  # 4 FID views, 6 scorers (LPIPS reads the decoded images)
+    assert len(preprocessors) == 12  # 4 FID views (PRDC and Vendi share the clean one), 8 scorers (LPIPS reads the images)
     paths = [root / r["file"] for r in records]
     (images, prepared), = load_chunks([paths], preprocessors, keep_images=True, workers=2)
     for key, fn in preprocessors.items():
