@@ -31,6 +31,7 @@ BENCHMARKS = {
     "fid_throughput": "FID features of a folder of PNGs: benchkit's scoring path vs clean-fid's get_folder_features",
     "preprocess_scaling": "decode + FID-protocol preprocessing images/s by --workers (network stubbed)",
     "scoring_memory": "resident memory early vs late while scoring many tiny images",
+    "rescore_cached": "`benchkit rescore` with two more metrics on stored Inception features vs the first feature pass",
 }
 
 
