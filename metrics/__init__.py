@@ -53,6 +53,7 @@ def describe_metrics() -> list[dict]:
         rows.append({"name": name, "description": cls.description, "protocol": protocol if isinstance(protocol, str) else None,
                      "scale": cls.scale or None, "better": better, "values": list(cls.value_names()),
                      "weights": {w: weights.get(w, "unknown") for w in cls.weights}, "needs": cls.needs(),
+                     "takes_reference": cls.takes_reference,
                      "ready": all(weights.get(w) == "present" for w in cls.weights)})
     return rows
 

@@ -237,6 +237,8 @@ class Metric:
     def needs(cls) -> list[str]:
         """What the metric needs besides its weights, in words (`benchkit metrics`); ``check`` enforces it."""
         out = ["2+ seeds per prompt"] if cls.compares_seeds else []
+        if cls.takes_reference:
+            out.append("takes --reference RUN|FOLDER (else its default reference)")
         if not cls.needs_images:
             out.append("a timed `benchkit eval` (not `score`)")
         return out

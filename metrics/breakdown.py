@@ -9,6 +9,7 @@ is exactly what the metric would give on that subset. A prompt whose field holds
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from typing import Any
 
@@ -17,6 +18,7 @@ from benchkit.core.items import meta_values
 from metrics.base import Metric, MetricContext, SampleBatch
 
 SEED_FIELD = "seed"  # not a prompt meta field: groups by the item's seed, for seed-to-seed spread
+CATEGORY_FIELD = "category"  # matched with a reference's categories (MJHQ-30K's meta_data.json)
 
 
 def _values(record: dict[str, Any], field: str) -> list[str]:
@@ -42,8 +44,16 @@ class Breakdown:
             # a one-seed group has nothing to compare across seeds: leave diversity metrics out
             # rather than have them hold every image of the seed until the end
             names = [n for n in self.names if not (key[0] == SEED_FIELD and REGISTRY[n].compares_seeds)]
-            self.groups[key] = build_metrics(names, self.ctx)
+            self.groups[key] = build_metrics(names, self._context(key))
         return self.groups[key]
+
+    def _context(self, key: tuple[str, str]) -> MetricContext:
+        """A category group of a reference with categories (MJHQ-30K) compares with that category's
+        reference images, as MJHQ's per-category FID does; every other group with the whole reference."""
+        ref = self.ctx.reference
+        if key[0] == CATEGORY_FIELD and ref is not None and ref.categories:
+            return dataclasses.replace(self.ctx, reference=ref.restricted(key[1]))
+        return self.ctx
 
     def update(self, batch: SampleBatch) -> None:
         if not self.names:

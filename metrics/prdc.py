@@ -182,7 +182,7 @@ class PRDC(PRDCMetric):
 
     @classmethod
     def needs(cls) -> list[str]:
-        return [*super().needs(), "--reference RUN_OR_FOLDER, or `benchkit reference coco --protocol clean-fid`"]
+        return [*super().needs(), "default reference: `benchkit reference coco --protocol clean-fid`"]
 
     def __init__(self, ctx: MetricContext):
         self.extractor = inception(ctx.device)

@@ -42,6 +42,7 @@ class ImageReference:
     sha256s: list[str]
     cache_dir: Path
     categories: dict[str, str] = field(default_factory=dict)  # file stem -> category, where a category file says
+    category: str | None = None  # this is the part of a reference in one category (see restricted)
     _features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -51,13 +52,22 @@ class ImageReference:
 
     @property
     def name(self) -> str:
-        return f"{self.kind}:{self.root}"
+        return f"{self.kind}:{self.root}" + (f" [category={self.category}]" if self.category is not None else "")
 
     def describe(self) -> dict[str, Any]:
         out = {"kind": self.kind, "path": str(self.root), "count": len(self.files), "sha256": self.sha256}
-        if self.categories:
+        if self.category is not None:
+            out["category"] = self.category
+        elif self.categories:
             out["categories"] = len(set(self.categories.values()))
         return out
+
+    def restricted(self, category: str) -> "ImageReference":
+        """The images of one category (MJHQ-30K's per-category FID: a category's images against the
+        reference images of that category). Its features come from the same store."""
+        keep = [i for i, f in enumerate(self.files) if self.categories.get(f.stem) == category]
+        return ImageReference(self.kind, self.root, [self.files[i] for i in keep], [self.sha256s[i] for i in keep],
+                              self.cache_dir, {self.files[i].stem: category for i in keep}, category)
 
     def store(self) -> FeatureStore:
         """Look up in the run's own feature folder (a run reference) and the cache; write to the cache only."""
@@ -69,6 +79,9 @@ class ImageReference:
         read back, the rest computed as ``extract([prepare(image), ...])`` in batches and stored."""
         if view.id in self._features:
             return self._features[view.id]
+        if len(self.files) < 2:
+            raise BenchkitError(f"the reference {self.name} holds {len(self.files)} images; a group needs at least 2 "
+                                "reference images to compare with")
         store = self.store()
         have = store.lookup(view, self.sha256s)
         missing = [i for i, f in enumerate(have) if f is None]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchkit.core.errors import BenchkitError
-from prompts.files import SUFFIXES, load_prompt_file, write_prompt_file
+from prompts.files import READ_SUFFIXES, load_prompt_file, write_prompt_file
 from prompts.registry import BUILTIN_SETS, DATA_DIR, BuiltinSet, load_builtin
 from prompts.sets import PromptRecord, PromptSet
 
@@ -65,6 +65,6 @@ def load_prompt_set(name_or_path: str) -> PromptSet:
     if name_or_path in BUILTIN_SETS:
         return load_builtin(name_or_path)
     path = Path(name_or_path)
-    if path.exists() or path.suffix in SUFFIXES:
+    if path.exists() or path.suffix in READ_SUFFIXES:
         return load_prompt_file(path)
     raise BenchkitError(f"unknown prompt set '{name_or_path}': not a built-in set (see `benchkit prompts list`) or a file")

@@ -21,7 +21,8 @@ from benchkit.core.atomic import write_text_atomic
 from benchkit.core.errors import BenchkitError, describe_os_error
 from prompts.sets import PromptRecord, PromptSet
 
-SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
+SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")  # what prompt files are read from and exported to
+READ_SUFFIXES = (*SUFFIXES, ".json")  # plus MJHQ-30K's meta_data.json: {image id: {"prompt", "category"}}
 _PROMPT_KEYS = ("prompt", "text", "caption", "Prompt")
 _ID_KEYS = ("prompt_id", "id", "image_id")
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # used with fullmatch: "$" would let a trailing newline in
@@ -86,9 +87,24 @@ def _read_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
             if not isinstance(obj, dict):
                 raise BenchkitError(f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}")
             rows.append((line_no, obj))
+    elif suffix == ".json":
+        rows = _id_keyed_rows(path, text)
     else:
         rows = [(n, {"prompt": line}) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     return rows
+
+
+def _id_keyed_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    """MJHQ-30K's ``meta_data.json`` (and any file shaped like it): one object mapping each id to its
+    prompt and columns, in file order; the entry's position stands in for a line number in errors."""
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise BenchkitError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(obj, dict) or not all(isinstance(v, dict) for v in obj.values()):
+        raise BenchkitError(f"{path}: a .json prompt file maps each id to an object with a prompt, as MJHQ-30K's "
+                            "meta_data.json ({\"id\": {\"prompt\": ..., \"category\": ...}}); use .jsonl for one object per line")
+    return [(n, {**value, "prompt_id": key}) for n, (key, value) in enumerate(obj.items(), 1)]
 
 
 def load_prompt_file(path: Path, name: str | None = None) -> PromptSet:
@@ -101,8 +117,13 @@ def load_prompt_file(path: Path, name: str | None = None) -> PromptSet:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BenchkitError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
-    return PromptSet(name=name or path.stem, records=parse_records(text, path),
-                     sha256=hashlib.sha256(data).hexdigest(), source=str(path))
+    records = parse_records(text, path)
+    # MJHQ-30K reports FID per category: its meta_data.json breaks results down by it (and a category
+    # reference, see metrics.reference_sets, is matched group by group)
+    by_category = path.suffix.lower() == ".json" and all("category" in r.meta for r in records)
+    default_name = path.parent.name if path.name == "meta_data.json" else path.stem
+    return PromptSet(name=name or default_name, records=records, sha256=hashlib.sha256(data).hexdigest(), source=str(path),
+                     group_fields=("category",) if by_category else ())
 
 
 def parse_records(text: str, path: Path) -> list[PromptRecord]:

@@ -71,8 +71,11 @@ def test_metrics_lists_every_metric_and_its_needs(cli, tmp_path, monkeypatch):
     assert rows["lpips-diversity"]["weights"] == {"lpips-alexnet": "present"} and rows["lpips-diversity"]["ready"]
     assert rows["lpips-diversity"]["needs"] == ["2+ seeds per prompt"]
     assert rows["lpips-diversity-vgg"]["weights"] == {"lpips-vgg16": "missing"} and not rows["lpips-diversity-vgg"]["ready"]
-    assert "benchkit reference coco --protocol dmd2-sd15-coco30k" in rows["fid-dmd2-sd15"]["needs"][0]
-    assert rows["toy-fid"]["weights"] == {} and rows["toy-fid"]["needs"] == ["the toy world's 8x8 digits"]
+    assert "benchkit reference coco --protocol dmd2-sd15-coco30k" in rows["fid-dmd2-sd15"]["needs"][1]
+    takes = "takes --reference RUN|FOLDER (else its default reference)"
+    assert rows["toy-fid"]["weights"] == {} and rows["toy-fid"]["needs"] == [takes, "the toy world's 8x8 digits"]
+    assert rows["fid-dmd2-sd15"]["takes_reference"] and rows["prdc"]["needs"][0] == takes
+    assert not rows["clip-score"]["takes_reference"] and takes not in rows["clip-score"]["needs"]
     assert (rows["toy-fid"]["better"], rows["clip-score"]["better"], rows["latency"]["better"]) == ("lower", "higher", None)
     assert rows["clip-score"]["scale"] == "cosine (x1)" and rows["latency"]["values"][0] == "latency_image_p50"
     assert all(r["scale"] for r in rows.values()), [n for n, r in rows.items() if not r["scale"]]

@@ -192,3 +192,41 @@ def test_rescore_refuses_what_is_not_a_finished_run(tmp_path, runs, cli):
     (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
     code, _, err = cli("rescore", str(run), "--metrics", "toy-fid", "--device", "cpu")
     assert code == 2 and "not finished" in err
+
+
+def test_mjhq_style_categories_compare_each_group_with_its_own_reference_images(runs, tmp_path, cli):
+    """A prompt file shaped as MJHQ-30K's meta_data.json breaks results down by category, and with a
+    reference folder that has categories each group's FID is against that category's images only."""
+    from prompts import load_prompt_set
+
+    toy = load_prompt_set("toy-digits").records[:6]
+    parity = {r.prompt_id: "even" if int(r.meta["digit"]) % 2 == 0 else "odd" for r in toy}
+    prompts = tmp_path / "mjhq" / "meta_data.json"
+    prompts.parent.mkdir()
+    prompts.write_text(json.dumps({r.prompt_id: {"prompt": r.prompt, "category": parity[r.prompt_id]} for r in toy}))
+    assert load_prompt_set(str(prompts)).group_fields == ("category",)
+    ref = tmp_path / "ref"  # the 4-step teacher's images of the same prompts, with their category file
+    ref.mkdir()
+    for image in (runs / "ref" / "images").iterdir():
+        if image.name.rsplit("_", 1)[0] in parity:
+            shutil.copy(image, ref / image.name)
+    (ref / "meta_data.json").write_text(json.dumps({p.stem: {"category": parity[p.stem.rsplit("_", 1)[0]], "prompt": ""}
+                                                    for p in ref.iterdir() if p.suffix == ".png"}))
+    out = tmp_path / "run"
+    code, _, err = cli("eval", "-m", "toy-digits", "--steps", "1", "-p", str(prompts), "--out", str(out), "--metrics",
+                       "toy-fid", "--reference", str(ref), *COMMON, "--cache-dir", str(runs / "cache"))
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    groups = {g["value"]: g for g in results["breakdowns"] if g["field"] == "category"}
+    assert set(groups) == {"even", "odd"}
+    gen_records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    extractor = ToyDigitsExtractor(torch.device("cpu"))
+    for category, group in groups.items():
+        gen = extractor([read_image(out / r["file"]) for r in gen_records if parity[r["prompt_id"]] == category])
+        mine = sorted(p for p in ref.iterdir() if p.suffix == ".png" and parity[p.stem.rsplit("_", 1)[0]] == category)
+        real = extractor([read_image(p) for p in mine])
+        expected = frechet_distance(gen.mean(0), np.cov(gen, rowvar=False), real.mean(0), np.cov(real, rowvar=False))
+        (value,) = [m for m in group["metrics"] if m["name"] == "toy-fid"]
+        assert value["value"] == pytest.approx(expected, rel=1e-9)
+        assert value["variant"]["reference_category"] == category and value["variant"]["reference_count"] == 9
+    assert results["metrics"][0]["variant"]["reference_categories"] == 2  # the whole run against the whole folder
