@@ -349,8 +349,7 @@ def _mb(done: int, total: int | None) -> str:
 
 def hub_endpoint() -> str | None:
     """HF_ENDPOINT as set now (huggingface_hub reads it once, at its import); None = the public Hub."""
-    value = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
-    return value or None
+    return settings.hf_endpoint()
 
 
 @contextmanager

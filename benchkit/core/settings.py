@@ -49,5 +49,11 @@ def hf_hub_cache() -> Path:
     return Path.home() / ".cache" / "huggingface" / "hub"
 
 
+def hf_endpoint() -> str | None:
+    """HF_ENDPOINT (a Hub mirror) as set now, without a trailing slash; None means the public Hub."""
+    value = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+    return value or None
+
+
 def torch_home() -> Path:
     return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")).expanduser()
