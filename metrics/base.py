@@ -201,6 +201,7 @@ class Metric:
     needs_images: ClassVar[bool] = True  # False: the metric reads only sample records (latency)
     compares_seeds: ClassVar[bool] = False  # True: measured across the seeds of a prompt (diversity)
     takes_reference: ClassVar[bool] = False  # True: measured against --reference (a run or an image folder) when given
+    requires_reference: ClassVar[bool] = False  # True: has no default reference, so --reference must be given
     weights: ClassVar[tuple[str, ...]] = ()  # weight registry names the metric loads (metrics/weights.py)
     scale: ClassVar[str] = ""  # what its numbers are, for `benchkit metrics` (its values carry their unit)
     higher_is_better: ClassVar[bool | None] = None  # None: several values with their own directions
@@ -227,6 +228,9 @@ class Metric:
         if cls.compares_seeds and plan.seeds_per_prompt < 2:
             raise BenchkitError(f"{cls.name} compares the seeds of each prompt and needs at least 2 per prompt "
                                 f"(got {plan.seeds_per_prompt}); use e.g. --seeds 0-3 or drop {cls.name}")
+        if cls.requires_reference and ctx.reference is None:
+            raise BenchkitError(f"{cls.name} compares with a reference and has no default one: pass --reference "
+                                "RUN_OR_IMAGE_FOLDER (e.g. the teacher's run, or a local MJHQ-30K or COCO image folder)")
         if cls.weights:
             from metrics.weights import resolve
 
@@ -237,7 +241,9 @@ class Metric:
     def needs(cls) -> list[str]:
         """What the metric needs besides its weights, in words (`benchkit metrics`); ``check`` enforces it."""
         out = ["2+ seeds per prompt"] if cls.compares_seeds else []
-        if cls.takes_reference:
+        if cls.requires_reference:
+            out.append("needs --reference RUN|FOLDER (no default reference)")
+        elif cls.takes_reference:
             out.append("takes --reference RUN|FOLDER (else its default reference)")
         if not cls.needs_images:
             out.append("a timed `benchkit eval` (not `score`)")

@@ -109,9 +109,17 @@ class PRDCMetric(Metric):
     values: ClassVar[tuple[str, ...]] = ("precision", "recall", "density", "coverage")
 
     @classmethod
+    def value_name(cls, key: str) -> str:
+        """The name ``key`` ("precision", ...) is reported under: prdc's plain names, toy-prdc's "toy-precision"."""
+        return cls.name[: -len("prdc")] + key
+
+    @classmethod
     def value_names(cls) -> tuple[str, ...]:
-        prefix = cls.name[: -len("prdc")]  # "" or "toy-"
-        return tuple(prefix + v for v in cls.values)
+        return tuple(cls.value_name(v) for v in cls.values)
+
+    def about_features(self) -> dict[str, Any]:
+        """More of the variant: what a subclass's features are (protocol details beyond the view)."""
+        return {}
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
@@ -154,9 +162,9 @@ class PRDCMetric(Metric):
         view = self.view()
         variant = {"protocol": self.protocol, "extractor": view.extractor, "extractor_sha256": view.extractor_sha256,
                    "preprocessing": view.preprocessing, "nearest_k": self.nearest_k, "reference_n": len(real),
-                   "distance": "euclidean, float64 (sklearn pairwise_distances, as the prdc package)", **about}
-        prefix = self.name[: -len("prdc")]
-        return [MetricValue(prefix + key, numbers[key], "fraction", True, len(fake), variant) for key in self.values]
+                   "distance": "euclidean, float64 (sklearn pairwise_distances, as the prdc package)", **about,
+                   **self.about_features()}
+        return [MetricValue(self.value_name(key), numbers[key], "fraction", True, len(fake), variant) for key in self.values]
 
 
 _CLEAN_FID = PROTOCOLS["clean-fid"]

@@ -140,6 +140,17 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
         ("maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",), sha256_prefix="73cbd019", torch_hub=True,
         fetch="mkdir -p $BENCHKIT_WEIGHTS && curl -L -o $BENCHKIT_WEIGHTS/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth "
               "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth"),
+    WeightSpec(
+        "dinov2-large", "DINOv2 ViT-L/14 (facebook/dinov2-large, transformers layout): FD-DINOv2 / KD / PRDC-DINOv2 (dgm-eval)",
+        "https://huggingface.co/facebook/dinov2-large", "Apache-2.0", ("model.safetensors", "config.json"), is_dir=True,
+        hf_repo="facebook/dinov2-large",
+        fetch="hf download facebook/dinov2-large model.safetensors config.json --local-dir $DEST"),
+    WeightSpec(
+        "clip-vit-large-patch14-336", "OpenAI CLIP ViT-L/14 at 336 px in transformers layout (CMMD's image embedding; a pytorch_model.bin is "
+        "accepted instead of model.safetensors and read with weights_only=True)",
+        "https://huggingface.co/openai/clip-vit-large-patch14-336", "MIT", ("model.safetensors", "config.json"), is_dir=True,
+        alternatives=("pytorch_model.bin",), hf_repo="openai/clip-vit-large-patch14-336",
+        fetch="hf download openai/clip-vit-large-patch14-336 model.safetensors config.json --local-dir $DEST"),
 )}
 
 

@@ -371,6 +371,8 @@ def save_every_metric_weight(folder: Path) -> dict[str, Path]:
         "laion-aesthetic-v2": save_aesthetic_head(folder / "aesthetic" / "sac+logos+ava1-l14-linearMSE.pth", seed=7),
         "imagereward-v1.0": save_tiny_image_reward(folder / "imagereward", seed=8),
         "bert-base-uncased-tokenizer": save_bert_tokenizer(folder / "bert-tokenizer"),
+        "dinov2-large": save_tiny_dinov2(folder / "dinov2", seed=9),
+        "clip-vit-large-patch14-336": save_tiny_clip_336(folder / "clip-336", seed=10),
     }
     save_tiny_mps(folder / "MPS_overall_checkpoint.pth", seed=6)
     weights["mps"] = folder / "MPS_overall_checkpoint.pth"
@@ -506,3 +508,61 @@ def save_aesthetic_head(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
     return path
+
+
+# --- DINOv2 and CLIP ViT-L/14-336 (tests/test_metric_dinov2.py, tests/test_metric_cmmd.py)
+
+def _randomise(model: nn.Module, seed: int, scales: dict[str, float] | None = None) -> None:
+    """Every parameter random (matrices at fan-in scale, norms near 1, biases and tokens of order 0.1-1), so a
+    wrongly mapped or skipped tensor shows in the features; ``scales``: std by parameter-name suffix."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            special = next((s for key, s in (scales or {}).items() if name.endswith(key)), None)
+            if special is not None:
+                p.copy_(noise * special)
+            elif p.dim() >= 2:
+                p.copy_(noise * p[0].numel() ** -0.5)
+            elif name.endswith(("norm1.weight", "norm2.weight", "layernorm.weight", "layer_norm1.weight",
+                                "layer_norm2.weight", "pre_layrnorm.weight", "post_layernorm.weight",
+                                "final_layer_norm.weight")):
+                p.copy_(1 + 0.1 * noise)
+            else:
+                p.copy_(0.1 * noise)
+
+
+def save_tiny_dinov2(folder: Path, seed: int = 0) -> Path:
+    """A facebook/dinov2-large-shaped folder (transformers layout: model.safetensors + config.json): the real
+    architecture (patch 14, 518-px position grid of 37x37, layer scale, GELU MLP, eps 1e-6), 32 wide, 2 deep.
+    The position embeddings are large (std 1), so how they are resampled to 16x16 at 224 px shows."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(seed)
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=4, image_size=518,
+                          patch_size=14, layerscale_value=1.0)
+    model = Dinov2Model(config).eval()
+    _randomise(model, seed, {"position_embeddings": 1.0, "cls_token": 1.0, "lambda1": 0.5})
+    model.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_clip_336(folder: Path, seed: int = 0) -> Path:
+    """An openai/clip-vit-large-patch14-336-shaped transformers CLIPModel folder: vision tower at 336 px with
+    patch 14 (24x24 grid), quick GELU, projection_dim written into the sub-configs as that config.json does;
+    32 wide, 2 deep, 16-d embeddings; a one-layer text tower (CMMD does not use it)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config={"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
+                     "projection_dim": 16},
+        vision_config={"hidden_size": 32, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 336, "patch_size": 14, "hidden_act": "quick_gelu", "projection_dim": 16},
+        projection_dim=16,
+    )
+    model = CLIPModel(config).eval()
+    _randomise(model, seed, {"position_embedding.weight": 0.5, "class_embedding": 1.0})
+    model.save_pretrained(folder)
+    return folder

@@ -68,8 +68,10 @@ def test_image_metric_alone_and_together(cli, world, tmp_path, monkeypatch, name
     monkeypatch.setenv("BENCHKIT_WEIGHT_PATHS", "{}")  # set, not deleted: teardown then removes what --weights adds
     out = tmp_path / "scored"
     folder = world["one_seed"] if names[0] in FID else world["images"]
+    # metrics with no default reference (FD-DINOv2, CMMD) compare with the fake val2014 folder (7 images, more than k = 5)
+    reference = ["--reference", str(world["root"] / "val2014")] if any(REGISTRY[n].requires_reference for n in names) else []
     code, _, err = cli("score", str(folder), "-p", str(world["prompts"]), "--metrics", ",".join(names), "--device", "cpu",
-                       "--cache-dir", str(world["cache"]), "-q", "-o", str(out), *world["weights"])
+                       "--cache-dir", str(world["cache"]), "-q", "-o", str(out), *world["weights"], *reference)
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     got = {m["name"]: m for m in results["metrics"]}

@@ -239,8 +239,8 @@ def test_real_metrics_do_not_depend_on_workers(image_world, monkeypatch, names):
         for workers in worker_counts:
             _assert_same_states(serial, _parallel(root, records, names, ctx, batch_size, fields, workers),
                                 f"{workers} workers, chunks of {batch_size}")
-        if not inception:  # (FID's compute needs reference statistics: its state is compared)
-            assert all(np.isfinite(v.value) for m in serial[0] for v in m.compute())
+        if not inception:  # (FID's compute needs reference statistics, FD-DINOv2's and CMMD's a --reference: states compared)
+            assert all(np.isfinite(v.value) for m in serial[0] if not m.requires_reference for v in m.compute())
 
 
 def test_worker_preprocessing_equals_the_main_process(image_world, monkeypatch):
@@ -252,7 +252,9 @@ def test_worker_preprocessing_equals_the_main_process(image_world, monkeypatch):
     preprocessors = {}
     for metric in build_metrics(REAL, MetricContext(cache_dir=root / "cache", manifest={"seeds": [0, 1]})):
         preprocessors.update(metric.preprocessors())
-    assert len(preprocessors) == 12  # 4 FID views (PRDC and Vendi share the clean one), 8 scorers (LPIPS reads the images)
+    # 4 FID views (PRDC and Vendi share the clean one), 1 DINOv2 (FD, KD and PRDC share it), 1 CMMD, 8 scorers
+    # (LPIPS reads the decoded images)
+    assert len(preprocessors) == 14
     paths = [root / r["file"] for r in records]
     (images, prepared), = load_chunks([paths], preprocessors, keep_images=True, workers=2)
     for key, fn in preprocessors.items():
