@@ -139,4 +139,4 @@ def cache_fid_statistics(ref: ReferenceSet, protocol: str, cache_dir: Path, devi
                             f"pass --pairing {proto.pairing}" + (f" -p {proto.prompts}" if proto.prompts else ""))
     files = [ref.root / f for f in ref.files]
     return build_reference_stats(files, ref.describe(), proto, Path(cache_dir), resolve_device(device),
-                                 show_progress=show_progress)
+                                 show_progress=show_progress, sha256s=[ref.file_sha256[f] for f in ref.files])

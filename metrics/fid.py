@@ -184,35 +184,32 @@ def _stats_parts(reference_sha256: str, protocol: FIDProtocol, view: View, extra
 
 
 def build_reference_stats(files: list[Path], reference: dict[str, Any], protocol: FIDProtocol, cache_dir: Path,
-                          device: torch.device, show_progress: bool = True, batch_size: int = 64) -> dict[str, Any]:
-    """Features of every reference image under each view of ``protocol``, cached by content hash.
+                          device: torch.device, show_progress: bool = True, sha256s: list[str] | None = None
+                          ) -> dict[str, Any]:
+    """Features of every reference image under each view of ``protocol``, and their statistics, cached.
 
-    Images are read as clean-fid reads them (PIL, convert('RGB')). Returns the index entry,
-    also written to ``<cache>/references/<protocol>.json`` for the FID metrics to find.
+    The features go through the feature store like any other reference's (keyed by each file's
+    content, see :mod:`metrics.reference_sets`), so the same val2014 folder given as ``--reference``
+    or scored by PRDC is not run through Inception again. Returns the index entry, also written to
+    ``<cache>/references/<protocol>.json`` for the FID metrics to find.
     """
-    from PIL import Image
-
-    from benchkit.core.progress import progress_bar
+    from metrics.feature_store import file_sha256
+    from metrics.reference_sets import ImageReference
 
     extractor = inception(device)
+    files = [Path(f) for f in files]
+    shas = list(sha256s) if sha256s is not None else [file_sha256(f) for f in files]
+    images = ImageReference("coco", Path(reference.get("root") or (files[0].parent if files else ".")), files, shas,
+                            Path(cache_dir))
     views = {}
     for view in protocol.views:
         def compute(view=view):
+            feats = images.features(FeatureView(extractor.name, extractor.weights_sha256, f"fid:{protocol.name}:{view.key}",
+                                                extractor.dim), view_preprocessor(view), extractor, show_progress)
             moments = FeatureMoments(extractor.dim)
-            feats = []
-            with progress_bar(show_progress) as bar:
-                task = bar.add_task(f"reference {view.key}", total=len(files), info=protocol.name)
-                for start in range(0, len(files), batch_size):
-                    chunk = []
-                    for path in files[start : start + batch_size]:
-                        with Image.open(path) as im:
-                            chunk.append(np.array(im.convert("RGB")))
-                    f = view_features(extractor, view, chunk)
-                    moments.update(f)
-                    feats.append(f.astype(np.float32))
-                    bar.update(task, advance=len(chunk))
+            moments.update(feats)
             mu, sigma = moments.mean_cov()
-            return {"mu": mu, "sigma": sigma, "n": np.array(moments.n), "feats": np.concatenate(feats)}
+            return {"mu": mu, "sigma": sigma, "n": np.array(moments.n), "feats": feats.astype(np.float32)}
 
         arrays, key, was_cached = cached_arrays(cache_dir, _stats_parts(reference["sha256"], protocol, view, extractor),
                                                 compute)
