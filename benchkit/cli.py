@@ -679,6 +679,57 @@ def families_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-rea
     })
 
 
+# VBench is scored by its official toolkit: `export` hands it a run's clips, `import` brings its results back.
+export_app = typer.Typer(no_args_is_help=True, help="Write a run's outputs in another toolkit's layout.")
+import_app = typer.Typer(no_args_is_help=True, help="Turn another toolkit's results into a benchkit run.")
+app.add_typer(export_app, name="export")
+app.add_typer(import_app, name="import")
+
+
+@export_app.command("vbench")
+def export_vbench_cmd(
+    run: Path = typer.Argument(..., help="Run directory of a video model (clips as mp4)."),
+    out_dir: Path = typer.Argument(..., help="Folder for the clips (new, empty, or an earlier export of them)."),
+    allow_fewer: bool = typer.Option(False, "--allow-fewer", help="Export prompts with fewer than 5 clips too."),
+):
+    """Copy a run's clips as {prompt}-{index}.mp4 (index 0-4 by seed) for VBench's standard mode."""
+    from benchkit.vbench_bridge import export_vbench
+
+    done = export_vbench(run, out_dir, allow_fewer=allow_fewer)
+    out.print(f"{done['clips']} clips of {done['prompts']} prompts in [bold]{escape(done['dir'])}[/bold] "
+              f"({done['written']} written, {done['already_there']} already there)", soft_wrap=True)
+    if done["fewer"]:
+        out.print(f"[yellow]{len(done['fewer'])} prompts have fewer than 5 clips[/yellow]")
+    if done["duplicate_prompts"]:
+        out.print(f"{len(done['duplicate_prompts'])} prompts are listed twice in the set; VBench reads one set of clips "
+                  "per prompt text, so those of the first prompt id were exported")
+    if done["seeds_left_out"]:
+        out.print(f"{done['seeds_left_out']} clips beyond each prompt's fifth seed were left out")
+    out.print(f"score them with: vbench evaluate --videos_path {escape(done['dir'])} --dimension <dimension>; "
+              "then `benchkit import vbench <results>_eval_results.json --out <run>`", soft_wrap=True)
+
+
+@import_app.command("vbench")
+def import_vbench_cmd(
+    results: list[Path] = typer.Argument(..., help="The *_eval_results.json file(s) `vbench evaluate` wrote."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder to write (new, empty, or an earlier import)."),
+    prompts: str = typer.Option("vbench", "--prompts", "-p", help="Prompt set the clips were made from."),
+    label: Optional[str] = typer.Option(None, "--label", help="Name in reports (default: the --out folder's name)."),
+    vbench_version: Optional[str] = typer.Option(None, "--vbench-version",
+                                                 help="The vbench version that scored them (results files do not say)."),
+):
+    """A benchkit run from VBench's official results: raw and normalised dimensions, Quality, Semantic, Total."""
+    from benchkit.vbench_bridge import import_vbench
+
+    done = import_vbench(results, out_dir, prompts=prompts, label=label, vbench_version=vbench_version)
+    print_results(done, f"imported into [bold]{escape(str(out_dir))}[/bold]")
+    partial = [m for m in done["metrics"] if m["name"].endswith("-partial")]
+    if partial:
+        missing = ", ".join(dict.fromkeys(d for m in partial for d in m["extra"]["missing"]))
+        out.print(f"[yellow]{', '.join(m['name'] for m in partial)}: means over the dimensions scored; "
+                  f"missing (not counted as 0): {escape(missing)}[/yellow]", soft_wrap=True)
+
+
 def _use_weights(items: list[str]) -> None:
     if items:
         from metrics.weights import parse_weight_overrides, set_overrides

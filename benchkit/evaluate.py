@@ -215,7 +215,8 @@ def _plan(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], metric_names
     model = load_model(spec, dev, dt_, cache_dir)
     generator = make_generator(model, spec.recipe)
     # what only the loaded model tells: its family and image size, checked before the first image
-    plan = dataclasses.replace(plan, family=model.family, image_sizes={(generator.height, generator.width)})
+    plan = dataclasses.replace(plan, family=model.family, media=model.family_info.media,
+                               image_sizes={(generator.height, generator.width)})
     ctx = MetricContext(cache_dir=cache_dir, device=dev, reference=reference)
     left_out: dict[str, str] = {}
     if metric_names is None:

@@ -126,7 +126,7 @@ def score_folder(folder: Path, prompt_set: PromptSet, metrics: list[str] | None,
     for r in records:
         per_prompt[r["prompt_id"]] = per_prompt.get(r["prompt_id"], 0) + 1
     family = family_of_images(sizes)  # images only one family makes (the toy's 8x8 digits) are that family's
-    plan = ScorePlan(records=plan_records(prompt_set, set(per_prompt)), seeds_per_prompt=min(per_prompt.values()),
+    plan = ScorePlan(records=plan_records(prompt_set, set(per_prompt)), seeds_per_prompt=min(per_prompt.values()), media="image",
                      family=family.name if family else None, image_sizes=sizes)
     ctx = MetricContext(cache_dir=cache_dir, device=device, reference=ref)
     left_out: dict[str, str] = {}

@@ -24,6 +24,7 @@ from benchkit.core.rundir import RunDir
 from benchkit.models.families import IMAGE_DEFAULT_METRICS, get_family
 from metrics import Metric, MetricContext, SampleBatch, ScorePlan, build_metrics
 from metrics.feature_store import FeatureStore, file_sha256
+from metrics.vbench_scores import run_aggregates
 from metrics.breakdown import SEED_FIELD, Breakdown
 from metrics.loading import check_workers, load_chunks
 from prompts import PromptSet
@@ -78,7 +79,7 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
     records = run.records()
     if not records:
         raise BenchkitError(f"{run.path} has no images to score")
-    ctx = MetricContext(cache_dir=cache_dir, device=device, manifest=manifest, reference=reference)
+    ctx = MetricContext(cache_dir=cache_dir, device=device, manifest=manifest, reference=reference, run_dir=run.path)
     metric_objs = build_metrics(metric_names, ctx)
     fields = list((manifest.get("prompt_set") or {}).get("group_fields") or [])
     if len({r["seed"] for r in records}) > 1:
@@ -93,7 +94,8 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
             raise BenchkitError(outcome["error"])
         return outcome["results"]
     try:
-        values = _kept(previous, "metrics", [v.to_dict() for metric in metric_objs for v in metric.compute()])
+        computed = [v.to_dict() for metric in metric_objs for v in metric.compute()]
+        values = _kept(previous, "metrics", computed + run_aggregates(computed))
     except BenchkitError as exc:
         world.broadcast({"error": str(exc)})
         raise
@@ -183,7 +185,8 @@ def rescore_run(path: Path, metric_names: list[str], cache_dir: Path, device: to
               for r in records}
     model = manifest.get("model") or {}
     resolution = model.get("resolution")
-    plan = ScorePlan(records=list(unique.values()), seeds_per_prompt=min(seeds.values()), family=model.get("family"),
+    media = "video" if any(r.get("video") for r in records) else "image"  # what the run holds, whatever made it
+    plan = ScorePlan(records=list(unique.values()), seeds_per_prompt=min(seeds.values()), family=model.get("family"), media=media,
                      image_sizes={tuple(resolution)} if resolution else None)
     check_metrics(names, plan, MetricContext(cache_dir=cache_dir, device=device, manifest=manifest, reference=ref))
     with folder_lock(run.path, "benchkit rescore", wait=wait):

@@ -17,7 +17,7 @@ register_metric = REGISTRY.register
 # import their networks' libraries (open_clip, lpips, transformers) only when a metric is built.
 BUILTIN_MODULES = ("metrics.latency", "metrics.fid", "metrics.clip_score", "metrics.preference", "metrics.mps",
                    "metrics.diversity", "metrics.vendi", "metrics.prdc", "metrics.aesthetic", "metrics.image_reward",
-                   "metrics.geneval", "metrics.dinov2", "metrics.cmmd")
+                   "metrics.geneval", "metrics.dinov2", "metrics.cmmd", "metrics.vbench_dimensions")
 for _module in BUILTIN_MODULES:
     import_module(_module)
 

@@ -87,6 +87,7 @@ class MetricContext:
     device: torch.device = torch.device("cpu")
     manifest: dict[str, Any] | None = None
     reference: Any = None  # an ImageReference (metrics.reference_sets) from --reference, for the metrics that take one
+    run_dir: Path | None = None  # the run folder being scored: records' relative paths (a clip's `video`) are under it
 
 
 @dataclass
@@ -102,6 +103,7 @@ class ScorePlan:
     records: list[dict[str, Any]]  # prompt_id, prompt, meta of every prompt to be scored
     seeds_per_prompt: int  # the fewest seeds any prompt has
     family: str | None = None  # model family ("toy", "sd15", ...), when known
+    media: str | None = None  # "image" or "video" (the family's), when known: clip metrics need a video model
     image_sizes: set[tuple[int, int]] | None = None  # (height, width) of the images, when known
 
 

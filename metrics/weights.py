@@ -57,6 +57,17 @@ class WeightSpec:
 _HF_CLIP_FILES = ("model.safetensors", "config.json", "preprocessor_config.json", "tokenizer_config.json",
                   "vocab.json", "merges.txt")
 
+
+def _vbench_cache(*parts: str) -> str:
+    """A file in VBench's own cache (vbench/utils.py:21-23), where its local mode keeps its models."""
+    return str(settings.vbench_cache_dir().joinpath(*parts))
+
+
+DINO_URL = "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth"
+AESTHETIC_URL = "https://github.com/LAION-AI/aesthetic-predictor/raw/main/sa_0_4_vit_l_14_linear.pth"
+MUSIQ_URL = "https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/musiq_spaq_ckpt-358bb6af.pth"
+
+
 REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
     WeightSpec(
         "fid-inception", "Inception-v3 (TF 2015-12-05) as TorchScript, the clean-fid / StyleGAN2-ADA FID network",
@@ -151,6 +162,34 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
         "https://huggingface.co/openai/clip-vit-large-patch14-336", "MIT", ("model.safetensors", "config.json"), is_dir=True,
         alternatives=("pytorch_model.bin",), hf_repo="openai/clip-vit-large-patch14-336",
         fetch="hf download openai/clip-vit-large-patch14-336 model.safetensors config.json --local-dir $DEST"),
+    # VBench's dimensions (metrics/vbench_dimensions.py)
+    WeightSpec(
+        "dino-vitb16", "DINO ViT-B/16 backbone (facebookresearch/dino dino_vitbase16_pretrain.pth, a plain state dict): "
+        "VBench subject consistency", DINO_URL, "Apache-2.0 (facebookresearch/dino)", ("dino_vitbase16_pretrain.pth",),
+        torch_hub=True,  # torch.hub.load('facebookresearch/dino:main', 'dino_vitb16') caches it there
+        extra_paths=(_vbench_cache("dino_model", "dino_vitbase16_pretrain.pth"),),
+        fetch=f"mkdir -p $BENCHKIT_WEIGHTS && curl -L -o $BENCHKIT_WEIGHTS/dino_vitbase16_pretrain.pth {DINO_URL}"),
+    WeightSpec(
+        "clip-vit-base-patch32", "OpenAI CLIP ViT-B/32 in transformers layout (VBench background consistency; a "
+        "pytorch_model.bin is accepted instead of model.safetensors and read with weights_only=True)",
+        "https://huggingface.co/openai/clip-vit-base-patch32", "MIT", ("model.safetensors", "config.json"), is_dir=True,
+        alternatives=("pytorch_model.bin",), hf_repo="openai/clip-vit-base-patch32",
+        fetch="hf download openai/clip-vit-base-patch32 model.safetensors config.json --local-dir $DEST"),
+    WeightSpec(
+        "laion-aesthetic-linear-l14", "LAION aesthetic predictor, linear head on CLIP ViT-L/14 embeddings "
+        "(sa_0_4_vit_l_14_linear.pth, a plain state dict): VBench aesthetic quality", AESTHETIC_URL,
+        "MIT (LAION-AI/aesthetic-predictor)", ("sa_0_4_vit_l_14_linear.pth",),
+        sha256="2cd4e60f4f24ae3bcd57b847b13c1f3ba27edc28cc1a7f9ce74ee9f421243cba",  # the file in the repository's git
+        extra_paths=(_vbench_cache("aesthetic_model", "emb_reader", "sa_0_4_vit_l_14_linear.pth"),),
+        fetch=f"mkdir -p $BENCHKIT_WEIGHTS && curl -L -o $BENCHKIT_WEIGHTS/sa_0_4_vit_l_14_linear.pth {AESTHETIC_URL}"),
+    WeightSpec(
+        "musiq-spaq", "MUSIQ trained on SPAQ, pyiqa's conversion (musiq_spaq_ckpt-358bb6af.pth, a state dict): VBench "
+        "imaging quality", MUSIQ_URL,
+        "not stated for the weights; pyiqa 0.1.16 is PolyForm-Noncommercial-1.0.0 (MUSIQ: google-research, Apache-2.0); "
+        "check before use",
+        ("musiq_spaq_ckpt-358bb6af.pth",),
+        extra_paths=(_vbench_cache("pyiqa_model", "musiq_spaq_ckpt-358bb6af.pth"),),
+        fetch=f"mkdir -p $BENCHKIT_WEIGHTS && curl -L -o $BENCHKIT_WEIGHTS/musiq_spaq_ckpt-358bb6af.pth {MUSIQ_URL}"),
 )}
 
 

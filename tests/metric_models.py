@@ -566,3 +566,198 @@ def save_tiny_clip_336(folder: Path, seed: int = 0) -> Path:
     _randomise(model, seed, {"position_embedding.weight": 0.5, "class_embedding": 1.0})
     model.save_pretrained(folder)
     return folder
+
+
+# --- VBench dimensions (tests/test_vbench_dimensions.py): DINO ViT and OpenAI CLIP in their own layouts
+
+def dino_state(seed: int, dim: int = 128, depth: int = 2, patch: int = 16, image: int = 224) -> dict[str, torch.Tensor]:
+    """Random tensors under the names and shapes of facebookresearch/dino's ``VisionTransformer`` state dict (what
+    dino_vitbase16_pretrain.pth holds), ``dim`` wide with 64-wide heads. The position embeddings are large
+    (std 1), so how they are resampled for non-square frames shows in the features; the attention is sharp
+    (q and k at 3x fan-in scale), so that, as in a trained ViT, the CLS token follows the content and not the
+    average of every patch."""
+    g = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+
+    def linear(name, out_f, in_f, gain=1.0):
+        state[f"{name}.weight"] = torch.randn(out_f, in_f, generator=g) * gain * in_f ** -0.5
+        state[f"{name}.bias"] = 0.1 * torch.randn(out_f, generator=g)
+
+    def norm(name):
+        state[f"{name}.weight"] = 1 + 0.1 * torch.randn(dim, generator=g)
+        state[f"{name}.bias"] = 0.1 * torch.randn(dim, generator=g)
+
+    state["cls_token"] = torch.randn(1, 1, dim, generator=g)
+    state["pos_embed"] = torch.randn(1, (image // patch) ** 2 + 1, dim, generator=g)
+    state["patch_embed.proj.weight"] = torch.randn(dim, 3, patch, patch, generator=g) * (3 * patch * patch) ** -0.5
+    state["patch_embed.proj.bias"] = 0.1 * torch.randn(dim, generator=g)
+    for i in range(depth):
+        b = f"blocks.{i}."
+        norm(b + "norm1")
+        linear(b + "attn.qkv", 3 * dim, dim, gain=3.0)
+        linear(b + "attn.proj", dim, dim)
+        norm(b + "norm2")
+        linear(b + "mlp.fc1", 4 * dim, dim)
+        linear(b + "mlp.fc2", dim, 4 * dim)
+    norm("norm")
+    return state
+
+
+def save_tiny_dino(folder: Path, seed: int = 0) -> Path:
+    """A random DINO ViT backbone saved as dino_vitbase16_pretrain.pth is: a plain state dict."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(dino_state(seed), folder / "dino_vitbase16_pretrain.pth")
+    return folder / "dino_vitbase16_pretrain.pth"
+
+
+# OpenAI CLIP's constructor arguments (clip/model.py CLIP.__init__), cut down; heads are width // 64 as there
+TINY_OPENAI_B32 = {"embed_dim": 16, "image_resolution": 224, "vision_layers": 2, "vision_width": 128,
+                   "vision_patch_size": 32, "context_length": 77, "vocab_size": 49408, "transformer_width": 64,
+                   "transformer_heads": 1, "transformer_layers": 1}
+TINY_OPENAI_L14 = {**TINY_OPENAI_B32, "embed_dim": 768, "vision_patch_size": 14}  # the aesthetic head reads 768-d
+
+
+def openai_clip_state(seed: int, cfg: dict) -> dict[str, torch.Tensor]:
+    """Random tensors under the names and shapes of OpenAI CLIP's state dict (clip/model.py), for ``cfg``; sharp
+    attention (q, k and v at 3x fan-in scale), so that the embeddings follow the content."""
+    g = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+
+    def rand(name, *shape, std):
+        state[name] = torch.randn(*shape, generator=g) * std
+
+    def blocks(prefix, width, layers):
+        for i in range(layers):
+            b = f"{prefix}transformer.resblocks.{i}."
+            rand(b + "attn.in_proj_weight", 3 * width, width, std=3 * width ** -0.5)
+            rand(b + "attn.in_proj_bias", 3 * width, std=0.1)
+            rand(b + "attn.out_proj.weight", width, width, std=width ** -0.5)
+            rand(b + "attn.out_proj.bias", width, std=0.1)
+            for ln in ("ln_1", "ln_2"):
+                state[f"{b}{ln}.weight"] = 1 + 0.1 * torch.randn(width, generator=g)
+                rand(f"{b}{ln}.bias", width, std=0.1)
+            rand(b + "mlp.c_fc.weight", 4 * width, width, std=width ** -0.5)
+            rand(b + "mlp.c_fc.bias", 4 * width, std=0.1)
+            rand(b + "mlp.c_proj.weight", width, 4 * width, std=(4 * width) ** -0.5)
+            rand(b + "mlp.c_proj.bias", width, std=0.1)
+
+    def norm(name, width):
+        state[f"{name}.weight"] = 1 + 0.1 * torch.randn(width, generator=g)
+        rand(f"{name}.bias", width, std=0.1)
+
+    vw, tw, p, e = cfg["vision_width"], cfg["transformer_width"], cfg["vision_patch_size"], cfg["embed_dim"]
+    rand("positional_embedding", cfg["context_length"], tw, std=0.1)
+    rand("text_projection", tw, e, std=tw ** -0.5)
+    state["logit_scale"] = torch.tensor(4.6052)
+    rand("visual.class_embedding", vw, std=1.0)
+    rand("visual.positional_embedding", (cfg["image_resolution"] // p) ** 2 + 1, vw, std=0.5)
+    rand("visual.proj", vw, e, std=vw ** -0.5)
+    rand("visual.conv1.weight", vw, 3, p, p, std=(3 * p * p) ** -0.5)
+    norm("visual.ln_pre", vw)
+    blocks("visual.", vw, cfg["vision_layers"])
+    norm("visual.ln_post", vw)
+    blocks("", tw, cfg["transformer_layers"])
+    rand("token_embedding.weight", cfg["vocab_size"], tw, std=0.02)
+    norm("ln_final", tw)
+    return state
+
+
+def openai_clip_to_hf(state: dict[str, torch.Tensor], cfg: dict):
+    """(transformers CLIPConfig, CLIPModel state dict) holding OpenAI CLIP's ``state``: the mapping of
+    transformers' convert_clip_original_pytorch_to_hf.py (fused in_proj split into q, k, v; projections transposed)."""
+    from transformers import CLIPConfig
+
+    vw, tw = cfg["vision_width"], cfg["transformer_width"]
+    config = CLIPConfig(
+        text_config={"vocab_size": cfg["vocab_size"], "hidden_size": tw, "intermediate_size": 4 * tw,
+                     "num_hidden_layers": cfg["transformer_layers"], "num_attention_heads": cfg["transformer_heads"],
+                     "max_position_embeddings": cfg["context_length"], "hidden_act": "quick_gelu",
+                     "projection_dim": cfg["embed_dim"], "eos_token_id": 49407, "bos_token_id": 49406, "pad_token_id": 1},
+        vision_config={"hidden_size": vw, "intermediate_size": 4 * vw, "num_hidden_layers": cfg["vision_layers"],
+                       "num_attention_heads": vw // 64, "image_size": cfg["image_resolution"],
+                       "patch_size": cfg["vision_patch_size"], "hidden_act": "quick_gelu", "projection_dim": cfg["embed_dim"]},
+        projection_dim=cfg["embed_dim"],
+    )
+    out = {"logit_scale": state["logit_scale"].clone(), "text_projection.weight": state["text_projection"].t(),
+           "visual_projection.weight": state["visual.proj"].t()}
+
+    def blocks(src, dst, width, layers):
+        for i in range(layers):
+            s, d = f"{src}transformer.resblocks.{i}.", f"{dst}encoder.layers.{i}."
+            for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
+                out[f"{d}self_attn.{name}.weight"] = state[s + "attn.in_proj_weight"][j * width : (j + 1) * width]
+                out[f"{d}self_attn.{name}.bias"] = state[s + "attn.in_proj_bias"][j * width : (j + 1) * width]
+            for a, b in (("attn.out_proj", "self_attn.out_proj"), ("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"),
+                         ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")):
+                out[f"{d}{b}.weight"], out[f"{d}{b}.bias"] = state[f"{s}{a}.weight"], state[f"{s}{a}.bias"]
+
+    v = "vision_model."
+    out[v + "embeddings.class_embedding"] = state["visual.class_embedding"]
+    out[v + "embeddings.patch_embedding.weight"] = state["visual.conv1.weight"]
+    out[v + "embeddings.position_embedding.weight"] = state["visual.positional_embedding"]
+    for a, b in (("visual.ln_pre", "pre_layrnorm"), ("visual.ln_post", "post_layernorm")):
+        out[f"{v}{b}.weight"], out[f"{v}{b}.bias"] = state[f"{a}.weight"], state[f"{a}.bias"]
+    blocks("visual.", v, vw, cfg["vision_layers"])
+    t = "text_model."
+    out[t + "embeddings.token_embedding.weight"] = state["token_embedding.weight"]
+    out[t + "embeddings.position_embedding.weight"] = state["positional_embedding"]
+    out[t + "final_layer_norm.weight"], out[t + "final_layer_norm.bias"] = state["ln_final.weight"], state["ln_final.bias"]
+    blocks("", t, tw, cfg["transformer_layers"])
+    return config, {k: val.contiguous().clone() for k, val in out.items()}
+
+
+def save_openai_clip_as_hf(folder: Path, state: dict[str, torch.Tensor], cfg: dict, with_processor: bool = False) -> Path:
+    """OpenAI CLIP's ``state`` as a transformers CLIPModel folder (as openai/clip-vit-*-patch* are published),
+    loaded strictly first so that a tensor the mapping misses fails here."""
+    from transformers import CLIPModel
+
+    config, hf_state = openai_clip_to_hf(state, cfg)
+    model = CLIPModel(config)
+    missing, unexpected = model.load_state_dict(hf_state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]  # a buffer, not a weight
+    assert not missing and not unexpected, (missing, unexpected)
+    model.eval().save_pretrained(folder)
+    if with_processor:
+        save_clip_processor(folder)
+    return folder
+
+
+def save_aesthetic_linear_head(path: Path, seed: int = 0, dim: int = 768) -> Path:
+    """A random LAION linear aesthetic head saved as sa_0_4_vit_l_14_linear.pth is: ``nn.Linear(768, 1).state_dict()``,
+    scaled so that unit embeddings score around 5 with a spread of about 1."""
+    torch.manual_seed(seed)
+    head = nn.Linear(dim, 1)
+    with torch.no_grad():
+        head.weight.normal_(std=1.0)
+        head.bias.fill_(5.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(head.state_dict(), path)
+    return path
+
+
+TINY_MUSIQ = {"hidden_size": 64, "mlp_dim": 128, "num_heads": 1, "num_layers": 2}  # pyiqa MUSIQ arguments; 64-wide heads
+
+
+def save_tiny_musiq(path: Path, seed: int = 0) -> Path:
+    """A random pyiqa MUSIQ (one score, as the SPAQ checkpoint) saved as musiq_spaq_ckpt-358bb6af.pth is: a state
+    dict. Gains near 1, embeddings large, so the score follows the patches and their scales."""
+    from pyiqa.archs.musiq_arch import MUSIQ
+
+    model = MUSIQ(pretrained=False, **TINY_MUSIQ)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if name.endswith(("position_emb", "scale_emb", "cls")):
+                p.copy_(noise)
+            elif p.dim() >= 2:
+                p.copy_(noise * p[0].numel() ** -0.5)
+            elif name.endswith("weight"):
+                p.copy_(1 + 0.1 * noise)
+            else:
+                p.copy_(0.1 * noise)
+        model.head.bias.fill_(50.0)  # SPAQ opinion scores are 0-100
+        model.head.weight.mul_(10.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path

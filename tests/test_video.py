@@ -14,7 +14,7 @@ from benchkit.models.loading import load_model
 from benchkit.models.presets import resolve_spec
 from benchkit.models.sampling import make_generator
 from benchkit.models.spec import ModelSpec, Recipe
-from benchkit.models.video import mp4_encoder, write_video
+from benchkit.models.video import write_video
 from prompts import load_prompt_set
 
 
@@ -27,8 +27,10 @@ def read_apng(path):
         return np.stack(frames), im.info.get("duration")
 
 
-@pytest.mark.skipif(mp4_encoder() is not None, reason="an mp4 encoder is installed; clips are mp4")
-def test_apng_round_trips_every_frame(tmp_path):
+def test_apng_round_trips_every_frame(tmp_path, monkeypatch):
+    import benchkit.models.video as video
+
+    monkeypatch.setattr(video, "mp4_encoder", lambda: None)  # a machine without PyAV or imageio-ffmpeg
     frames = np.random.default_rng(0).integers(0, 256, (5, 8, 12, 3), dtype=np.uint8)
     fields = write_video(tmp_path, "p_0", frames, fps=8)
     assert fields == {"video": "videos/p_0.png", "video_format": "apng", "fps": "8", "frames": "5"}
@@ -54,11 +56,28 @@ def test_video_eval_writes_clips_next_to_first_frames(tiny, tmp_path):
     spec_file = tmp_path / "v.toml"
     spec_file.write_text(f'extends = "cogvideox-2b"\nbase = "{tiny["cogvideox"]}"\n'
                          "[recipe]\nheight = 32\nwidth = 32\nnum_frames = 9\nsteps = 2\nfps = 4\n")
-    run_eval(resolve_spec(str(spec_file)), load_prompt_set("toy-digits").limit(2), [0], tmp_path / "run",
-             metrics=["latency"], device="cpu", batch_size=2, warmup_batches=0, cache_dir=tmp_path / "c",
-             show_progress=False)
+    results = run_eval(resolve_spec(str(spec_file)), load_prompt_set("toy-digits").limit(2), [0], tmp_path / "run",
+                       metrics=["latency", "vbench-temporal-flickering"], device="cpu", batch_size=2, warmup_batches=0,
+                       cache_dir=tmp_path / "c", show_progress=False)
     records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     assert len(records) == 2
+    # a VBench dimension scored the clips themselves, end to end: VBench's flickering score of each clip, averaged
+    from metrics.clips import read_clip
+    from metrics.vbench_dimensions import flicker_score
+
+    (flicker,) = [m for m in results["metrics"] if m["name"] == "vbench-temporal-flickering"]
+    expected = np.mean([flicker_score(read_clip(tmp_path / "run" / r["video"])) for r in records])
+    assert flicker["value"] == pytest.approx(expected, rel=1e-12) and flicker["n"] == 2 and 0 < flicker["value"] < 1
+    # beside it, VBench's normalisation (constant.py's bounds) and the aggregates it allows: partial, naming the rest
+    from metrics.vbench_scores import BY_NAME
+
+    got = {m["name"]: m for m in results["metrics"]}
+    dim = BY_NAME["temporal_flickering"]
+    assert got["vbench-temporal-flickering-normalized"]["value"] == pytest.approx((flicker["value"] - dim.low) / (dim.high - dim.low))
+    quality = got["vbench-quality-partial"]
+    assert quality["value"] == got["vbench-temporal-flickering-normalized"]["value"]  # the one dimension present
+    assert "motion_smoothness" in quality["extra"]["missing"] and "vbench-quality" not in got and "vbench-semantic-partial" not in got
+    assert set(got["vbench-total-partial"]["variant"]["missing"]) == {d for d in BY_NAME if d != "temporal_flickering"}
     for rec in records:
         clip = tmp_path / "run" / rec["video"]
         assert clip.exists() and rec["frames"] == "9" and rec["fps"] == "4"

@@ -55,5 +55,10 @@ def hf_endpoint() -> str | None:
     return value or None
 
 
+def vbench_cache_dir() -> Path:
+    """VBench's own model cache (VBENCH_CACHE_DIR, else ~/.cache/vbench), searched for its weights."""
+    return Path(os.environ.get("VBENCH_CACHE_DIR") or Path.home() / ".cache" / "vbench").expanduser()
+
+
 def torch_home() -> Path:
     return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")).expanduser()
