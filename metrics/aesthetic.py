@@ -123,6 +123,7 @@ class AestheticScorer(Scorer):
 @register_metric()
 class Aesthetic(MeanScoreMetric):
     name = "aesthetic"
+    protocol = 'LAION aesthetic predictor v2: MLP on L2-normalised OpenAI CLIP ViT-L/14 image embeddings, CLIP eval transform'
     weights = ("clip-vit-large-patch14", "laion-aesthetic-v2")
     description = "Mean LAION aesthetic score v2 (MLP on L2-normalised CLIP ViT-L/14 image embeddings, ~1-10)"
     unit = "score"

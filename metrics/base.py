@@ -339,6 +339,62 @@ class Metric:
         return twin
 
 
+class ReferenceFeatureMetric(Metric):
+    """A metric of the run's features against its reference's, on one feature view (PRDC, FD-DINOv2, CMMD).
+
+    Every item's features are kept (float32, by item key, so the order images arrive in does not
+    matter) and the reference's are read through the same view, stored by content like the run's.
+    A subclass gives :meth:`view`, :meth:`extract` (prepared inputs -> features), :meth:`prepare_one`
+    (one image -> the extractor's input, for the reference's images) and, when it has one,
+    :meth:`default_reference`.
+    """
+
+    takes_reference = True
+
+    def __init__(self, ctx: MetricContext):
+        super().__init__(ctx)
+        self.add_state("feats", {}, merge="update")  # item key -> float32 features
+
+    def view(self) -> Any:
+        raise NotImplementedError
+
+    def extract(self, prepared: Sequence[Any]) -> np.ndarray:
+        raise NotImplementedError
+
+    def prepare_one(self, image: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def default_reference(self) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """(features, what they are) when no --reference is given; None: a reference is required."""
+        return None
+
+    def feature_views(self) -> list[Any]:
+        return [self.view()]
+
+    def update(self, batch: SampleBatch) -> None:
+        feats = self.view_features(batch, self.view(), self.extract)
+        for rec, f in zip(batch.records, feats):
+            self.feats[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = f.astype(np.float32)
+
+    def run_features(self, at_least: int = 2) -> np.ndarray:
+        """The run's features in item-key order (float64); one line when fewer than ``at_least``."""
+        if len(self.feats) < at_least:
+            raise BenchkitError(f"{self.name} needs at least {at_least} images, got {len(self.feats)}")
+        return np.stack([self.feats[k] for k in sorted(self.feats)]).astype(np.float64)
+
+    def reference(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """(the reference's features, what the reference is for the variant): --reference's, else the default."""
+        ref = self.ctx.reference
+        if ref is not None:
+            return ref.features(self.view(), self.prepare_one, self.extract), {
+                "reference": ref.name, **{f"reference_{k}": v for k, v in ref.describe().items()}}
+        found = self.default_reference()
+        if found is None:
+            raise BenchkitError(f"{self.name} compares with a reference and has no default one: pass --reference "
+                                "RUN_OR_IMAGE_FOLDER")
+        return found
+
+
 class FeatureMoments:
     """Running float64 mean and scatter matrix of features, mergeable across shards.
 

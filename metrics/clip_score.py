@@ -122,6 +122,7 @@ class OpenClipDMD2Scorer(Scorer):
 @register_metric()
 class ClipScore(MeanScoreMetric):
     name = "clip-score"
+    protocol = "GigaGAN/DMD2: open_clip ViT-g-14 laion2b_s12b_b42k, crop + PIL LANCZOS 256, 'A photo depicts ' after SOT, end token kept"
     weights = ("clip-vit-g-14-laion2b-s12b-b42k",)
     description = "Mean CLIP cosine, open_clip ViT-g-14 laion2b_s12b_b42k with the 'A photo depicts ' prefix (GigaGAN/DMD2)"
     unit = "cosine"
@@ -182,6 +183,7 @@ class HFClipL14Scorer(Scorer):
 @register_metric()
 class ClipScoreL14(MeanScoreMetric):
     name = "clip-score-l14"
+    protocol = 'torchmetrics CLIPScore: transformers CLIP ViT-L/14, max(100 cos, 0), long captions truncated keeping the end token'
     weights = ("clip-vit-large-patch14",)
     description = "torchmetrics-style CLIPScore: max(mean(100 x cosine), 0) with transformers CLIP ViT-L/14"
     unit = "100xcosine"

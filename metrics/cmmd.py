@@ -38,7 +38,7 @@ there being no standard cached one.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ from PIL import Image
 from benchkit.core.errors import BenchkitError
 from metrics import preprocess as pp
 from metrics import register_metric
-from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
+from metrics.base import MetricContext, MetricValue, ReferenceFeatureMetric
 from metrics.feature_store import FeatureView
 from metrics.features import get_extractor, register_extractor
 from metrics.model_cache import cached_model
@@ -166,49 +166,36 @@ def clip_336(device: torch.device) -> CLIP336Extractor:
 
 
 @register_metric()
-class CMMD(Metric):
+class CMMD(ReferenceFeatureMetric):
     """CMMD of the run's images against --reference's, on CLIP ViT-L/14-336 embeddings."""
 
     name = "cmmd"
+    protocol = 'google-research CMMD: crop, PIL bicubic 336, CLIP ViT-L/14-336 embeddings, RBF MMD sigma 10, x1000'
     description = "CMMD (google-research): RBF-kernel MMD (sigma 10, x1000) of CLIP ViT-L/14-336 embeddings against --reference"
     weights = (WEIGHT,)
     scale = "MMD^2 x 1000 (the paper's units), 0 up"
     higher_is_better = False
-    takes_reference = True
     requires_reference = True
 
 
     def __init__(self, ctx: MetricContext):
-        super().__init__(ctx)
+        super().__init__(ctx)  # declares the per-item embeddings: the MMD needs them all
         self.extractor = clip_336(ctx.device)
-        self.add_state("feats", {}, merge="update")  # item key -> float32 embedding; the MMD needs them all
 
     def view(self) -> FeatureView:
         return FeatureView(self.extractor.name, self.extractor.weights_sha256, PREPROCESSING, self.extractor.dim)
 
-    def feature_views(self) -> list[FeatureView]:
-        return [self.view()]
-
     def preprocessors(self):
         return {PREPROCESSING: cmmd_input}
 
-    def update(self, batch: SampleBatch) -> None:
-        feats = self.view_features(batch, self.view(), self.extractor)
-        for rec, f in zip(batch.records, feats):
-            self.feats[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = f.astype(np.float32)
+    def extract(self, prepared) -> np.ndarray:
+        return self.extractor(prepared)
 
-    def reference(self) -> tuple[np.ndarray, dict[str, Any]]:
-        """The reference's embeddings (computed once, stored by content) and what the reference is."""
-        ref = self.ctx.reference
-        if ref is None:
-            raise BenchkitError("cmmd needs a reference: pass --reference RUN_OR_IMAGE_FOLDER")
-        return ref.features(self.view(), cmmd_input, self.extractor), {
-            "reference": ref.name, **{f"reference_{k}": v for k, v in ref.describe().items()}}
+    def prepare_one(self, image: np.ndarray) -> np.ndarray:
+        return cmmd_input(image)
 
     def compute(self) -> list[MetricValue]:
-        if len(self.feats) < 2:
-            raise BenchkitError(f"cmmd needs at least 2 images, got {len(self.feats)}")
-        gen = np.stack([self.feats[k] for k in sorted(self.feats)]).astype(np.float64)
+        gen = self.run_features()
         real, about = self.reference()
         variant = {
             "protocol": "google-research cmmd", "preprocessing": STEPS, "extractor": self.extractor.name,

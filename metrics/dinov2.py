@@ -51,7 +51,7 @@ from PIL import Image
 from benchkit.core.errors import BenchkitError
 from metrics import preprocess as pp
 from metrics import register_metric
-from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, SampleBatch
+from metrics.base import FeatureMoments, MetricContext, MetricValue, ReferenceFeatureMetric
 from metrics.feature_store import FeatureView
 from metrics.features import get_extractor, register_extractor
 from metrics.fid import KID_SEED, KID_SUBSET_SIZE, KID_SUBSETS, kernel_distance
@@ -175,9 +175,6 @@ class DINOv2View:
     def view(self) -> FeatureView:
         return FeatureView(self.extractor.name, self.extractor.weights_sha256, PREPROCESSING, self.extractor.dim)
 
-    def feature_views(self) -> list[FeatureView]:
-        return [self.view()]
-
     def preprocessors(self):
         return {PREPROCESSING: dgm_eval_input}
 
@@ -196,16 +193,16 @@ class DINOv2View:
 
 
 @register_metric()
-class FDDinov2(DINOv2View, Metric):
+class FDDinov2(DINOv2View, ReferenceFeatureMetric):
     """Frechet distance and KD of DINOv2 features against --reference (dgm-eval's fd and kd)."""
 
     name = "fd-dinov2"
+    protocol = PROTOCOL
     description = ("FD-DINOv2 and KD-DINOv2 (dgm-eval): Frechet distance and unbiased polynomial MMD of DINOv2 ViT-L/14 "
                    "CLS features against --reference")
     weights = (WEIGHT,)
     scale = "Frechet distance of DINOv2 features, 0 up; KD (unbiased polynomial MMD^2, x1) beside it"
     higher_is_better = False
-    takes_reference = True
     requires_reference = True
 
     @classmethod
@@ -214,27 +211,11 @@ class FDDinov2(DINOv2View, Metric):
 
 
     def __init__(self, ctx: MetricContext):
-        super().__init__(ctx)
         self.extractor = dinov2(ctx.device)
-        self.add_state("feats", {}, merge="update")  # item key -> float32 features; KD needs them all
-
-    def update(self, batch: SampleBatch) -> None:
-        feats = self.view_features(batch, self.view(), self.extract)
-        for rec, f in zip(batch.records, feats):
-            self.feats[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = f.astype(np.float32)
-
-    def reference(self) -> tuple[np.ndarray, dict[str, Any]]:
-        """The reference's features under the DINOv2 view (computed once, stored by content) and what it is."""
-        ref = self.ctx.reference
-        if ref is None:  # (check() refuses this before any work; a direct call gets the same line)
-            raise BenchkitError(f"{self.name} compares with a reference and has no default one: pass --reference RUN_OR_IMAGE_FOLDER")
-        return ref.features(self.view(), self.prepare_one, self.extract), {
-            "reference": ref.name, **{f"reference_{k}": v for k, v in ref.describe().items()}}
+        super().__init__(ctx)
 
     def compute(self) -> list[MetricValue]:
-        if len(self.feats) < 2:
-            raise BenchkitError(f"{self.name} needs at least 2 images, got {len(self.feats)}")
-        gen = np.stack([self.feats[k] for k in sorted(self.feats)]).astype(np.float64)  # order-free: sorted keys
+        gen = self.run_features()
         real, about = self.reference()
         stats = []
         for feats in (gen, real):

@@ -65,6 +65,7 @@ def to_lpips_input(image: np.ndarray) -> torch.Tensor:
 @register_metric()
 class LPIPSDiversity(SeedGroups, Metric):
     name = "lpips-diversity"
+    protocol = "lpips 0.1 (alex): mean pairwise distance between a prompt's seeds at native resolution, mean over prompts"
     description = "Mean pairwise LPIPS (AlexNet) between the seeds of each prompt, averaged over prompts"
     scale = "LPIPS distance, 0 (identical) up to about 1"
     higher_is_better = True
@@ -122,6 +123,7 @@ class LPIPSDiversity(SeedGroups, Metric):
 @register_metric()
 class LPIPSDiversityVGG(LPIPSDiversity):
     name = "lpips-diversity-vgg"
+    protocol = "lpips 0.1 (vgg): mean pairwise distance between a prompt's seeds at native resolution, mean over prompts"
     weights = ("lpips-vgg16",)
     min_side = 16
     description = "Mean pairwise LPIPS (VGG16) between the seeds of each prompt, averaged over prompts"

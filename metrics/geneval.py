@@ -220,6 +220,7 @@ def _problem(record: dict[str, Any]) -> str | None:
 @register_metric()
 class GenEvalScore(Metric):
     name = "geneval"
+    protocol = "GenEval rules (af4902f) with torchvision Mask R-CNN R50-FPN v2 detections and CLIP ViT-L/14 colours; not the paper's detector"
     description = ("GenEval object-composition accuracy (mean over its six tasks) with GenEval's rules and torchvision "
                    "Mask R-CNN R50-FPN v2 instead of the paper's Mask2Former: not the paper's numbers")
     weights = (DETECTOR_WEIGHT, CLIP_WEIGHT)

@@ -219,6 +219,7 @@ class ImageRewardScorer(Scorer):
 @register_metric()
 class ImageReward(MeanScoreMetric):
     name = "image-reward"
+    protocol = 'ImageReward v1.0 (image-reward package): BLIP + MLP head, 35 tokens, (raw - mean) / std'
     weights = ("imagereward-v1.0", "bert-base-uncased-tokenizer")
     description = "Mean ImageReward v1.0 (BLIP reward model, z-scored with the package's mean/std; ~-2..2)"
     unit = "reward"

@@ -25,6 +25,7 @@ _STAGE_VALUES = {"latency_text_encoding": "text_encoding_s", "latency_denoise_st
 @register_metric()
 class Latency(Metric):
     name = "latency"
+    protocol = "wall clock of each batch between device synchronisations, after --warmup untimed batches"
     description = "p50/p90 seconds per image and per batch, throughput, cold start, peak memory, size, NFE"
     needs_images = False
     scale = "seconds, images/s, bytes and denoiser calls per image"

@@ -385,6 +385,7 @@ class MPSScorer(Scorer):
 @register_metric()
 class MPS(MeanScoreMetric):
     name = "mps"
+    protocol = "Kolors MPS eval scripts: CLIP ViT-H-14 + condition-masked cross-attention head, 'overall' condition, fp32"
     weights = ("mps", "clip-vit-h-14-processor")
     description = "Mean MPS overall (Kolors multi-dimensional preference; logit_scale x cosine, ~0-15)"
     unit = "mps"

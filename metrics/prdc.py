@@ -24,7 +24,7 @@ import numpy as np
 
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
-from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
+from metrics.base import MetricContext, MetricValue, ReferenceFeatureMetric
 from metrics.feature_store import FeatureView
 from metrics.fid import PROTOCOLS, inception, load_reference, reference_index_path, view_preprocessor
 
@@ -91,19 +91,16 @@ def compute_prdc(real: np.ndarray, fake: np.ndarray, k: int = NEAREST_K) -> dict
     }
 
 
-class PRDCMetric(Metric):
+class PRDCMetric(ReferenceFeatureMetric):
     """PRDC of the run's images against a reference's, on a subclass's feature view.
 
-    A subclass sets ``name`` and ``protocol`` and implements :meth:`view` (its FeatureView),
-    :meth:`extract` (prepared inputs -> features), :meth:`prepare_one` (one uint8 image -> the
-    extractor's input: for the reference images) and :meth:`default_reference` (the reference
-    features when no ``--reference`` is given, with a description; None: a reference is required).
+    A subclass sets ``name`` and ``protocol`` and gives what :class:`~metrics.base.ReferenceFeatureMetric`
+    asks for (its view, extractor, the reference images' preparation and, when it has one, a default reference).
     """
 
     description = "precision, recall, density, coverage (k=5) against a reference"
     scale = "fractions 0-1 (density can exceed 1)"
     higher_is_better = True
-    takes_reference = True
     nearest_k: ClassVar[int] = NEAREST_K
     protocol: ClassVar[Any]
     values: ClassVar[tuple[str, ...]] = ("precision", "recall", "density", "coverage")
@@ -121,42 +118,8 @@ class PRDCMetric(Metric):
         """More of the variant: what a subclass's features are (protocol details beyond the view)."""
         return {}
 
-    def __init__(self, ctx: MetricContext):
-        super().__init__(ctx)
-        self.add_state("feats", {}, merge="update")  # item key -> float32 features (order-free: sorted at compute)
-
-    def view(self):
-        raise NotImplementedError
-
-    def extract(self, prepared: Sequence[Any]) -> np.ndarray:
-        raise NotImplementedError
-
-    def prepare_one(self, image: np.ndarray) -> Any:
-        raise NotImplementedError
-
-    def default_reference(self) -> tuple[np.ndarray, dict[str, Any]] | None:
-        return None
-
-    def feature_views(self):
-        return [self.view()]
-
-    def update(self, batch: SampleBatch) -> None:
-        feats = self.view_features(batch, self.view(), self.extract)
-        for rec, f in zip(batch.records, feats):
-            self.feats[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = f.astype(np.float32)
-
-    def reference(self) -> tuple[np.ndarray, dict[str, Any]]:
-        ref = self.ctx.reference
-        if ref is not None:
-            return ref.features(self.view(), self.prepare_one, self.extract), {"reference": ref.name, **{
-                f"reference_{k}": v for k, v in ref.describe().items()}}
-        found = self.default_reference()
-        if found is None:
-            raise BenchkitError(f"{self.name} needs a reference: pass --reference RUN_OR_IMAGE_FOLDER")
-        return found
-
     def compute(self) -> list[MetricValue]:
-        fake = np.stack([self.feats[k] for k in sorted(self.feats)]).astype(np.float64) if self.feats else np.zeros((0, 1))
+        fake = self.run_features(at_least=self.nearest_k + 1)
         real, about = self.reference()
         numbers = compute_prdc(real, fake, self.nearest_k)
         view = self.view()

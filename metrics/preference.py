@@ -73,6 +73,7 @@ class PickScoreScorer(Scorer):
 @register_metric()
 class PickScore(MeanScoreMetric):
     name = "pickscore"
+    protocol = 'PickScore README: PickScore_v1 with the CLIP-ViT-H-14 processor, logit_scale x cosine'
     weights = ("pickscore-v1", "clip-vit-h-14-processor")
     description = "Mean PickScore_v1 (logit_scale x cosine, ~18-24)"
     unit = "pickscore"
@@ -122,6 +123,7 @@ class HPSv2Scorer(Scorer):
 @register_metric()
 class HPSv21(MeanScoreMetric):
     name = "hpsv2"
+    protocol = 'hpsv2 package: open_clip ViT-H-14 + HPS v2.1, long side 224 and zero-pad to square, cosine'
     weights = ("hpsv2.1",)
     description = "Mean HPS v2.1 (cosine ~0.25-0.35; benchmark tables print x100)"
     unit = "cosine"
@@ -135,6 +137,7 @@ class HPSv21(MeanScoreMetric):
 @register_metric()
 class HPSv20(HPSv21):
     name = "hpsv2.0"
+    protocol = 'hpsv2 package: open_clip ViT-H-14 + HPS v2.0, long side 224 and zero-pad to square, cosine'
     weights = ("hpsv2.0",)
     description = "Mean HPS v2.0 (hpsv2.score's default; not comparable with v2.1)"
     version = "v2.0"

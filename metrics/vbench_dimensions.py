@@ -248,6 +248,7 @@ class VBenchDimension(Metric):
     """One VBench dimension: a per-clip result kept per item, reduced as VBench reduces it."""
 
     dimension: ClassVar[str]  # VBench's name for it
+    protocol = PROTOCOL + ": the package's compute_* code path, every frame, per-clip results averaged over clips"
     unit = "score"
     higher_is_better = True
     micro_batch: ClassVar[int] = 16  # frames per network call (numbers do not depend on it beyond float rounding)

@@ -79,5 +79,6 @@ def test_metrics_lists_every_metric_and_its_needs(cli, tmp_path, monkeypatch):
     assert (rows["toy-fid"]["better"], rows["clip-score"]["better"], rows["latency"]["better"]) == ("lower", "higher", None)
     assert rows["clip-score"]["scale"] == "cosine (x1)" and rows["latency"]["values"][0] == "latency_image_p50"
     assert all(r["scale"] for r in rows.values()), [n for n, r in rows.items() if not r["scale"]]
+    assert all(r["protocol"] for r in rows.values()), [n for n, r in rows.items() if not r["protocol"]]
     code, out, _ = cli("metrics")
     assert code == 0 and "lpips-diversity" in out

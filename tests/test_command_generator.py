@@ -416,7 +416,10 @@ def fake_clip(noise_seed: int, frames: int = 5, size: int = 16) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", ["npy", "apng"])
-def test_a_video_program_returns_clips(user, tmp_path, fmt):
+def test_a_video_program_returns_clips(user, tmp_path, fmt, monkeypatch):
+    import benchkit.models.video as video
+
+    monkeypatch.setattr(video, "mp4_encoder", lambda: None)  # lossless APNG, so the frames compare exactly
     (user / "clips.py").write_text(CLIPS)
     spec = write_spec(user, [sys.executable, "clips.py", fmt], recipe=RECIPE + "num_frames = 5\nfps = 8\n", name="clips")
     results = run_eval(resolve_spec(str(spec)), load_prompt_set("toy-digits").limit(2), [0], tmp_path / "run",
@@ -427,7 +430,7 @@ def test_a_video_program_returns_clips(user, tmp_path, fmt):
     for rec in records(tmp_path / "run"):
         expected = fake_clip(item_seed(rec["prompt_id"], rec["seed"]))
         assert rec["frames"] == "5"
-        with Image.open(tmp_path / "run" / rec["video"]) as clip:  # written as an APNG here (no mp4 encoder)
+        with Image.open(tmp_path / "run" / rec["video"]) as clip:  # written as an APNG (no mp4 encoder, above)
             frames = [np.array(f.convert("RGB")) for f in ImageSequence.Iterator(clip)]
         assert np.array_equal(np.stack(frames), expected)  # lossless through the program's file and benchkit's
         assert np.array_equal(np.array(Image.open(tmp_path / "run" / rec["file"])), expected[0])  # first frame scored

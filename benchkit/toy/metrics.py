@@ -228,6 +228,7 @@ class ToyAlignment(ToyMetric):
     scale = "probability 0-1"
     higher_is_better = True
     name = "toy-alignment"
+    protocol = "toy-v1: grayscale uint8 8x8, /255, no resize"
     description = "Mean toy-classifier probability of the digit the prompt asks for (and top-1 accuracy)"
 
     @classmethod
@@ -263,6 +264,7 @@ class ToyDiversity(ToyMetric):
     scale = "feature L2 distance, 0 up"
     higher_is_better = True
     name = "toy-diversity"
+    protocol = "toy-v1: grayscale uint8 8x8, /255, no resize"
     description = "Mean pairwise L2 distance of toy-classifier features across the seeds of each prompt"
     compares_seeds = True
 
