@@ -27,7 +27,9 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -53,6 +55,24 @@ def make_pngs(folder: Path, n: int, px: int, seed: int = 0) -> list[Path]:
         Image.fromarray(image).save(path)
         paths.append(path)
     return paths
+
+
+@contextmanager
+def inception_environment(root: Path) -> Iterator[Path]:
+    """The tests' random Inception under ``root``, given to benchkit as fid-inception with ``root/cache`` as its
+    cache, for the ``with`` block (the process's environment is put back after)."""
+    weights = random_inception(root / "inception")
+    old_env = {k: os.environ.get(k) for k in ("BENCHKIT_WEIGHT_PATHS", "BENCHKIT_CACHE")}
+    os.environ["BENCHKIT_WEIGHT_PATHS"] = json.dumps({"fid-inception": str(weights)})
+    os.environ["BENCHKIT_CACHE"] = str(root / "cache")
+    try:
+        yield weights
+    finally:
+        for key, value in old_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def random_inception(folder: Path) -> Path:
@@ -99,11 +119,7 @@ def run(quick: bool) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bk-fidtp-") as tmp:
         root = Path(tmp)
-        weights = random_inception(root / "inception")
-        old_env = {k: os.environ.get(k) for k in ("BENCHKIT_WEIGHT_PATHS", "BENCHKIT_CACHE")}
-        os.environ["BENCHKIT_WEIGHT_PATHS"] = json.dumps({"fid-inception": str(weights)})
-        os.environ["BENCHKIT_CACHE"] = str(root / "cache")
-        try:
+        with inception_environment(root) as weights:
             paths = make_pngs(root / "images", size["images"], size["px"])
             warm = root / "warm"
             make_pngs(warm, 3, size["px"], seed=1)
@@ -135,12 +151,6 @@ def run(quick: bool) -> list[dict]:
                                       f"{os.cpu_count()}, torch threads {torch.get_num_threads()}, load average "
                                       f"{os.getloadavg()[0]:.1f}")))
             torch.set_num_threads(threads)
-        finally:
-            for key, value in old_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
     return rows
 
 

@@ -14,7 +14,6 @@ worker per spare core. The rescore must have computed no feature at all, or the 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import row
-from benchmarks.fid_throughput import make_pngs, random_inception
+from benchmarks.fid_throughput import inception_environment, make_pngs
 
 NAME = "rescore_cached"
 GOAL = 0.10
@@ -42,11 +41,7 @@ def run(quick: bool) -> list[dict]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory(prefix="bk-rescore-") as tmp:
         root = Path(tmp)
-        weights = random_inception(root / "inception")
-        old_env = {k: os.environ.get(k) for k in ("BENCHKIT_WEIGHT_PATHS", "BENCHKIT_CACHE")}
-        os.environ["BENCHKIT_WEIGHT_PATHS"] = json.dumps({"fid-inception": str(weights)})
-        os.environ["BENCHKIT_CACHE"] = str(root / "cache")
-        try:
+        with inception_environment(root):
             # two seeds per prompt (Vendi's per-prompt value compares them), named as `benchkit eval` names images
             paths = [p.rename(p.with_name(f"p{i // 2:05d}_{i % 2}.png"))
                      for i, p in enumerate(make_pngs(root / "images", size["images"], size["px"]))]
@@ -66,12 +61,6 @@ def run(quick: bool) -> list[dict]:
             start = time.perf_counter()
             again = rescore_run(out, ["prdc", "vendi"], cache, device, reference=root / "reference", show_progress=False)
             rescore_seconds = time.perf_counter() - start
-        finally:
-            for key, value in old_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
     scoring = again["run"]["scoring"]
     n = size["images"]
     if first["run"]["scoring"]["features_computed"] != n or scoring["features_computed"] != 0:
