@@ -140,6 +140,12 @@ def inception(device: torch.device) -> CleanFIDInception:
                         lambda: get_extractor(name)(device))
 
 
+def inception_view(extractor: CleanFIDInception, protocol: FIDProtocol, view: View) -> FeatureView:
+    """Inception features of a protocol view, as stored per image content (metrics.feature_store); its key
+    is also the view's preprocessor key, so FID, Vendi, PRDC and the COCO reference share one pass."""
+    return FeatureView(extractor.name, extractor.weights_sha256, f"fid:{protocol.name}:{view.key}", extractor.dim)
+
+
 def prepare_view(image: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """One image through a view's CPU path: RGB, the protocol's transform, clean-fid's resize to 299."""
     return pp.clean_resize_299(transform(pp.to_rgb_uint8(image)))
@@ -204,8 +210,8 @@ def build_reference_stats(files: list[Path], reference: dict[str, Any], protocol
     views = {}
     for view in protocol.views:
         def compute(view=view):
-            feats = images.features(FeatureView(extractor.name, extractor.weights_sha256, f"fid:{protocol.name}:{view.key}",
-                                                extractor.dim), view_preprocessor(view), extractor, show_progress)
+            feats = images.features(inception_view(extractor, protocol, view), view_preprocessor(view), extractor,
+                                    show_progress)
             moments = FeatureMoments(extractor.dim)
             moments.update(feats)
             mu, sigma = moments.mean_cov()
@@ -301,16 +307,12 @@ class ProtocolFID(Metric):
         # the order in which batches or shards arrived.
         self.add_state("kid_feats", {v.key: {} for v in self.protocol.views}, merge="update_each")
 
-    def _key(self, view: View) -> str:
-        return f"fid:{self.protocol.name}:{view.key}"
-
     def preprocessors(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         """Each view's transform and clean-fid resize to 299 (the CPU-heavy part of FID)."""
-        return {self._key(view): view_preprocessor(view) for view in self.protocol.views}
+        return {self.feature_view(view).preprocessing: view_preprocessor(view) for view in self.protocol.views}
 
     def feature_view(self, view: View) -> FeatureView:
-        """Inception features of ``view``'s preprocessing, cached per image content (metrics.feature_store)."""
-        return FeatureView(self.extractor.name, self.extractor.weights_sha256, self._key(view), self.extractor.dim)
+        return inception_view(self.extractor, self.protocol, view)
 
     def feature_views(self) -> list[FeatureView]:
         return [self.feature_view(view) for view in self.protocol.views]

@@ -26,7 +26,7 @@ from benchkit.core.errors import BenchkitError
 from metrics import register_metric
 from metrics.base import MetricContext, MetricValue, ReferenceFeatureMetric
 from metrics.feature_store import FeatureView
-from metrics.fid import PROTOCOLS, inception, load_reference, reference_index_path, view_preprocessor
+from metrics.fid import PROTOCOLS, inception, inception_view, load_reference, reference_index_path, view_preprocessor
 
 NEAREST_K = 5
 BLOCK = 2048  # rows per distance block: 2048 x 30k float64 is 0.5 GB
@@ -160,8 +160,7 @@ class PRDC(PRDCMetric):
         super().__init__(ctx)
 
     def view(self) -> FeatureView:
-        return FeatureView(self.extractor.name, self.extractor.weights_sha256, f"fid:{_CLEAN_FID.name}:{_CLEAN_VIEW.key}",
-                           self.extractor.dim)
+        return inception_view(self.extractor, _CLEAN_FID, _CLEAN_VIEW)
 
     def preprocessors(self):
         return {self.view().preprocessing: view_preprocessor(_CLEAN_VIEW)}

@@ -39,7 +39,7 @@ from benchkit.core.errors import BenchkitError
 from metrics import register_metric
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, SeedGroups
 from metrics.feature_store import FeatureView
-from metrics.fid import PROTOCOLS, inception, view_preprocessor
+from metrics.fid import PROTOCOLS, inception, inception_view, view_preprocessor
 from metrics.weights import library_versions
 
 Order = float | str  # q: a number >= 0, or "inf"
@@ -200,15 +200,12 @@ class Vendi(VendiMetric):
     def load_extractor(self, ctx: MetricContext):
         return inception(ctx.device)
 
-    def _key(self) -> str:
-        return f"fid:{_CLEAN_FID.name}:{_CLEAN_VIEW.key}"  # FID's key for the same view: prepared once for both
-
     def preprocessors(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-        return {self._key(): view_preprocessor(_CLEAN_VIEW)}
+        return {self.view().preprocessing: view_preprocessor(_CLEAN_VIEW)}
 
     def view(self) -> FeatureView:
         """FID's clean view of the same network: one Inception pass (and one stored copy) serves both."""
-        return FeatureView(self.extractor.name, self.extractor.weights_sha256, self._key(), self.extractor.dim)
+        return inception_view(self.extractor, _CLEAN_FID, _CLEAN_VIEW)
 
     def feature_views(self) -> list[FeatureView]:
         return [self.view()]
