@@ -1,5 +1,7 @@
-"""Reading a run directory in tests: committed hashes (each item once) and metric values."""
+"""Reading what commands leave in tests: a run's committed hashes (each item once) and metric values, a
+folder's files by hash, and the one-line error a bad input must give."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,3 +16,16 @@ def committed_hashes(run: Path) -> dict[str, str]:
 
 def metrics_by_name(run: Path) -> dict[str, dict]:
     return {m["name"]: m for m in json.loads((run / "results.json").read_text())["metrics"]}
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file below ``folder`` (what must survive untouched)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_line_error(code: int, err: str, message: str) -> None:
+    """A refusal as benchkit gives it: exit 2, one line naming ``message``, no traceback."""
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert message in err, err

@@ -10,13 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-
-def one_line_error(code: int, err: str, message: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
-    assert message in err, err
+from run_files import one_line_error
 
 
 def write(path: Path, text: str | bytes) -> Path:

@@ -3,7 +3,6 @@ writes atomically, and lets one process at a time write a run folder."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,23 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from run_files import one_line_error, tree
 
 from benchkit.core.errors import BenchkitError
 from benchkit.core.lock import LOCK_NAME, folder_lock
 
 FAST = ["--limit", "2", "--seeds", "0-1", "--steps", "1", "--quiet", "--metrics", "toy-fid,toy-diversity"]
-
-
-def tree(folder: Path) -> dict[str, str]:
-    """{relative path: sha256} of every file below ``folder`` (what must survive untouched)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def one_line_error(code: int, err: str, message: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert message in err, err
 
 
 @pytest.fixture()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from run_files import one_line_error, tree
 from test_vbench_scores import (  # noqa: F401 (fixture)
     official,
     official_results,
@@ -29,17 +30,6 @@ from metrics.vbench_scores import BY_NAME, vbench_scores
 from prompts import load_prompt_set
 
 DUPLICATE = "The bund Shanghai, oil painting"  # listed twice in VBench's prompts, probing different dimensions
-
-
-def tree(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def one_line_error(code: int, err: str, message: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert message in err, err
 
 
 def make_run(path: Path, records: list[dict], clips: dict[str, np.ndarray] | None = None) -> Path:
