@@ -4,6 +4,11 @@ pipelines also the per-stage split (text encoding, denoising per step, VAE decod
 first (cold) batch beside the warm ones. torch.compile, a replacement (tiny) VAE, unfused
 LoRAs and TF32 are part of the variant, so such runs are never compared as equals.
 
+Video runs also get the numbers video papers quote: seconds per clip, seconds of compute per
+second of video, frames generated per second, and time to first frame. benchkit's video
+pipelines are not streaming (the VAE decodes a clip's frames together), so the first frame of a
+clip exists when its batch ends: time to first frame is the batch's seconds, not a clip's share.
+
 Timings are taken by the engine around each batch with device synchronisation (cuda/mps)
 after an untimed warm-up batch; this metric only summarises them, so a resumed run keeps
 the timings of every session that contributed images.
@@ -20,6 +25,7 @@ from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
 # value name -> the stage seconds it summarises (per image, p50 over batches)
 _STAGE_VALUES = {"latency_text_encoding": "text_encoding_s", "latency_denoise_step": "denoise_step_s",
                  "latency_denoising": "denoising_s", "latency_vae_decode": "vae_decode_s"}
+_CLIP_VALUES = ("latency_clip_p50", "latency_clip_p90", "compute_per_video_second", "generated_fps", "time_to_first_frame")
 
 
 @register_metric()
@@ -34,7 +40,8 @@ class Latency(Metric):
     def value_names(cls) -> tuple[str, ...]:
         """Every value ``compute`` may report (the stage and cold-image ones only for real pipelines)."""
         return ("latency_image_p50", "latency_image_p90", "latency_batch_p50", "latency_batch_p90", "throughput",
-                "cold_start", "warmup", "peak_memory", "model_size", "nfe", *_STAGE_VALUES, "latency_cold_image")
+                "cold_start", "warmup", "peak_memory", "model_size", "nfe", *_STAGE_VALUES, "latency_cold_image",
+                *_CLIP_VALUES)
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
@@ -43,6 +50,7 @@ class Latency(Metric):
         self.add_state("batches", {}, merge="update")  # batch id -> (seconds, size)
         self.add_state("image_seconds", [], merge="extend")
         self.add_state("stages", {}, merge="update")  # batch id -> stage split (real pipelines measure one)
+        self.add_state("clips", {}, merge="update")  # item key -> (seconds, frames, fps, batch seconds) of a video run
 
     def update(self, batch: SampleBatch) -> None:
         for rec in batch.records:
@@ -50,6 +58,9 @@ class Latency(Metric):
             self.batches[rec["batch_id"]] = (float(rec["batch_seconds"]), int(rec["batch_size"]))
             if rec.get("stages"):
                 self.stages[rec["batch_id"]] = {**rec["stages"], "batch_size": int(rec["batch_size"])}
+            if rec.get("video") and rec.get("frames") and rec.get("fps"):
+                key = f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"
+                self.clips[key] = (float(rec["seconds"]), int(rec["frames"]), float(rec["fps"]), float(rec["batch_seconds"]))
 
     def compute(self) -> list[MetricValue]:
         m = self.ctx.manifest
@@ -88,7 +99,29 @@ class Latency(Metric):
                         {"steps": m.get("spec", {}).get("recipe", {}).get("steps")}),
         ]
         vals += self._stage_values(variant, first)
+        vals += self._clip_values(variant)
         return vals
+
+    def _clip_values(self, variant: dict) -> list[MetricValue]:
+        """Seconds per clip, compute seconds per second of video, frames per second of compute and time to first
+        frame (p50 over clips; the batch's seconds for the first frame: the pipelines are not streaming)."""
+        if not self.clips:
+            return []
+        rows = np.array(list(self.clips.values()), dtype=np.float64)  # seconds, frames, fps, batch seconds
+        seconds, frames, fps, batch = rows.T
+        n = len(rows)
+        clip = {**variant, "per": "clip", "frames": sorted({int(f) for f in frames}), "fps": sorted({float(f) for f in fps})}
+        return [
+            MetricValue("latency_clip_p50", float(np.percentile(seconds, 50)), "s", False, n, clip),
+            MetricValue("latency_clip_p90", float(np.percentile(seconds, 90)), "s", False, n, clip),
+            MetricValue("compute_per_video_second", float(np.percentile(seconds / (frames / fps), 50)), "s/s", False, n,
+                        {**clip, "definition": "seconds of compute per second of video (frames / fps), p50 over clips"}),
+            MetricValue("generated_fps", float(frames.sum() / seconds.sum()), "frames/s", True, n,
+                        {**clip, "definition": "frames generated over seconds of compute, all clips"}),
+            MetricValue("time_to_first_frame", float(np.percentile(batch, 50)), "s", False, n,
+                        {**clip, "definition": "p50 over clips of their batch's seconds: the VAE decodes a clip's frames "
+                                               "together, so its first frame exists when the batch ends"}),
+        ]
 
     def _stage_values(self, variant: dict, first_session: dict) -> list[MetricValue]:
         """Per-image seconds of each stage (p50 over batches), and the cold (first) run beside the warm ones."""
@@ -98,7 +131,8 @@ class Latency(Metric):
                          for name, stage in _STAGE_VALUES.items()}
             for name, values in per_image.items():
                 out.append(MetricValue(name, float(np.percentile(values, 50)), "s", False, len(values),
-                                       {**variant, "per": "image" + (" and step" if name == "latency_denoise_step" else "")}))
+                                       {**variant, "per": ("clip" if self.clips else "image")
+                                        + (" and step" if name == "latency_denoise_step" else "")}))
         warm_up = first_session.get("warmup_seconds")
         images = first_session.get("warmup_images")
         if warm_up and images and first_session.get("warmup_stages") is not None:

@@ -36,6 +36,10 @@ def test_apng_round_trips_every_frame(tmp_path, monkeypatch):
     assert fields == {"video": "videos/p_0.png", "video_format": "apng", "fps": "8", "frames": "5"}
     back, duration = read_apng(tmp_path / fields["video"])
     assert np.array_equal(back, frames) and duration == 125  # 1000 ms / 8 fps
+    # a still clip keeps every frame (Pillow would merge equal frames into one longer one)
+    still = np.stack([frames[0]] * 4 + [frames[1]] + [frames[1]])
+    back, duration = read_apng(tmp_path / write_video(tmp_path, "still_0", still, fps=8)["video"])
+    assert np.array_equal(back, still) and duration == 125
 
 
 def test_cogvideox_clips_are_batch_independent_and_written_per_item(tiny, tmp_path):
@@ -87,6 +91,15 @@ def test_video_eval_writes_clips_next_to_first_frames(tiny, tmp_path):
             assert frames.shape == (9, 32, 32, 3) and duration == 250 and np.array_equal(frames[0], first)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["model"]["num_frames"] == 9 and manifest["model"]["fps"] == 4
+    # clip latency as video papers quote it, from the recorded seconds: 9 frames at 4 fps are 2.25 s of video
+    seconds = np.array([r["seconds"] for r in records])
+    assert got["latency_clip_p50"]["value"] == pytest.approx(np.percentile(seconds, 50))
+    assert got["compute_per_video_second"]["value"] == pytest.approx(np.percentile(seconds / 2.25, 50))
+    assert got["generated_fps"]["value"] == pytest.approx(18 / seconds.sum()) and got["generated_fps"]["higher_is_better"]
+    # one batch of two: each clip's first frame exists when the batch ends, not after its half of it
+    assert got["time_to_first_frame"]["value"] == pytest.approx(records[0]["batch_seconds"])
+    assert got["time_to_first_frame"]["value"] == pytest.approx(2 * got["latency_clip_p50"]["value"])
+    assert got["latency_denoise_step"]["variant"]["per"] == "clip and step" and got["latency_vae_decode"]["value"] > 0
 
 
 def test_nan_latents_are_an_error_not_black_frames(tiny):

@@ -45,8 +45,14 @@ def write_video(run_path: Path, key: str, frames: np.ndarray, fps: int) -> dict[
 def _write_apng(path: Path, frames: np.ndarray, fps: int) -> None:
     from PIL import Image
 
+    from PIL.PngImagePlugin import Blend
+
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, format="PNG", save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
+    # Pillow merges a frame equal to the one before into it (one frame, twice the duration), so a still clip would
+    # lose frames; alternating the blend op, which does nothing on opaque RGB frames, keeps every frame.
+    blend = [Blend.OP_SOURCE if i % 2 == 0 else Blend.OP_OVER for i in range(len(images))]
+    images[0].save(path, format="PNG", save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0,
+                   blend=blend)
 
 
 def _write_mp4_av(path: Path, frames: np.ndarray, fps: int) -> None:  # pragma: no cover - optional dependency
