@@ -22,11 +22,20 @@ for _module in BUILTIN_MODULES:
     import_module(_module)
 
 
+def metric_groups() -> dict[str, list[str]]:
+    """Names that stand for several metrics: ``vbench`` is every VBench dimension benchkit computes (the metrics
+    that declare a VBench ``dimension``), so ``--metrics vbench`` follows as dimensions are added."""
+    return {"vbench": [name for name, cls in REGISTRY.items() if getattr(cls, "dimension", None)]}
+
+
 def parse_metric_names(text: str | list[str]) -> list[str]:
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    given = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    groups = metric_groups()
+    names = list(dict.fromkeys(n for name in given for n in groups.get(name, [name])))
     for name in names:
         if name not in REGISTRY:
-            raise BenchkitError(f"unknown metric '{name}'; available: {', '.join(REGISTRY)}")
+            raise BenchkitError(f"unknown metric '{name}'; available: {', '.join(REGISTRY)} (or the group "
+                                f"{', '.join(groups)})")
     if not names:
         raise BenchkitError("--metrics is empty; available: " + ", ".join(REGISTRY))
     return names

@@ -34,6 +34,7 @@ transformers' and timm's ports do differently on non-square frames.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from functools import partial
 from typing import Any, ClassVar
 
@@ -53,6 +54,13 @@ PROTOCOL = "VBench 0.1.5 protocol"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 FRAMES = "every frame of the clip (vbench.utils.load_video without num_frames)"
+
+
+def probed_dimensions(record: dict[str, Any]) -> list[str] | None:
+    """The VBench dimensions a prompt probes (the ``dimension`` field of the vbench and vbench-long sets), or None
+    for a prompt from elsewhere (VBench's custom-input mode scores it for every dimension)."""
+    suite = (record.get("meta") or {}).get("dimension")
+    return [suite] if isinstance(suite, str) else (list(suite) if isinstance(suite, list) else None)
 
 
 def check_video_plan(name: str, plan: ScorePlan) -> None:
@@ -262,7 +270,18 @@ class VBenchDimension(Metric):
     @classmethod
     def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
         check_video_plan(cls.name, plan)  # before the weights are looked for and hashed
+        suites = [probed_dimensions(r) for r in plan.records]
+        if plan.records and all(s is not None for s in suites) and not any(cls.dimension in s for s in suites):
+            raise BenchkitError(f"{cls.name}: none of the {len(plan.records)} VBench prompts probes {cls.dimension} (VBench "
+                                f"scores each dimension on its own prompts); add `--dimension {cls.dimension}` prompts or "
+                                f"drop {cls.name}")
         super().check(plan, ctx)
+
+    def scores(self, record: dict[str, Any]) -> bool:
+        """VBench's prompt suite: a prompt from a VBench set (its ``dimension`` field) is scored only for the
+        dimensions it probes (vbench/utils.py load_dimension_info); a custom prompt for every dimension."""
+        suite = probed_dimensions(record)
+        return suite is None or self.dimension in suite
 
     @classmethod
     def needs(cls) -> list[str]:
@@ -285,6 +304,8 @@ class VBenchDimension(Metric):
         done = batch.memo.setdefault(f"{self.name}:" + ",".join(f"{k}={v}" for k, v in sorted(self.weights_sha256.items())), {})
         root = self.ctx.run_dir
         for i, record in enumerate(batch.records):
+            if not self.scores(record):
+                continue
             key = f"{record.get('prompt_id')}\x1f{record.get('seed')}"
             if key not in done:
                 path = clip_path(record, root)
@@ -298,9 +319,12 @@ class VBenchDimension(Metric):
 
     def compute(self) -> list[MetricValue]:
         if not self.videos:
-            raise BenchkitError(f"{self.name} has no clips to score")
+            raise BenchkitError(f"{self.name} has no clips to score (a VBench prompt set scores {self.dimension} only on "
+                                f"its own prompts: add `--dimension {self.dimension}` prompts)")
         keys = sorted(self.videos)
         value, extra = self.reduce([self.videos[k] for k in keys])
+        per_prompt = Counter(k.split("\x1f")[0] for k in keys)
+        extra["samples_per_prompt"] = sorted(set(per_prompt.values()))  # VBench's standard suite: 5
         variant = {"protocol": PROTOCOL, "dimension": self.dimension, **self.describe(), "frames": FRAMES,
                    "decoders": sorted(set(self.decoders.values())), "weights_sha256": dict(self.weights_sha256),
                    "scale": self.scale}

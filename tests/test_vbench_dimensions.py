@@ -389,7 +389,13 @@ def test_apng_clips_read_back_exactly(tmp_path, monkeypatch):
 
 
 def test_image_families_records_and_clips_are_refused_in_one_line(tmp_path, monkeypatch):
+    from metrics import parse_metric_names
+
     assert set(V.CLIP_METRICS) == set(NAMES)
+    # `--metrics vbench` is every VBench dimension benchkit computes, once each, beside the metrics named with it
+    group = parse_metric_names("latency,vbench,vbench-temporal-flickering")
+    assert group[0] == "latency" and set(NAMES) <= set(group) and len(group) == len(set(group))
+    assert all(getattr(REGISTRY[n], "dimension", None) for n in group[1:])
     ctx = MetricContext(cache_dir=tmp_path)
     for name in NAMES:
         with pytest.raises(BenchkitError) as err:
@@ -421,3 +427,38 @@ def test_wrong_weight_files_are_one_line(tmp_path, monkeypatch):
         with pytest.raises(BenchkitError) as err:
             load(resolved, device=torch.device("cpu"))
         assert words in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_vbench_prompts_score_only_the_dimensions_they_probe(tmp_path, monkeypatch):
+    """VBench's suite: a prompt of the vbench sets is scored for the dimensions its `dimension` field lists (as
+    load_dimension_info picks videos); a prompt from elsewhere for every dimension (VBench's custom input). A plan
+    whose VBench prompts probe none of a dimension is one line before any work."""
+    from benchkit.models import video
+
+    monkeypatch.setattr(video, "mp4_encoder", lambda: None)
+    clips = _clips()
+    suites = {"static": ["temporal_flickering", "subject_consistency"], "moving": ["subject_consistency"], "wide": None}
+    records = []
+    for name, dims in suites.items():
+        rec = {"prompt_id": name, "seed": 0, "meta": {} if dims is None else {"dimension": dims},
+               **video.write_video(tmp_path, f"{name}_0", clips[name], 8)}
+        records.append(rec)
+    ctx = MetricContext(cache_dir=tmp_path / "cache")
+    ctx.run_dir = tmp_path
+    flicker = build_metrics(["vbench-temporal-flickering"], ctx)[0]
+    flicker.update(SampleBatch([], records))
+    assert sorted(flicker.videos) == ["static\x1f0", "wide\x1f0"]  # 'moving' probes subject consistency only
+    value = flicker.compute()[0]
+    assert value.n == 2 and value.extra["samples_per_prompt"] == [1]
+    assert value.value == pytest.approx(np.mean([V.flicker_score(clips["static"]), V.flicker_score(clips["wide"])]))
+    cls = REGISTRY["vbench-temporal-flickering"]
+    plan = ScorePlan(records=[{"prompt_id": "m", "meta": {"dimension": ["subject_consistency"]}}], seeds_per_prompt=5,
+                     family="cogvideox", media="video")
+    with pytest.raises(BenchkitError) as err:
+        cls.check(plan, ctx)
+    assert "--dimension temporal_flickering" in str(err.value) and "\n" not in str(err.value)
+    cls.check(dataclasses.replace(plan, records=[*plan.records, {"prompt_id": "c", "meta": {}}]), ctx)  # custom: fine
+    only_moving = build_metrics(["vbench-temporal-flickering"], ctx)[0]
+    only_moving.update(SampleBatch([], records[1:2]))
+    with pytest.raises(BenchkitError, match="only on its own prompts"):
+        only_moving.compute()
