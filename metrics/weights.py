@@ -66,6 +66,9 @@ def _vbench_cache(*parts: str) -> str:
 DINO_URL = "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth"
 AESTHETIC_URL = "https://github.com/LAION-AI/aesthetic-predictor/raw/main/sa_0_4_vit_l_14_linear.pth"
 MUSIQ_URL = "https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/musiq_spaq_ckpt-358bb6af.pth"
+AMT_S_URL = "https://huggingface.co/lalala125/AMT/resolve/main/amt-s.pth"
+RAFT_ZIP_URL = "https://dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/models.zip"
+VICLIP_URL = "https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/ViClip-InternVid-10M-FLT.pth"
 
 
 REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
@@ -190,6 +193,23 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
         ("musiq_spaq_ckpt-358bb6af.pth",),
         extra_paths=(_vbench_cache("pyiqa_model", "musiq_spaq_ckpt-358bb6af.pth"),),
         fetch=f"mkdir -p $BENCHKIT_WEIGHTS && curl -L -o $BENCHKIT_WEIGHTS/musiq_spaq_ckpt-358bb6af.pth {MUSIQ_URL}"),
+    WeightSpec(
+        "amt-s", "AMT-S frame interpolation network (MCG-NKU/AMT, amt-s.pth: a dict whose 'state_dict' holds the "
+        "tensors): VBench motion smoothness", AMT_S_URL, "CC-BY-NC-SA-4.0 (MCG-NKU/AMT); check before use", ("amt-s.pth",),
+        hf_repo="lalala125/AMT", extra_paths=(_vbench_cache("amt_model", "amt-s.pth"),),
+        fetch="hf download lalala125/AMT amt-s.pth --local-dir $BENCHKIT_WEIGHTS"),
+    WeightSpec(
+        "raft-things", "RAFT optical flow trained on FlyingChairs + FlyingThings (princeton-vl/RAFT raft-things.pth, a "
+        "state dict saved from nn.DataParallel): VBench dynamic degree", RAFT_ZIP_URL, "BSD-3-Clause (princeton-vl/RAFT)",
+        ("raft-things.pth",), extra_paths=(_vbench_cache("raft_model", "models", "raft-things.pth"),),
+        fetch=f"mkdir -p $BENCHKIT_WEIGHTS && curl -L -o /tmp/raft-models.zip {RAFT_ZIP_URL} && "
+              "unzip -j /tmp/raft-models.zip models/raft-things.pth -d $BENCHKIT_WEIGHTS"),
+    WeightSpec(
+        "viclip-internvid-10m-flt", "ViCLIP ViT-L/14 trained on InternVid-10M-FLT (OpenGVLab, ViClip-InternVid-10M-FLT.pth, "
+        "a dict whose 'model' holds the tensors): VBench temporal style and overall consistency", VICLIP_URL,
+        "MIT (OpenGVLab/InternVideo)", ("ViClip-InternVid-10M-FLT.pth",), hf_repo="OpenGVLab/VBench_Used_Models",
+        extra_paths=(_vbench_cache("ViCLIP", "ViClip-InternVid-10M-FLT.pth"),),
+        fetch="hf download OpenGVLab/VBench_Used_Models ViClip-InternVid-10M-FLT.pth --local-dir $BENCHKIT_WEIGHTS"),
 )}
 
 
