@@ -60,7 +60,8 @@ def print_results(results: dict, footer: str = "") -> None:
 def eval_cmd(
     model: str = typer.Option("toy-digits", "--model", "-m", help="Preset name or TOML spec file."),
     prompts: str = typer.Option("toy-digits", "--prompts", "-p", help="Built-in prompt set or a txt/csv/tsv/jsonl file."),
-    seeds: str = typer.Option("0-3", "--seeds", help="Seeds per prompt: 0-3 or 0,5,9."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds per prompt: 0-3 or 0,5,9 (default 0-3; 0-4 on VBench's "
+                                        "prompt sets, its 5 samples per prompt)."),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric names (default: the model family's, "
                                           "toy metrics for the toy world; those that cannot run here are left out with a note)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: runs/<model>-<hash>; rerun to resume)."),
@@ -110,7 +111,7 @@ def eval_cmd(
     spec = spec.with_recipe(**changes)
     prompt_set = load_prompt_set(prompts).select({"category": category, "challenge": challenge, "dimension": dimension},
                                                  sample, sample_seed, limit)
-    seed_list = parse_seeds(seeds)
+    seed_list = parse_seeds(seeds if seeds is not None else prompt_set.default_seeds)
     run_dir = out_dir or default_run_dir(spec, prompt_set, seed_list)
     results = run_eval(spec, prompt_set, seed_list, run_dir, metrics=metrics.split(",") if metrics is not None else None,
                        device=device, dtype=dtype, batch_size=batch_size, warmup_batches=warmup, cache_dir=cache_dir,

@@ -120,11 +120,13 @@ class BuiltinSet:
     license: str
     group_fields: tuple[str, ...] = ()
     first: int | None = None  # a documented prefix of the file
+    default_seeds: str = "0-3"  # the protocol's samples per prompt (VBench: 5, its videos {prompt}-0..4.mp4)
 
     def info(self) -> dict[str, object]:
         return {"name": self.name, "count": self.count, "subset": f"first {self.first}" if self.first else "all",
                 "group_fields": list(self.group_fields), "description": self.description, "source": self.source,
-                "upstream": self.upstream, "license": self.license, "files": list(self.files)}
+                "upstream": self.upstream, "license": self.license, "files": list(self.files),
+                "default_seeds": self.default_seeds}
 
 
 _COCO = ("coco/MS-COCO_val2014_30k_captions.csv",)
@@ -132,6 +134,7 @@ _COCO_SRC = ("siliconflow/odeval@d149638", "resources/MS-COCO_val2014_30k_captio
 _COCO_LIC = "CC-BY-4.0 captions, Apache-2.0 file"
 _VB = "Vchitect/VBench@45e79ec"
 _VB_INFO = "vbench/VBench_full_info.json"
+_VB_SEEDS = "0-4"  # "For each prompt, sample 5 videos" (VBench prompts/README.md:56; 25 for temporal flickering)
 
 _SETS = [
     BuiltinSet("toy-digits", "20 prompts for the toy digits world (two phrasings x ten digits)", ("toy-digits.tsv",),
@@ -150,13 +153,15 @@ _SETS = [
                _geneval, 553, "djghosh13/geneval@af4902f", "prompts/evaluation_metadata.jsonl", "MIT", ("tag",)),
     BuiltinSet("vbench", "VBench prompts for the 16 dimensions (list meta: a prompt can probe several)",
                ("vbench/all_dimension.txt", _VB_INFO), _vbench, 946, _VB, "prompts/all_dimension.txt", "Apache-2.0",
-               ("dimension",)),
+               ("dimension",), default_seeds=_VB_SEEDS),
     BuiltinSet("vbench-long", "VBench prompts GPT-enhanced, aligned 1:1 with vbench",
                ("vbench/all_dimension_longer.txt", "vbench/all_dimension.txt", _VB_INFO), _vbench_long, 946,
-               _VB, "prompts/augmented_prompts/gpt_enhanced_prompts/all_dimension_longer.txt", "Apache-2.0", ("dimension",)),
+               _VB, "prompts/augmented_prompts/gpt_enhanced_prompts/all_dimension_longer.txt", "Apache-2.0", ("dimension",),
+               default_seeds=_VB_SEEDS),
     BuiltinSet("vbench-category", "VBench content categories, 8 x 100 prompts",
                ("vbench/all_category.txt", *(f"vbench/prompts_per_category/{c}.txt" for c in VBENCH_CATEGORIES)),
-               _vbench_category, 800, _VB, "prompts/all_category.txt", "Apache-2.0", ("category",)),
+               _vbench_category, 800, _VB, "prompts/all_category.txt", "Apache-2.0", ("category",),
+               default_seeds=_VB_SEEDS),
     BuiltinSet("vbench2", "VBench-2.0 prompts", ("vbench/VBench2_full_text.txt",), _plain, 1013,
                _VB, "VBench-2.0/prompts/VBench2_full_text.txt", "Apache-2.0"),
 ]
@@ -175,7 +180,8 @@ def load_builtin(name: str) -> PromptSet:
     hashes = [hashlib.sha256(b).hexdigest() for b in blobs]
     sha = hashes[0] if len(hashes) == 1 else hashlib.sha256(
         "".join(f"{f}\t{h}\n" for f, h in zip(spec.files, hashes)).encode()).hexdigest()
-    ps = PromptSet(name, records, sha, source=f"{spec.source} {spec.upstream}", group_fields=spec.group_fields)
+    ps = PromptSet(name, records, sha, source=f"{spec.source} {spec.upstream}", group_fields=spec.group_fields,
+                   default_seeds=spec.default_seeds)
     if spec.first:
         ps = ps.limit(spec.first)
     if len(ps) != spec.count:

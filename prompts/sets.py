@@ -29,6 +29,7 @@ class PromptSet:
     source: str = ""
     subset: str = "all"
     group_fields: tuple[str, ...] = ()  # meta fields a report can break metrics down by
+    default_seeds: str = "0-3"  # seeds per prompt when none are given: the set's protocol (VBench samples 5)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -180,3 +180,25 @@ def test_cli_eval_selection_errors_before_generating(cli, tmp_path):
     code, _, err = cli("eval", "-p", "partiprompts", "--challenge", "Nope", "--out", str(tmp_path / "r"), "--quiet")
     assert code == 2 and "no prompt of partiprompts has challenge=Nope; valid values: Basic, Complex" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_vbench_sets_default_to_five_seeds_per_prompt(monkeypatch, tmp_path):
+    """VBench samples 5 videos per prompt (prompts/README.md:56): its sets' default seeds, which `benchkit eval`
+    uses when --seeds is not given; other sets keep 0-3, and --seeds still wins."""
+    import benchkit.evaluate
+    from benchkit.cli import main
+
+    assert [load_prompt_set(n).default_seeds for n in ("vbench", "vbench-long", "vbench-category")] == ["0-4"] * 3
+    assert load_prompt_set("partiprompts").default_seeds == "0-3" and BUILTIN_SETS["vbench"].info()["default_seeds"] == "0-4"
+    seen = []
+
+    def fake_eval(spec, prompt_set, seeds, out, **kwargs):
+        seen.append(seeds)
+        raise BenchkitError("stop here")
+
+    monkeypatch.setattr(benchkit.evaluate, "run_eval", fake_eval)
+    for args, want in ((["-p", "vbench"], [0, 1, 2, 3, 4]), (["-p", "partiprompts"], [0, 1, 2, 3]),
+                       (["-p", "vbench", "--seeds", "7"], [7])):
+        with pytest.raises(SystemExit):
+            main(["eval", "--limit", "1", "-o", str(tmp_path / "run"), *args])
+        assert seen.pop() == want
