@@ -90,6 +90,8 @@ def eval_cmd(
     weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (repeatable; see `benchkit weights`)."),
     images_from: Optional[Path] = typer.Option(None, "--images-from", help="Image-to-video: a run whose image of each "
                                                "(prompt, seed) is that item's input image (e.g. a text-to-image model's)."),
+    image_dir: Optional[Path] = typer.Option(None, "--image-dir", help="Image-to-video: the folder the prompt set's relative "
+                                             "'image' paths are in (vbench-i2v: VBench's data/crop/<ratio>/)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="A benchkit run (e.g. the teacher's) or an image "
                                              "folder that FID, PRDC and the like compare with, instead of their default."),
 ):
@@ -111,6 +113,8 @@ def eval_cmd(
     spec = spec.with_recipe(**changes)
     prompt_set = load_prompt_set(prompts).select({"category": category, "challenge": challenge, "dimension": dimension},
                                                  sample, sample_seed, limit)
+    if image_dir is not None:
+        prompt_set = prompt_set.with_image_dir(image_dir)
     seed_list = parse_seeds(seeds if seeds is not None else prompt_set.default_seeds)
     run_dir = out_dir or default_run_dir(spec, prompt_set, seed_list)
     results = run_eval(spec, prompt_set, seed_list, run_dir, metrics=metrics.split(",") if metrics is not None else None,

@@ -46,6 +46,7 @@ from metrics import (
     MetricContext,
     ScorePlan,
     check_metrics,
+    grouped_only,
     parse_metric_names,
 )
 from metrics.loading import check_workers
@@ -144,11 +145,14 @@ def run_eval(
     ref = open_reference(reference, cache_dir, show_progress) if reference is not None else None
     plan = ScorePlan(records=plan_records(prompt_set), seeds_per_prompt=len(seeds))
     dev = resolve_device(device)
+    not_applicable: dict[str, str] = {}
     if metric_names is not None:
-        check_metrics(metric_names, plan, MetricContext(cache_dir=cache_dir, device=dev, reference=ref))
+        not_applicable = check_metrics(metric_names, plan, MetricContext(cache_dir=cache_dir, device=dev, reference=ref),
+                                       optional=grouped_only(metrics))
+        metric_names = [n for n in metric_names if n not in not_applicable]
     with folder_lock(out, "benchkit eval", wait=wait):
         return _run_eval(spec, prompt_set, seeds, Path(out), metric_names, plan, dev, dtype, batch_size,
-                         warmup_batches, cache_dir, overwrite, show_progress, workers, images_from, ref)
+                         warmup_batches, cache_dir, overwrite, show_progress, workers, images_from, ref, not_applicable)
 
 
 def check_seeds(seeds: list[int]) -> None:
@@ -175,13 +179,14 @@ class EvalPlan:
 def _run_eval(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Path, metric_names: list[str] | None,
               plan: ScorePlan, dev: torch.device, dtype: str | None, batch_size: int, warmup_batches: int,
               cache_dir: Path, overwrite: bool, show_progress: bool, workers: int | None = None,
-              images_from: Path | None = None, reference: ImageReference | None = None) -> dict[str, Any]:
+              images_from: Path | None = None, reference: ImageReference | None = None,
+              not_applicable: dict[str, str] | None = None) -> dict[str, Any]:
     """Plan, generate, fold, score."""
     world = current_world(dev)
     dev = world.device(dev)
     show_progress = show_progress and world.is_main
     ev = _plan(spec, prompt_set, seeds, metric_names, plan, dev, dtype, batch_size, warmup_batches, cache_dir, world,
-               reference)
+               reference, not_applicable or {})
     items = make_items(prompt_set, seeds)
     if images_from is not None:
         family = ev.model.family_info
@@ -208,7 +213,7 @@ def _run_eval(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Pat
 
 def _plan(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], metric_names: list[str] | None, plan: ScorePlan,
           dev: torch.device, dtype: str | None, batch_size: int, warmup_batches: int, cache_dir: Path,
-          world: World, reference: ImageReference | None = None) -> EvalPlan:
+          world: World, reference: ImageReference | None = None, not_applicable: dict[str, str] | None = None) -> EvalPlan:
     """Load the model, make its generator, settle the metrics and write down what the run is."""
     dt_ = model_dtype(dtype, spec.dtype, dev)  # the spec's dtype applies on cuda/mps
     reset_peak_memory(dev)
@@ -218,7 +223,7 @@ def _plan(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], metric_names
     plan = dataclasses.replace(plan, family=model.family, media=model.family_info.media,
                                image_sizes={(generator.height, generator.width)})
     ctx = MetricContext(cache_dir=cache_dir, device=dev, reference=reference)
-    left_out: dict[str, str] = {}
+    left_out: dict[str, str] = dict(not_applicable or {})  # group members with nothing to score here
     if metric_names is None:
         metric_names, left_out = default_metrics(plan, ctx)
         if reference is not None:
@@ -251,7 +256,7 @@ def _plan(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], metric_names
         "command": "eval",
     }
     if left_out:
-        manifest["metrics_left_out"] = left_out  # defaults that could not run here, and why
+        manifest["metrics_left_out"] = left_out  # defaults (or group members) that could not run here, and why
     manifest["model"].update(describe_model(model, generator))  # family, lora, vae dtype, compile, frames
     manifest["runtime"] = runtime_settings(dev, dt_)  # what ran: dtype, TF32, sync and memory APIs
     session: Session = {"started": now(), "pid": os.getpid(), "load_seconds": model.load_seconds,

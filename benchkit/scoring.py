@@ -161,7 +161,7 @@ def rescore_run(path: Path, metric_names: list[str], cache_dir: Path, device: to
     from benchkit.core.lock import folder_lock
     from benchkit.core.outpaths import check_separate
     from benchkit.core.rundir import read_json
-    from metrics import check_metrics, parse_metric_names
+    from metrics import check_metrics, grouped_only, parse_metric_names
     from metrics.reference_sets import open_reference
 
     names = parse_metric_names(metric_names)
@@ -188,11 +188,13 @@ def rescore_run(path: Path, metric_names: list[str], cache_dir: Path, device: to
     media = "video" if any(r.get("video") for r in records) else "image"  # what the run holds, whatever made it
     plan = ScorePlan(records=list(unique.values()), seeds_per_prompt=min(seeds.values()), family=model.get("family"), media=media,
                      image_sizes={tuple(resolution)} if resolution else None)
-    check_metrics(names, plan, MetricContext(cache_dir=cache_dir, device=device, manifest=manifest, reference=ref))
+    not_applicable = check_metrics(names, plan, MetricContext(cache_dir=cache_dir, device=device, manifest=manifest,
+                                                              reference=ref), optional=grouped_only(metric_names))
+    names = [n for n in names if n not in not_applicable]
     with folder_lock(run.path, "benchkit rescore", wait=wait):
         previous = read_json(run.results_path) if run.results_path.exists() else None
         return score_run(run, names, cache_dir, device, show_progress, workers=workers, reference=ref,
-                         previous=previous if isinstance(previous, dict) else None)
+                         previous=previous if isinstance(previous, dict) else None, left_out=not_applicable or None)
 
 
 def _stored_views(metric_objs: list[Metric]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from importlib import import_module
 
 from benchkit.core.errors import BenchkitError
 from benchkit.core.registry import Registry
-from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, ScorePlan
+from metrics.base import Metric, MetricContext, MetricValue, NotApplicable, SampleBatch, ScorePlan
 
 # Every metric by name: benchkit's own below, the model families' (the toy world's) through plugins.
 REGISTRY: Registry[type[Metric]] = Registry("metric", "see `benchkit metrics`")
@@ -17,15 +17,23 @@ register_metric = REGISTRY.register
 # import their networks' libraries (open_clip, lpips, transformers) only when a metric is built.
 BUILTIN_MODULES = ("metrics.latency", "metrics.fid", "metrics.clip_score", "metrics.preference", "metrics.mps",
                    "metrics.diversity", "metrics.vendi", "metrics.prdc", "metrics.aesthetic", "metrics.image_reward",
-                   "metrics.geneval", "metrics.dinov2", "metrics.cmmd", "metrics.vbench_dimensions")
+                   "metrics.geneval", "metrics.dinov2", "metrics.cmmd", "metrics.vbench_dimensions",
+                   "metrics.vbench_i2v")
 for _module in BUILTIN_MODULES:
     import_module(_module)
 
 
 def metric_groups() -> dict[str, list[str]]:
-    """Names that stand for several metrics: ``vbench`` is every VBench dimension benchkit computes (the metrics
-    that declare a VBench ``dimension``), so ``--metrics vbench`` follows as dimensions are added."""
-    return {"vbench": [name for name, cls in REGISTRY.items() if getattr(cls, "dimension", None)]}
+    """Names that stand for several metrics: ``vbench`` is every one of VBench's 16 dimensions benchkit computes,
+    ``vbench-i2v`` every dimension VBench-I2V reports (its image-conditioned ones and the quality ones), so both
+    follow as dimensions are added."""
+    from metrics.vbench_i2v import I2V_SUITE
+    from metrics.vbench_scores import BY_NAME
+
+    def having(dimensions) -> list[str]:
+        return [name for name, cls in REGISTRY.items() if getattr(cls, "dimension", None) in dimensions]
+
+    return {"vbench": having(BY_NAME), "vbench-i2v": having(I2V_SUITE)}
 
 
 def parse_metric_names(text: str | list[str]) -> list[str]:
@@ -67,15 +75,38 @@ def describe_metrics() -> list[dict]:
     return rows
 
 
-def check_metrics(names: list[str], plan: ScorePlan, ctx: MetricContext) -> None:
-    """Every metric's preconditions on ``plan``, before any image is generated or scored."""
+def grouped_only(given: str | list[str] | None) -> set[str]:
+    """The metrics ``given`` names only through a group (``vbench``), not by their own name."""
+    if given is None:
+        return set()
+    raw = [n.strip() for n in (given.split(",") if isinstance(given, str) else given) if n.strip()]
+    groups = metric_groups()
+    return {m for name in raw for m in groups.get(name, [])} - set(raw)
+
+
+def check_metrics(names: list[str], plan: ScorePlan, ctx: MetricContext, optional: set[str] | None = None) -> dict[str, str]:
+    """Every metric's preconditions on ``plan``, before any image is generated or scored. A metric in ``optional``
+    (one a group brought in) that has nothing to score in the plan is left out instead: {name: why} is returned,
+    and the caller drops those names and records why."""
     names = parse_metric_names(names)
+    left_out: dict[str, str] = {}
+    for name in names:
+        if name in (optional or ()):
+            try:
+                REGISTRY[name].check(plan, ctx)
+            except NotApplicable as exc:
+                left_out[name] = str(exc)
+    names = [n for n in names if n not in left_out]
+    if not names:
+        raise BenchkitError(f"none of the metrics has anything to score on these prompts ({', '.join(left_out)}: the "
+                            "VBench prompts probe other dimensions); pick prompts with --dimension, or other metrics")
     if ctx.reference is not None and not any(REGISTRY[name].takes_reference for name in names):
         takers = ", ".join(name for name, cls in REGISTRY.items() if cls.takes_reference)
         raise BenchkitError(f"--reference is given but none of {', '.join(names)} compares with a reference; add one of "
                             f"{takers} to --metrics, or drop --reference")
     for name in names:
         REGISTRY[name].check(plan, ctx)
+    return left_out
 
 
 __all__ = ["register_metric", "Metric", "MetricContext", "MetricValue", "SampleBatch", "ScorePlan", "REGISTRY", "build_metrics",

@@ -90,6 +90,11 @@ class MetricContext:
     run_dir: Path | None = None  # the run folder being scored: records' relative paths (a clip's `video`) are under it
 
 
+class NotApplicable(BenchkitError):
+    """A metric has nothing to score in this plan (a VBench dimension none of the VBench prompts probes): an error
+    for a metric named on its own, a note when a group (``--metrics vbench``) brought it in."""
+
+
 @dataclass
 class ScorePlan:
     """What a run will hand its metrics, known before the first image is made.

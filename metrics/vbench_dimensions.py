@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
-from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, ScorePlan
+from metrics.base import Metric, MetricContext, MetricValue, NotApplicable, SampleBatch, ScorePlan
 from metrics.clips import batch_clip, clip_path, decoder_name
 from metrics.model_cache import cached_model
 from metrics.scorers import hf_features
@@ -272,7 +272,7 @@ class VBenchDimension(Metric):
         check_video_plan(cls.name, plan)  # before the weights are looked for and hashed
         suites = [probed_dimensions(r) for r in plan.records]
         if plan.records and all(s is not None for s in suites) and not any(cls.dimension in s for s in suites):
-            raise BenchkitError(f"{cls.name}: none of the {len(plan.records)} VBench prompts probes {cls.dimension} (VBench "
+            raise NotApplicable(f"{cls.name}: none of the {len(plan.records)} VBench prompts probes {cls.dimension} (VBench "
                                 f"scores each dimension on its own prompts); add `--dimension {cls.dimension}` prompts or "
                                 f"drop {cls.name}")
         super().check(plan, ctx)
@@ -294,6 +294,11 @@ class VBenchDimension(Metric):
     def score_clip(self, frames: np.ndarray) -> list[float]:
         raise NotImplementedError
 
+    def score_item(self, record: dict[str, Any], frames: np.ndarray) -> list[float]:
+        """The per-clip result; a dimension that needs more than the frames (the prompt, the input image) reads it
+        from the sample record."""
+        return self.score_clip(frames)
+
     def reduce(self, results: list[list[float]]) -> tuple[float, dict[str, Any]]:
         """(the value, extra) from the per-clip results in item order: by default their mean."""
         values = np.array([r[0] for r in results], dtype=np.float64)
@@ -311,7 +316,7 @@ class VBenchDimension(Metric):
                 path = clip_path(record, root)
                 frames = batch_clip(batch, i, root)
                 try:
-                    result = [float(v) for v in self.score_clip(frames)]
+                    result = [float(v) for v in self.score_item(record, frames)]
                 except BenchkitError as exc:
                     raise BenchkitError(f"{self.name}: clip {path}: {exc}") from None
                 done[key] = (result, decoder_name(path))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from benchkit.core.errors import BenchkitError
+from benchkit.core.items import IMAGE_COLUMN
 from prompts.files import index_ids, parse_records
 from prompts.sets import PromptRecord, PromptSet
 
@@ -98,6 +99,16 @@ def _vbench_category(texts: list[str]) -> list[PromptRecord]:
     return [PromptRecord(pid, p, {"category": cat}) for pid, p, (cat, _) in zip(index_ids(len(prompts)), prompts, labels)]
 
 
+def _vbench_i2v(texts: list[str]) -> list[PromptRecord]:
+    """VBench-I2V's info json: prompt, the dimensions it probes, the image's type and file name. The file name is
+    the item's input ``image``, relative: `--image-dir` names the crop folder of the chosen aspect ratio
+    (vbench2_beta_i2v/data/crop/<ratio>/, from VBench's download_data.sh)."""
+    entries = json.loads(texts[0])
+    return [PromptRecord(pid, e["prompt_en"], {"dimension": list(e["dimension"]), "image_type": e["image_type"],
+                                               "image_name": e["image_name"], IMAGE_COLUMN: e["image_name"]})
+            for pid, e in zip(index_ids(len(entries)), entries)]
+
+
 def _geneval(texts: list[str]) -> list[PromptRecord]:
     objs = [json.loads(line) for line in _lines(texts[0])]
     return [PromptRecord(pid, o["prompt"], {k: o[k] for k in ("tag", "include", "exclude") if k in o})
@@ -161,6 +172,10 @@ _SETS = [
     BuiltinSet("vbench-category", "VBench content categories, 8 x 100 prompts",
                ("vbench/all_category.txt", *(f"vbench/prompts_per_category/{c}.txt" for c in VBENCH_CATEGORIES)),
                _vbench_category, 800, _VB, "prompts/all_category.txt", "Apache-2.0", ("category",),
+               default_seeds=_VB_SEEDS),
+    BuiltinSet("vbench-i2v", "VBench-I2V (VBench++) image-prompt pairs; needs --image-dir with its cropped images",
+               ("vbench/vbench2_i2v_full_info.json",), _vbench_i2v, 1118, _VB, "vbench2_beta_i2v/vbench2_i2v_full_info.json",
+               "Apache-2.0 (prompts; the images are under their own licenses)", ("dimension", "image_type"),
                default_seeds=_VB_SEEDS),
     BuiltinSet("vbench2", "VBench-2.0 prompts", ("vbench/VBench2_full_text.txt",), _plain, 1013,
                _VB, "VBench-2.0/prompts/VBench2_full_text.txt", "Apache-2.0"),

@@ -88,6 +88,34 @@ class PromptSet:
                 ps = ps.filter(name, value)
         return ps.sample(sample, sample_seed).limit(limit)
 
+    def with_image_dir(self, folder: Path | str) -> "PromptSet":
+        """The set with each relative input ``image`` read under ``folder`` (VBench-I2V's crop folder of one aspect
+        ratio, say). Every image is checked here, before any model is loaded; the folder is part of the subset, so
+        another folder makes another run."""
+        from pathlib import Path
+
+        from benchkit.core.items import IMAGE_COLUMN
+
+        root = Path(folder).expanduser().resolve()
+        if not root.is_dir():
+            raise BenchkitError(f"--image-dir {folder}: not a folder; give the folder the prompt set's images are in")
+        records, missing = [], []
+        for r in self.records:
+            value = r.meta.get(IMAGE_COLUMN)
+            if value in (None, "") or Path(str(value)).is_absolute():
+                records.append(r)
+                continue
+            path = root / str(value)
+            if not path.is_file():
+                missing.append(str(value))
+            records.append(PromptRecord(r.prompt_id, r.prompt, {**r.meta, IMAGE_COLUMN: str(path)}))
+        if len(records) == len(self.records) and all(r.meta.get(IMAGE_COLUMN) in (None, "") for r in self.records):
+            raise BenchkitError(f"--image-dir: prompt set {self.name} names no input images (no '{IMAGE_COLUMN}' field)")
+        if missing:
+            raise BenchkitError(f"--image-dir {root}: {len(missing)} of the set's {len(self.records)} input images are not "
+                                f"there (first: {missing[0]}); point it at the folder that holds them")
+        return self._narrowed(records, f"images under {root}")
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "sha256": self.sha256, "count": len(self.records), "subset": self.subset,
                 "source": self.source, "group_fields": list(self.group_fields)}

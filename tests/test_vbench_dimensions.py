@@ -462,3 +462,23 @@ def test_vbench_prompts_score_only_the_dimensions_they_probe(tmp_path, monkeypat
     only_moving.update(SampleBatch([], records[1:2]))
     with pytest.raises(BenchkitError, match="only on its own prompts"):
         only_moving.compute()
+
+
+def test_a_group_leaves_out_the_dimensions_its_prompts_do_not_probe(tmp_path):
+    """`--metrics vbench` on VBench prompts of one dimension scores that one and notes the rest (before their weights
+    are looked for); a dimension named on its own with no prompt for it is still an error."""
+    from metrics import NotApplicable, check_metrics, grouped_only, metric_groups, parse_metric_names
+
+    ctx = MetricContext(cache_dir=tmp_path)
+    plan = ScorePlan(records=[{"prompt_id": "0", "meta": {"dimension": ["temporal_flickering"]}}], seeds_per_prompt=5,
+                     family="cogvideox", media="video")
+    names = parse_metric_names("latency,vbench")
+    assert grouped_only("latency,vbench") == set(metric_groups()["vbench"]) and grouped_only(None) == set()
+    left = check_metrics(names, plan, ctx, optional=grouped_only("latency,vbench"))
+    assert set(left) == set(metric_groups()["vbench"]) - {"vbench-temporal-flickering"}
+    assert all("probes" in why for why in left.values())
+    with pytest.raises(NotApplicable):
+        check_metrics(["vbench-subject-consistency"], plan, ctx, optional=grouped_only("vbench-subject-consistency"))
+    with pytest.raises(BenchkitError, match="none of the metrics has anything to score"):
+        check_metrics(parse_metric_names("vbench-i2v"), dataclasses.replace(plan, records=[
+            {"prompt_id": "0", "meta": {"dimension": ["color"]}}]), ctx, optional=grouped_only("vbench-i2v"))

@@ -65,7 +65,7 @@ def input_image(item: Item) -> Path | None:
     path = path if path.is_absolute() else Path.cwd() / path
     if not path.is_file():
         raise BenchkitError(f"prompt '{item.prompt_id}': its {IMAGE_COLUMN} {value} is not a file (relative paths "
-                            f"are relative to the folder benchkit runs in)")
+                            f"are relative to the folder benchkit runs in, or to --image-dir)")
     return path
 
 
