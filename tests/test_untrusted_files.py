@@ -446,3 +446,21 @@ def test_the_package_never_unpickles():
             problems += [f"{where}:{line}" for line in unsafe_loads(source)]
             problems += [f"{where}: contains {m.group(0)!r}" for m in FORBIDDEN_TEXT.finditer(source)]
     assert not problems, "files benchkit loads must be read as data:\n" + "\n".join(problems)
+
+
+def test_numpy_numbers_beside_weights_load_and_object_arrays_do_not(tmp_path, marker):
+    """A training script's numpy learning rate or epoch beside the weights is data (AMT's trainer saves one), so it
+    loads; a numpy object array, whose items unpickle as arbitrary objects, is still refused without running."""
+    from benchkit.core.safe_load import load_state_dict_file, read_state_dict
+
+    path = tmp_path / "trained.pth"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "lr": np.float64(1e-4), "epoch": np.int64(3), "best": np.bool_(True)},
+               path)
+    assert torch.equal(load_state_dict_file(path)["w"], torch.ones(2))
+    assert read_state_dict(path)["lr"] == 1e-4
+    evil = np.empty(1, dtype=object)
+    evil[0] = _System(f"touch {marker}")
+    torch.save({"state_dict": {"w": torch.ones(2)}, "extra": evil}, path)
+    with pytest.raises(BenchkitError, match="refused") as exc:
+        load_state_dict_file(path)
+    assert "\n" not in str(exc.value)

@@ -26,6 +26,20 @@ def weights_only_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def numpy_scalar_globals() -> list[Any]:
+    """What a numpy number or bool in a checkpoint unpickles through (a training script's learning rate or epoch saved
+    beside the weights, as AMT's trainer does): numpy's scalar constructor and the numeric and bool dtypes, all data.
+    torch's weights-only loader refuses them unless allowed; object, string and void dtypes stay refused."""
+    import numpy as np
+
+    numeric = ("Bool", "Int", "UInt", "Float", "Complex", "Byte", "UByte", "Short", "UShort", "Long", "ULong",
+               "LongLong", "ULongLong", "LongDouble", "CLongDouble", "Half")
+    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes)
+              if n.endswith("DType") and n.startswith(numeric) and not n.startswith(("Bytes", "Object", "Str", "Void"))]
+    core = getattr(np, "_core", None) or np.core  # numpy 2 moved it; numpy 1 has only np.core
+    return [core.multiarray.scalar, np.dtype, *dtypes]
+
+
 def read_state_dict(file: Path, what: str = "weights", fix: str | None = None) -> Any:
     """What a .safetensors file or a torch.save file holds, read as data only: a torch.save file goes
     through torch's weights-only unpickler, which refuses every class or function it does not know
@@ -45,7 +59,8 @@ def read_state_dict(file: Path, what: str = "weights", fix: str | None = None) -
             raise BenchkitError(f"{what} {file}: not a readable .safetensors file ({weights_only_reason(exc)}); "
                                 f"{fix or 'it may be truncated or damaged: download or copy it again'}") from None
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(numpy_scalar_globals()):
+            return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise BenchkitError(f"{what} {file}: refused: it holds more than tensors ({weights_only_reason(exc)}) and loading "
                             f"it could run code; {fix or 'use a .safetensors file or a plain state dict'}") from None
