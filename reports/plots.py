@@ -134,3 +134,69 @@ def trend_plot(series: Mapping[str, Sequence[tuple[str, float]]], metric: str,
         return _svg_bytes(fig)
     finally:
         plt.close(fig)
+
+
+BAR_INCHES = 0.2  # one bar's height: above the 7 pt value labels' line height, so they never touch
+GROUP_GAP_BARS = 0.8  # space between groups, in bars
+LEGEND_CHARS = 60  # run labels longer than this are cut in the legend (tables carry them whole)
+
+
+def _cut(text: str, n: int = LEGEND_CHARS) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def grouped_bars_figure(groups: Sequence[str], runs: Sequence[str], values: Sequence[Sequence[float]],
+                        hatched: Sequence[Sequence[bool]] | None = None, title: str = "", xlabel: str = "",
+                        ids: Sequence[str] | None = None, bar_inches: float = BAR_INCHES):
+    """Horizontal bars, one group per row of ``values`` (``values[group][run]``, NaN: no bar), one bar per run.
+
+    The figure grows with the number of bars rather than squeezing them, so group labels, value
+    labels and the legend (above the axes, one run a line) keep clear of each other however many
+    dimensions and runs there are. ``ids`` name each group's bars and value labels in the SVG
+    (``bar-<id>-<run number>``, ``value-<id>-<run number>``) so they can be found in it.
+    """
+    n_groups, n_runs = len(groups), len(runs)
+    pitch = n_runs + GROUP_GAP_BARS
+    finite = [v for row in values for v in row if not math.isnan(v)]
+    high, low = max([1.0, *finite]), min([0.0, *finite])
+    height = n_groups * pitch * bar_inches + 1.2 + 0.2 * (n_runs + 1)  # bars, axis and title, legend lines
+    fig, ax = plt.subplots(figsize=(9, height), layout="constrained")
+    colors = plt.get_cmap("tab10" if n_runs <= 10 else "tab20")
+    for r, run in enumerate(runs):
+        for g, group in enumerate(groups):
+            value = values[g][r]
+            if math.isnan(value):
+                continue
+            y = g * pitch + r
+            hatch = "////" if hatched and hatched[g][r] else None
+            (bar,) = ax.barh([y], [value], height=0.9, color=colors(r % colors.N), hatch=hatch, edgecolor="white",
+                             linewidth=0.5)
+            text = ax.annotate(f"{value:.4g}", (max(value, 0.0), y), xytext=(3, 0), textcoords="offset points",
+                               va="center", ha="left", fontsize=7)
+            if ids is not None:
+                bar.set_gid(f"bar-{ids[g]}-{r + 1}")
+                text.set_gid(f"value-{ids[g]}-{r + 1}")
+    ax.set_yticks([g * pitch + (n_runs - 1) / 2 for g in range(n_groups)], list(groups), fontsize=8)
+    ax.set_ylim(n_groups * pitch - GROUP_GAP_BARS / 2 - 0.5, -GROUP_GAP_BARS / 2 - 0.5)  # first group on top
+    ax.set_xlim(low * 1.15, high * 1.15)  # room right of the longest bar for its value label
+    ax.tick_params(axis="y", length=0)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors(r % colors.N)) for r in range(n_runs)]
+    labels = [_cut(run) for run in runs]
+    if hatched and any(any(row) for row in hatched):
+        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="gray", hatch="////"))
+        labels.append("hatched: partial (over the dimensions that run has)")
+    fig.legend(handles, labels, loc="outside upper left", fontsize=8, frameon=False)
+    return fig
+
+
+def grouped_bar_chart(*args, **kwargs) -> bytes:
+    """:func:`grouped_bars_figure` as deterministic SVG."""
+    fig = grouped_bars_figure(*args, **kwargs)
+    try:
+        return _svg_bytes(fig)
+    finally:
+        plt.close(fig)

@@ -2,13 +2,16 @@
 
 Both formats carry the same content: metrics with the best value per metric in bold, a
 warning wherever runs measured a metric differently, the quality-vs-latency plot, where
-each number came from, and the same (prompt, seed) samples from every run side by side.
-The HTML page is self-contained (images and plot inline) so it can be mailed or archived.
+each number came from, and the same (prompt, seed) samples from every run side by side
+(video runs' clips play in the HTML page; reports.video). Runs with VBench dimensions get a
+chart and table of them. The HTML page is self-contained (images, clips and plots inline) so
+it can be mailed or archived.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import math
@@ -28,9 +31,23 @@ from reports.plots import (
     LATENCY_DEFAULT,
     default_latency,
     default_quality,
+    grouped_bar_chart,
     quality_latency_plot,
 )
 from reports.runs import RunSummary, load_runs, metrics_table
+from reports.video import (
+    CLIP_MAX_BYTES,
+    CLIPS_DIR,
+    PAGE_MAX_BYTES,
+    Clip,
+    ClipPlan,
+    check_clips_dir,
+    copy_clips,
+    dimension_chart,
+    dimension_metrics,
+    plan_clips,
+    read_clip_bytes,
+)
 
 # Variant keys that describe where a number was measured (shown in the provenance table),
 # not how: runs that differ only in these are still comparable.
@@ -59,6 +76,26 @@ class Grid:
     labels: list[str]
     items: list[tuple[str, int, str]]  # prompt_id, seed, prompt
     images: list[list[Image.Image]]
+    common: int = 0  # items every run has, shown or not
+    clips: ClipPlan | None = None  # video runs: the clip of each cell
+
+    def notes(self) -> list[str]:
+        """What the grid leaves out, so that a cap never hides samples silently."""
+        notes = []
+        if self.common > len(self.items):
+            left = self.common - len(self.items)
+            notes.append(f"Showing {len(self.items)} of the {self.common} (prompt, seed) items common to all runs "
+                         f"(the first, seed-major); {left} more {'is' if left == 1 else 'are'} left out.")
+        return notes + (self.clips.notes if self.clips else [])
+
+
+@dataclass
+class VBenchSection:
+    """The per-dimension chart (SVG), its values as a table, and what the partial aggregates leave out."""
+
+    svg: bytes
+    table: Table
+    notes: list[str]
 
 
 @dataclass
@@ -73,6 +110,8 @@ class Content:
     breakdowns: list[tuple[str, Table]]
     hardware: list[tuple[str, Table]]
     figures: list[tuple[str, bytes]]  # extra titled SVGs, e.g. nightly trends
+    vbench: VBenchSection | None = None
+    metrics_notes: list[str] = dataclasses.field(default_factory=list)
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -259,12 +298,16 @@ def _thumbnail(run: RunSummary, record: dict[str, Any]) -> Image.Image:
     return image
 
 
-def build_grid(runs: list[RunSummary], max_items: int) -> Grid:
-    items = common_items(runs)[:max(max_items, 0)]
+def build_grid(runs: list[RunSummary], max_items: int, max_clip_bytes: int = CLIP_MAX_BYTES,
+               max_page_bytes: int = PAGE_MAX_BYTES) -> Grid:
+    """Thumbnails of the first ``max_items`` common items (a video's first frame) and, for video runs, their clips."""
+    common = common_items(runs)
+    items = common[:max(max_items, 0)]
     by_key = [{(rec["prompt_id"], rec["seed"]): rec for rec in run.records} for run in runs]
     images = [[_thumbnail(run, recs[item]) for item in items] for run, recs in zip(runs, by_key)]
     prompts = [str(by_key[0][item].get("prompt", "")) for item in items]
-    return Grid([run.label for run in runs], [(p, s, t) for (p, s), t in zip(items, prompts)], images)
+    return Grid([run.label for run in runs], [(p, s, t) for (p, s), t in zip(items, prompts)], images, len(common),
+                plan_clips(runs, items, max_clip_bytes, max_page_bytes))
 
 
 def display_size(image: Image.Image) -> tuple[int, int]:
@@ -304,6 +347,44 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+# -- VBench dimensions ----------------------------------------------------------------------
+VBENCH_FILE = "vbench_dimensions.svg"
+VBENCH_NOTE = ("Dimensions are VBench's raw scores; Total, Quality and Semantic are its weighted means of the "
+               "normalised dimensions (Vchitect/VBench scripts/cal_final_score.py). Higher is better throughout.")
+
+
+def _same_kind(row, present: list[int]) -> bool:
+    """Values that rank against each other: all full aggregates, or partials leaving out the same dimensions."""
+    return len({(row.partial[i], tuple(row.missing[i])) for i in present}) <= 1
+
+
+def vbench_section(runs: list[RunSummary]) -> VBenchSection | None:
+    """Grouped bars (one group per dimension, one bar per run) and a table of the same values; None without any."""
+    chart = dimension_chart(runs)
+    if chart is None:
+        return None
+    svg = grouped_bar_chart([row.label for row in chart.rows], chart.runs, [row.values for row in chart.rows],
+                            [row.partial for row in chart.rows], title="VBench dimensions",
+                            xlabel="score (higher is better)", ids=[row.key for row in chart.rows])
+    body = []
+    for row in chart.rows:
+        column = pd.Series(row.values, index=range(len(runs)))
+        present = [i for i in range(len(runs)) if not math.isnan(row.values[i])]
+        best = best_labels(column, True) if _same_kind(row, present) else set()
+        cells = [Cell(format_value(v, "") + (" (partial)" if part else ""), i in best)
+                 for i, (v, part) in enumerate(zip(row.values, row.partial))]
+        body.append([Cell(row.label), *cells])
+    notes = [VBENCH_NOTE]
+    for i, run in enumerate(runs):
+        partial = [row for row in chart.rows if row.partial[i]]
+        if partial:
+            missing = list(dict.fromkeys(m for row in partial for m in row.missing[i]))
+            notes.append(f"{run.label}: {', '.join(row.label for row in partial)} partial, over the dimensions it has "
+                         f"(without {', '.join(missing) or '?'}; VBench's script would count those as 0). "
+                         "A partial compares only with a partial that leaves out the same dimensions.")
+    return VBenchSection(svg, (["VBench", *chart.runs], body), notes)
+
+
 # -- plot -----------------------------------------------------------------------------------
 def _plot(table: pd.DataFrame) -> tuple[bytes | None, str]:
     latency = default_latency(list(table.columns))
@@ -334,9 +415,13 @@ def _md_table(table: Table) -> list[str]:
 def to_markdown(c: Content, plot_file: str | None, grid_file: str | None) -> str:
     lines = [f"# {c.title}", "", "## Metrics", ""]
     lines += [f"**Warning:** {w}" for w in c.warnings] + ([""] if c.warnings else [])
-    lines += _md_table(c.metrics) + ["", "Bold: best value per metric.", "", "## Quality vs latency", ""]
+    lines += _md_table(c.metrics) + ["", "Bold: best value per metric.", ""]
+    lines += [f"{_md_text(note)}\n" for note in c.metrics_notes] + ["## Quality vs latency", ""]
     lines += [f"![quality vs latency]({plot_file})", ""] if plot_file else []
     lines += [c.plot_note, ""]
+    if c.vbench:
+        lines += ["## VBench dimensions", "", f"![VBench dimensions]({VBENCH_FILE})", ""]
+        lines += _md_table(c.vbench.table) + [""] + [f"{_md_text(note)}\n" for note in c.vbench.notes]
     for i, (caption, _) in enumerate(c.figures):
         lines += [f"## {_md_text(caption)}", "", f"![{_md_text(caption)}](figure{i + 1}.svg)", ""]
     if c.hardware:
@@ -349,13 +434,27 @@ def to_markdown(c: Content, plot_file: str | None, grid_file: str | None) -> str
             lines += [f"### {_md_text(caption)}", ""] + _md_table(table) + [""]
     lines += ["## Provenance", ""] + _md_table(c.provenance) + ["", "## Samples", ""]
     if grid_file:
+        lines += [f"{_md_text(note)}\n" for note in c.grid.notes()]
+        if c.grid.clips:
+            lines += ["Video runs show each clip's first frame here; the clips are linked below.", ""]
         lines += [f"![samples]({grid_file})", "", "Rows, top to bottom:", ""]
         lines += [f"{i}. {_md_text(label)}" for i, label in enumerate(c.grid.labels, 1)]
         lines += ["", "Columns, left to right:", ""]
         lines += [f"{i}. {_md_text(_item_caption(item))}" for i, item in enumerate(c.grid.items, 1)]
+        if c.grid.clips:
+            lines += ["", "### Clips", ""] + _md_table(_clip_links(c.grid))
     else:
         lines.append("No (prompt, seed) items are common to all runs.")
     return "\n".join(lines) + "\n"
+
+
+def _clip_links(grid: Grid) -> Table:
+    """Rows = runs, columns = items, each cell a link to the clip's copy beside the report (– for image runs)."""
+    headers = ["run", *(_item_caption(item) for item in grid.items)]
+    rows = [[Cell(label), *(Cell(f"[{Path(clip.name).suffix[1:]}]({CLIPS_DIR}/{clip.name})" if clip else MISSING)
+                            for clip in clips)]
+            for label, clips in zip(grid.labels, grid.clips.clips)]
+    return headers, rows
 
 
 # -- HTML -----------------------------------------------------------------------------------
@@ -366,7 +465,8 @@ th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-al
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .warning { background: #fff3cd; border-left: 4px solid #e0a800; padding: 6px 10px; }
 .grid th { font-weight: normal; font-size: 0.85em; max-width: 12em; }
-.grid img { image-rendering: pixelated; min-width: 64px; min-height: 64px; }
+.grid img, .grid video { image-rendering: pixelated; min-width: 64px; min-height: 64px; }
+.grid small { display: block; max-width: 16em; color: #666; }
 """
 
 
@@ -384,16 +484,34 @@ def _html_table(table: Table, numeric: bool = False) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _html_clip(clip: Clip, w: int, h: int, alt: str) -> str:
+    """The clip inline: a muted looping <video> (browsers autoplay only muted media) or an animated <img>."""
+    data = f"data:{clip.mime};base64,{base64.b64encode(read_clip_bytes(clip)).decode('ascii')}"
+    if clip.element == "video":
+        return (f'<video src="{data}" width="{w}" height="{h}" autoplay loop muted playsinline title="{alt}" '
+                f'aria-label="{alt}"></video>')
+    return f'<img src="{data}" width="{w}" height="{h}" alt="{alt}">'
+
+
 def _html_grid(grid: Grid) -> str:
     head = "<th>run</th>" + "".join(f"<th>{html.escape(_item_caption(item))}</th>" for item in grid.items)
     rows = []
-    for label, images in zip(grid.labels, grid.images):
+    clip_rows = grid.clips.clips if grid.clips else [[None] * len(grid.items) for _ in grid.labels]
+    for label, images, clips in zip(grid.labels, grid.images, clip_rows):
         cells = []
-        for item, image in zip(grid.items, images):
+        for item, image, clip in zip(grid.items, images, clips):
             w, h = display_size(image)
-            data = base64.b64encode(_png_bytes(image)).decode("ascii")
             alt = html.escape(f"{label}: {item[0]} seed {item[1]}")
-            cells.append(f'<td><img src="data:image/png;base64,{data}" width="{w}" height="{h}" alt="{alt}"></td>')
+            if clip is not None and clip.inline:
+                cells.append(f"<td>{_html_clip(clip, w, h, alt)}</td>")
+                continue
+            data = base64.b64encode(_png_bytes(image)).decode("ascii")
+            still = f'<img src="data:image/png;base64,{data}" width="{w}" height="{h}" alt="{alt}">'
+            if clip is not None:  # the first frame stands in; say why and where the clip is
+                name = f"{CLIPS_DIR}/{clip.name}"
+                still += (f"<small>first frame: clip not inlined ({html.escape(clip.left_out)}); "
+                          f'<a href="{html.escape(name)}">{html.escape(name)}</a> beside this page</small>')
+            cells.append(f"<td>{still}</td>")
         rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
     return f'<table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
@@ -408,9 +526,14 @@ def to_html(c: Content) -> str:
     parts = [f"<h1>{html.escape(c.title)}</h1>", "<h2>Metrics</h2>"]
     parts += [f'<p class="warning">Warning: {html.escape(w)}</p>' for w in c.warnings]
     parts += [_html_table(c.metrics, numeric=True), "<p>Bold: best value per metric.</p>"]
+    parts += [f"<p>{html.escape(note)}</p>" for note in c.metrics_notes]
     parts.append("<h2>Quality vs latency</h2>")
     parts += [f"<figure>{_inline_svg(c.plot_svg)}</figure>"] if c.plot_svg else []
     parts.append(f"<p>{html.escape(c.plot_note)}</p>")
+    if c.vbench:
+        parts += ["<h2>VBench dimensions</h2>", f"<figure>{_inline_svg(c.vbench.svg)}</figure>",
+                  _html_table(c.vbench.table, numeric=True)]
+        parts += [f"<p>{html.escape(note)}</p>" for note in c.vbench.notes]
     for caption, svg in c.figures:
         parts += [f"<h2>{html.escape(caption)}</h2>", f"<figure>{_inline_svg(svg)}</figure>"]
     if c.hardware:
@@ -423,6 +546,7 @@ def to_html(c: Content) -> str:
             parts += [f"<h3>{html.escape(caption)}</h3>", _html_table(table, numeric=True)]
     parts += ["<h2>Provenance</h2>", _html_table(c.provenance)]
     parts.append("<h2>Samples</h2>")
+    parts += [f"<p>{html.escape(note)}</p>" for note in (c.grid.notes() if c.grid.items else [])]
     parts.append(_html_grid(c.grid) if c.grid.items else "<p>No (prompt, seed) items are common to all runs.</p>")
     head = f'<meta charset="utf-8">\n{GENERATOR_META}\n<title>{html.escape(c.title)}</title>\n<style>{CSS}</style>'
     body = "\n".join(parts)
@@ -436,7 +560,8 @@ def _write(path: Path, data: str | bytes) -> None:
 
 GENERATOR_META = '<meta name="generator" content="benchkit report">'
 # The files a report folder holds; a folder holding anything else is not written into.
-_REPORT_FILE = re.compile(r"report\.(md|html)|quality_latency\.svg|grid\.png|figure\d+\.svg|\..+\.tmp")
+_REPORT_FILE = re.compile(r"report\.(md|html)|quality_latency\.svg|vbench_dimensions\.svg|grid\.png|figure\d+\.svg|"
+                          r"\..+\.tmp")
 
 
 def check_report_dir(out_dir: Path) -> None:
@@ -445,7 +570,10 @@ def check_report_dir(out_dir: Path) -> None:
         return
     if not out_dir.is_dir():
         raise BenchkitError(f"--out {out_dir} is a file; give a folder for the report")
-    others = sorted(p.name for p in out_dir.iterdir() if not _REPORT_FILE.fullmatch(p.name))
+    others = sorted(p.name for p in out_dir.iterdir() if not _REPORT_FILE.fullmatch(p.name) and p.name != CLIPS_DIR)
+    clips = out_dir / CLIPS_DIR  # an earlier report's copies of clips, and nothing else
+    if clips.exists():
+        others += [f"{CLIPS_DIR}/{name}" for name in check_clips_dir(clips)] if clips.is_dir() else [CLIPS_DIR]
     html_file = out_dir / "report.html"
     foreign_html = html_file.is_file() and GENERATOR_META not in html_file.read_text(encoding="utf-8", errors="replace")
     if others or foreign_html:
@@ -455,8 +583,10 @@ def check_report_dir(out_dir: Path) -> None:
 
 
 def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit report",
-                 max_grid_items: int = 8, figures: list[tuple[str, bytes]] | None = None) -> dict[str, Path]:
-    """Write out_dir/report.md (with quality_latency.svg and grid.png beside it) and out_dir/report.html."""
+                 max_grid_items: int = 8, figures: list[tuple[str, bytes]] | None = None,
+                 max_clip_bytes: int = CLIP_MAX_BYTES, max_page_clip_bytes: int = PAGE_MAX_BYTES) -> dict[str, Path]:
+    """Write out_dir/report.md (with quality_latency.svg, vbench_dimensions.svg, grid.png and clips/ beside it)
+    and out_dir/report.html; the page inlines clips up to ``max_clip_bytes`` each and ``max_page_clip_bytes`` in all."""
     if not run_paths:
         raise BenchkitError("no runs to report on: pass one or more run directories")
     out_dir = Path(out_dir)
@@ -464,8 +594,16 @@ def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit re
     runs = load_runs(run_paths)
     table = metrics_table(runs)
     svg, note = _plot(table)
-    content = Content(title, metric_cells(table), _warnings(runs), svg, note, provenance_cells(runs),
-                      build_grid(runs, max_grid_items), breakdown_tables(runs), hardware_tables(runs), figures or [])
+    vbench = vbench_section(runs)
+    shown, notes = table, []
+    if vbench:  # 32 columns of dimensions (raw and normalised) would bury the other metrics
+        shown = table.drop(columns=[name for name in table.columns if name in dimension_metrics()])
+        shown.attrs = table.attrs
+        notes.append("The 16 VBench dimensions have their own section below (raw scores; results.json also "
+                     "holds each one normalised).")
+    content = Content(title, metric_cells(shown), _warnings(runs), svg, note, provenance_cells(runs),
+                      build_grid(runs, max_grid_items, max_clip_bytes, max_page_clip_bytes), breakdown_tables(runs),
+                      hardware_tables(runs), figures or [], vbench, notes)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -474,8 +612,11 @@ def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit re
     if svg:
         plot_file = "quality_latency.svg"
         _write(out_dir / plot_file, svg)
+    if content.vbench:
+        _write(out_dir / VBENCH_FILE, content.vbench.svg)
     for i, (_, figure) in enumerate(content.figures):
         _write(out_dir / f"figure{i + 1}.svg", figure)
+    copy_clips(content.grid.clips, out_dir)
     if content.grid.items:
         grid_file = "grid.png"
         _write(out_dir / grid_file, _png_bytes(grid_png(content.grid)))
