@@ -26,6 +26,7 @@ from metrics import Metric, MetricContext, SampleBatch, ScorePlan, build_metrics
 from metrics.feature_store import FeatureStore, file_sha256
 from metrics.vbench_scores import run_aggregates
 from metrics.breakdown import SEED_FIELD, Breakdown
+from metrics.clips import CLIP_CHUNK, attach_decoded, clip_path, read_clip
 from metrics.loading import check_workers, load_chunks
 from prompts import PromptSet
 
@@ -249,7 +250,10 @@ def score_records(root: Path, records: list[dict[str, Any]], metric_objs: list[M
     """
     world = world or World()
     empty = [m.state_dict() for m in metric_objs]
-    imaging = [m for m in metric_objs if m.needs_images]
+    imaging = [m for m in metric_objs if m.needs_images and not m.reads_clips]
+    clipping = [m for m in metric_objs if m.reads_clips]
+    if clipping:  # decoded clips are large: fewer of them per chunk
+        batch_size = min(batch_size, CLIP_CHUNK)
     preprocessors: dict[str, Any] = {}
     for metric in imaging:
         preprocessors.update(metric.preprocessors())
@@ -262,6 +266,9 @@ def score_records(root: Path, records: list[dict[str, Any]], metric_objs: list[M
     loaded = (load_chunks([[root / r["file"] for r in c] for c in mine], preprocessors, keep_images, workers,
                           wanted=wanted) if imaging else None)
     lookups = iter(cached) if cached is not None else None
+    clip_files = [[clip_path(r, root) for r in c] for c in mine] if clipping else []
+    clips = load_chunks(clip_files, {}, True, workers, decode=read_clip) if clipping else None
+    clip_chunks = iter(clip_files)
 
     def score_chunk(recs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         # the chunk's images and prepared inputs fill as the workers deliver them: the networks
@@ -269,6 +276,8 @@ def score_records(root: Path, records: list[dict[str, Any]], metric_objs: list[M
         images, prepared = next(loaded) if loaded is not None else ([], {})
         shas, stored = next(lookups) if lookups is not None else (None, {})
         batch = SampleBatch(images, recs, prepared, shas, {vid: list(feats) for vid, feats in stored.items()})
+        if clips is not None:  # every clip decoded once, in the workers, for all the clip metrics
+            attach_decoded(batch, next(clip_chunks), next(clips)[0])
         fresh = [m.with_state(e) for m, e in zip(metric_objs, empty)]
         for metric in fresh:
             metric.update(batch)

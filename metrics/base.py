@@ -206,6 +206,7 @@ class Metric:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     needs_images: ClassVar[bool] = True  # False: the metric reads only sample records (latency)
+    reads_clips: ClassVar[bool] = False  # True: reads each item's clip (metrics.clips), decoded for it, not its image
     compares_seeds: ClassVar[bool] = False  # True: measured across the seeds of a prompt (diversity)
     takes_reference: ClassVar[bool] = False  # True: measured against --reference (a run or an image folder) when given
     requires_reference: ClassVar[bool] = False  # True: has no default reference, so --reference must be given

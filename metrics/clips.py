@@ -6,10 +6,12 @@ decoded first-frame images only, so a video metric reads the clip itself, here: 
 PyAV (libavcodec's H.264 decoder, converted to rgb24 by libswscale, as decord and OpenCV, which
 VBench reads with, also do), an animated PNG (benchkit's lossless fallback) or GIF through Pillow.
 
-Decoded clips are kept in the batch's ``memo`` up to :data:`CACHE_BYTES`, so the several
-VBench metrics of one scoring pass (and their breakdown groups, which score subsets of the same
-batch) decode each clip once; past the budget a clip is decoded again, which gives the same
-frames. Frames are (T, H, W, 3) uint8.
+The scorer decodes a chunk's clips in its DataLoader workers, ahead of the networks, once for
+every clip metric of the pass (:func:`attach_decoded`); a metric used on its own reads its
+clips here. Clips decoded here are kept in the batch's ``memo`` up to :data:`CACHE_BYTES`, so
+the several VBench metrics of one scoring pass (and their breakdown groups, which score subsets
+of the same batch) decode each clip once; past the budget a clip is decoded again, which gives
+the same frames. Frames are (T, H, W, 3) uint8.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import numpy as np
 from benchkit.core.errors import BenchkitError
 
 CACHE_BYTES = 2 << 30  # decoded frames kept per batch (81 frames of 480x832 are 97 MB)
+CLIP_CHUNK = 8  # clips per scoring chunk: workers hold about two chunks of decoded frames (8 x 97 MB each)
 _MEMO = "clips:frames"
+_DECODED = "clips:decoded"
 
 
 def clip_path(record: dict[str, Any], root: Path | None) -> Path:
@@ -97,8 +101,13 @@ def batch_clip(batch: Any, i: int, root: Path | None) -> np.ndarray:
     """The frames of item ``i`` of ``batch`` (a :class:`~metrics.base.SampleBatch`), decoded once per batch
     while the batch's decoded clips fit :data:`CACHE_BYTES`."""
     path = clip_path(batch.records[i], root)
-    kept = batch.memo.setdefault(_MEMO, {})
     key = str(path)
+    decoded = batch.memo.get(_DECODED)
+    if decoded is not None and key in decoded[0]:
+        frames = decoded[1][decoded[0][key]]  # waits for the worker decoding it; its decode error is raised here
+        frames.flags.writeable = False
+        return frames
+    kept = batch.memo.setdefault(_MEMO, {})
     if key in kept:
         return kept[key]
     frames = read_clip(path)
@@ -106,3 +115,9 @@ def batch_clip(batch: Any, i: int, root: Path | None) -> np.ndarray:
         frames.flags.writeable = False  # shared by every metric of the batch
         kept[key] = frames
     return frames
+
+
+def attach_decoded(batch: Any, paths: list[Path], frames: Any) -> None:
+    """Hand ``batch`` the frames of ``paths`` decoded by the scorer's workers (``frames[i]`` is ``paths[i]``'s; a
+    lazy sequence that waits for the workers), so every clip metric of the batch reads them instead of decoding."""
+    batch.memo[_DECODED] = ({str(p): i for i, p in enumerate(paths)}, frames)

@@ -259,6 +259,7 @@ class VBenchDimension(Metric):
     protocol = PROTOCOL + ": the package's compute_* code path, every frame, per-clip results averaged over clips"
     unit = "score"
     higher_is_better = True
+    reads_clips = True
     micro_batch: ClassVar[int] = 16  # frames per network call (numbers do not depend on it beyond float rounding)
 
     def __init__(self, ctx: MetricContext):

@@ -482,3 +482,35 @@ def test_a_group_leaves_out_the_dimensions_its_prompts_do_not_probe(tmp_path):
     with pytest.raises(BenchkitError, match="none of the metrics has anything to score"):
         check_metrics(parse_metric_names("vbench-i2v"), dataclasses.replace(plan, records=[
             {"prompt_id": "0", "meta": {"dimension": ["color"]}}]), ctx, optional=grouped_only("vbench-i2v"))
+
+
+def test_the_scorer_decodes_each_clip_once_in_its_workers(tmp_path, monkeypatch):
+    """score_records decodes every clip once per pass, in the DataLoader workers when there are some, for all the
+    clip metrics and breakdown groups; the scores do not depend on the worker count, and no first-frame image is
+    decoded for a clip metric."""
+    from benchkit import scoring
+    from benchkit.models import video
+    from metrics.breakdown import Breakdown
+
+    monkeypatch.setattr(video, "mp4_encoder", lambda: None)
+    records = []
+    for k, (name, frames) in enumerate(list(_clips().items())[:4] * 3):  # 12 clips: two chunks of CLIP_CHUNK
+        rec = {"prompt_id": f"{name}{k}", "seed": 0, "meta": {"kind": name}, "file": f"images/{name}{k}_0.png",
+               **video.write_video(tmp_path, f"{name}{k}_0", frames, 8)}
+        records.append(rec)
+    ctx = MetricContext(cache_dir=tmp_path / "cache")
+    ctx.run_dir = tmp_path
+    decoded = []
+    monkeypatch.setattr(scoring, "read_clip", lambda path, read=read_clip: decoded.append(path) or read(path))
+    results = {}
+    for workers in (0, 2):
+        metrics = build_metrics(["vbench-temporal-flickering"], ctx)
+        breakdown = Breakdown(["kind"], ["vbench-temporal-flickering"], ctx)
+        scoring.score_records(tmp_path, records, metrics, breakdown, workers=workers)
+        results[workers] = (metrics[0].compute()[0].value, [g["metrics"][0]["value"] for g in breakdown.compute()])
+        if workers == 0:  # counted in this process: once per clip, though the breakdown scores each clip again
+            assert sorted(map(str, decoded)) == sorted(str(tmp_path / r["video"]) for r in records)
+    assert results[0] == results[2]
+    direct = build_metrics(["vbench-temporal-flickering"], ctx)[0]
+    direct.update(SampleBatch([], records))
+    assert direct.compute()[0].value == results[0][0]  # no image file exists: none was read
