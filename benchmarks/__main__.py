@@ -32,6 +32,7 @@ BENCHMARKS = {
     "preprocess_scaling": "decode + FID-protocol preprocessing images/s by --workers (network stubbed)",
     "scoring_memory": "resident memory early vs late while scoring many tiny images",
     "rescore_cached": "`benchkit rescore` with two more metrics on stored Inception features vs the first feature pass",
+    "vbench_clips": "VBench dimensions: clips/s each, one shared-decoding pass vs a pass per dimension, decoding by workers",
 }
 
 
