@@ -22,7 +22,6 @@ from benchkit.folder_scoring import score_folder
 from benchkit.scoring import score_records, score_run
 from benchkit.toy.data import load_digits_uint8
 from metrics import REGISTRY, MetricContext, SampleBatch, build_metrics
-from metrics.vbench_dimensions import CLIP_METRICS
 from metrics.base import FeatureMoments
 from metrics.breakdown import SEED_FIELD, Breakdown
 from metrics.loading import check_workers, default_workers, load_chunks
@@ -220,7 +219,7 @@ def image_world(tmp_path_factory):
 # (GenEval needs its own prompts and detector, and prepares nothing in workers: tests/test_geneval.py)
 # (and the VBench dimensions read clips: tests/test_vbench_dimensions.py)
 REAL = [n for n, cls in REGISTRY.items() if cls.needs_images and not n.startswith("toy-") and n != "geneval"
-        and n not in CLIP_METRICS]
+        and not cls.reads_clips]
 INCEPTION = [n for n in REAL if "fid-inception" in REGISTRY[n].weights]  # FID's views and Vendi share the network
 
 
