@@ -524,8 +524,3 @@ class VBenchImagingQuality(VBenchDimension):
                 "image": "VBench 'longer' mode: long side over 512 resized to 512 (bilinear, antialias=False); /255",
                 "reduction": "per clip mean MUSIQ score over frames; mean over clips / 100",
                 "dtype": "float32", "libraries": library_versions("pyiqa", "torch", "torchvision", "av")}
-
-
-# The metrics that score a run's clips, not its images (tests that score still images leave them out)
-CLIP_METRICS = tuple(cls.name for cls in (VBenchSubjectConsistency, VBenchBackgroundConsistency, VBenchTemporalFlickering,
-                                          VBenchAestheticQuality, VBenchImagingQuality))

@@ -192,6 +192,3 @@ class VBenchDynamicDegree(VBenchDimension):
                 "decision": "dynamic when at least round(4*frames/16) pair scores exceed 6*min(H,W)/256 (check_move)",
                 "reduction": "fraction of clips judged dynamic",
                 "dtype": "float32", "libraries": library_versions("torch", "torchvision", "numpy", "av")}
-
-
-CLIP_METRICS = (VBenchDynamicDegree.name,)

@@ -295,7 +295,3 @@ class VBenchOverallConsistency(_ViCLIPDimension):
     name = "vbench-overall-consistency"
     dimension = "overall_consistency"
     description = "VBench overall consistency: ViCLIP video-text similarity of 8 frames with the prompt, mean over clips"
-
-
-# The metrics here score a run's clips, not its images (as metrics.vbench_dimensions.CLIP_METRICS)
-CLIP_METRICS = (VBenchAppearanceStyle.name, VBenchTemporalStyle.name, VBenchOverallConsistency.name)

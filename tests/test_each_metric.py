@@ -14,7 +14,6 @@ from PIL import Image
 
 from benchkit.reference import coco_file_name
 from metrics import REGISTRY
-from metrics.vbench_dimensions import CLIP_METRICS
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,7 @@ def world(tmp_path_factory):
 # GenEval reads GenEval's prompt metadata and a detector these images and weights do not have: tests/test_geneval.py
 # runs it through the same `benchkit score`, with its prompts and a cut-down Mask R-CNN
 # and the VBench dimensions score clips, not still images: tests/test_vbench_dimensions.py and tests/test_video.py
-ELSEWHERE = {"geneval", *CLIP_METRICS, *(n for n, cls in REGISTRY.items() if getattr(cls, "dimension", None))}
+ELSEWHERE = {"geneval", *(n for n, cls in REGISTRY.items() if cls.reads_clips)}
 IMAGE_METRICS = [n for n, cls in REGISTRY.items() if cls.needs_images and not n.startswith("toy-") and n not in ELSEWHERE]
 FID = [n for n in IMAGE_METRICS if n.startswith("fid")]
 TOGETHER = [n for n in IMAGE_METRICS if n not in FID]  # FIDs alone only: each costs 2048-d eigendecompositions

@@ -379,5 +379,5 @@ def test_clips_under_57_px_and_image_runs_are_one_line(tmp_path, monkeypatch):
 def test_registered_with_the_registry_weight():
     from metrics import REGISTRY
 
-    assert REGISTRY[NAME] is D.VBenchDynamicDegree and D.CLIP_METRICS == (NAME,)
+    assert REGISTRY[NAME] is D.VBenchDynamicDegree and D.VBenchDynamicDegree.reads_clips
     assert D.VBenchDynamicDegree.weights == ("raft-things",) and "raft-things" in W.REGISTRY
