@@ -41,7 +41,7 @@ import torch
 
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
-from metrics.base import MetricContext, MetricValue, ScorePlan
+from metrics.base import MetricContext, MetricValue, NotApplicable, ScorePlan
 from metrics.model_cache import cached_model
 from metrics.scorers import hf_features
 from metrics.vbench_dimensions import (
@@ -167,7 +167,7 @@ class VBenchAppearanceStyle(_TextDimension):
         # when none of them names a style there is nothing to score (VBench prompts of other dimensions: the base's line)
         candidates = [r for r in plan.records if (s := probed_dimensions(r)) is None or cls.dimension in s]
         if candidates and not any(appearance_style_text(r) for r in candidates):
-            raise BenchkitError(f"{cls.name} compares each clip with its prompt's VBench appearance style, and none of "
+            raise NotApplicable(f"{cls.name} compares each clip with its prompt's VBench appearance style, and none of "
                                 "these prompts names one; use VBench's appearance-style prompts: -p vbench (or "
                                 "vbench-long) --dimension appearance_style")
         super().check(plan, ctx)
