@@ -6,8 +6,11 @@ Clips are mp4 (PyAV), written as `benchkit eval` writes them. Each dimension is 
 (its own pass, decoding every clip again, as VBench's per-dimension functions each read the clips), then all of
 them together in one pass (each clip decoded once, in the DataLoader workers, for every dimension). The networks
 have their real architectures and sizes (DINO ViT-B/16, CLIP ViT-B/32 and ViT-L/14 with the linear head, pyiqa's
-MUSIQ, AMT-S) with random weights, as nothing can be downloaded here; the numbers do not depend on the weights'
-values. ``--quick`` uses the tests' tiny networks and fewer clips (a smoke test).
+MUSIQ, AMT-S, RAFT) with random weights, as nothing can be downloaded here; the numbers do not depend on the
+weights' values. ViCLIP and UMT, ViT-L video transformers that take minutes a clip at full size on a CPU, are the
+tests' tiny ones, so their rows (temporal style, overall consistency, human action) time the harness around a small
+network. ``--quick`` uses the tests' tiny networks everywhere and fewer clips (a smoke test). Needs the parity
+references the tests use (vbench, easydict, einops, OpenCV) to build RAFT, ViCLIP and UMT files.
 
 Rows: clips/s of each dimension alone; the shared pass against the sum of the separate passes (goal: under 1.0,
 sharing pays); and decoding alone by worker count, which is what bounds a GPU run once the networks are fast.
@@ -32,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 SIZES = {False: {"clips": 8, "frames": 16, "px": 256}, True: {"clips": 4, "frames": 8, "px": 128}}
 B32 = {"embed_dim": 512, "image_resolution": 224, "vision_layers": 12, "vision_width": 768, "vision_patch_size": 32,
        "context_length": 77, "vocab_size": 49408, "transformer_width": 512, "transformer_heads": 8, "transformer_layers": 12}
+STYLE = {"appearance_style": {"appearance_style": "oil painting"}}
 L14 = {**B32, "embed_dim": 768, "vision_layers": 24, "vision_width": 1024, "vision_patch_size": 14,
        "transformer_width": 768, "transformer_heads": 12}
 
@@ -48,7 +52,9 @@ def make_clips(root: Path, n: int, frames: int, px: int) -> list[dict]:
         still = np.kron(small, np.ones((16, 16, 1)))[:px, :px]
         clip = np.stack([np.clip(np.roll(still, 2 * t, axis=1) + rng.normal(0, 8, still.shape), 0, 255).astype(np.uint8)
                          for t in range(frames)])
-        rec = {"prompt_id": f"p{i}", "prompt": f"clip {i}", "seed": 0, "meta": {}, **write_video(root, f"p{i}_0", clip, 8)}
+        # a prompt every dimension scores: a Kinetics-400 action (human action) and an appearance style
+        rec = {"prompt_id": f"p{i}", "prompt": "A person is walking the dog", "seed": 0, "meta": {"auxiliary_info": STYLE},
+               **write_video(root, f"p{i}_0", clip, 24)}
         if rec["video_format"] != "mp4":
             raise RuntimeError("this benchmark needs PyAV (pip install av): clips are mp4 as VBench reads them")
         records.append(rec)
@@ -62,7 +68,10 @@ def build_weights(folder: Path, quick: bool) -> dict[str, str]:
     sys.path.insert(0, str(REPO / "tests"))
     try:
         import metric_models as mm
+        from test_vbench_dynamic_degree import _save_princeton, _vbench_raft
+        from test_vbench_human_action import save_tiny_umt
         from test_vbench_motion_smoothness import amt_state
+        from test_vbench_text_dimensions import save_tiny_viclip
     finally:
         sys.path.remove(str(REPO / "tests"))
     b32, l14 = (mm.TINY_OPENAI_B32, mm.TINY_OPENAI_L14) if quick else (B32, L14)
@@ -86,6 +95,9 @@ def build_weights(folder: Path, quick: bool) -> dict[str, str]:
         "clip-vit-large-patch14": str(mm.save_openai_clip_as_hf(folder / "l14", mm.openai_clip_state(2, l14), l14,
                                                                 with_processor=True)),
         "laion-aesthetic-linear-l14": str(mm.save_aesthetic_linear_head(folder / "sa_0_4_vit_l_14_linear.pth", seed=3)),
+        "raft-things": _save_princeton(_vbench_raft(seed=4), folder / "raft-things.pth"),
+        "viclip-internvid-10m-flt": str(save_tiny_viclip(folder / "ViClip-InternVid-10M-FLT.pth", seed=5)),
+        "umt-l16-k400": str(save_tiny_umt(folder / "l16_ptk710_ftk710_ftk400_f16_res224.pth", seed=6)),
     }
 
 

@@ -19,7 +19,8 @@ BUILTIN_MODULES = ("metrics.latency", "metrics.fid", "metrics.clip_score", "metr
                    "metrics.diversity", "metrics.vendi", "metrics.prdc", "metrics.aesthetic", "metrics.image_reward",
                    "metrics.geneval", "metrics.dinov2", "metrics.cmmd", "metrics.vbench_dimensions",
                    "metrics.vbench_i2v", "metrics.vbench_motion_smoothness",
-                   "metrics.vbench_dynamic_degree", "metrics.vbench_text_dimensions")
+                   "metrics.vbench_dynamic_degree", "metrics.vbench_text_dimensions",
+                   "metrics.vbench_human_action")
 for _module in BUILTIN_MODULES:
     import_module(_module)
 

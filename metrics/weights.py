@@ -69,6 +69,7 @@ MUSIQ_URL = "https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-wei
 AMT_S_URL = "https://huggingface.co/lalala125/AMT/resolve/main/amt-s.pth"
 RAFT_ZIP_URL = "https://dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/models.zip"
 VICLIP_URL = "https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/ViClip-InternVid-10M-FLT.pth"
+UMT_URL = "https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/l16_ptk710_ftk710_ftk400_f16_res224.pth"
 
 
 REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
@@ -210,6 +211,13 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
         "MIT (OpenGVLab/InternVideo)", ("ViClip-InternVid-10M-FLT.pth",), hf_repo="OpenGVLab/VBench_Used_Models",
         extra_paths=(_vbench_cache("ViCLIP", "ViClip-InternVid-10M-FLT.pth"),),
         fetch="hf download OpenGVLab/VBench_Used_Models ViClip-InternVid-10M-FLT.pth --local-dir $BENCHKIT_WEIGHTS"),
+    WeightSpec(
+        "umt-l16-k400", "UMT ViT-L/16 video classifier fine-tuned on Kinetics-400, 16 frames at 224 px "
+        "(OpenGVLab/unmasked_teacher l16_ptk710_ftk710_ftk400_f16_res224.pth, a plain state dict): VBench human action",
+        UMT_URL, "MIT (OpenGVLab/unmasked_teacher)", ("l16_ptk710_ftk710_ftk400_f16_res224.pth",),
+        hf_repo="OpenGVLab/VBench_Used_Models",
+        extra_paths=(_vbench_cache("umt_model", "l16_ptk710_ftk710_ftk400_f16_res224.pth"),),
+        fetch="hf download OpenGVLab/VBench_Used_Models l16_ptk710_ftk710_ftk400_f16_res224.pth --local-dir $BENCHKIT_WEIGHTS"),
 )}
 
 

@@ -31,6 +31,7 @@ def weights(tmp_path_factory):
     for module in ("av", "vbench", "easydict", "einops"):
         pytest.importorskip(module)
     from test_vbench_dynamic_degree import _save_princeton, _vbench_raft
+    from test_vbench_human_action import save_tiny_umt
     from test_vbench_motion_smoothness import amt_state
     from test_vbench_text_dimensions import save_tiny_viclip
 
@@ -49,6 +50,7 @@ def weights(tmp_path_factory):
         "amt-s": str(amt),
         "raft-things": _save_princeton(_vbench_raft(seed=6), w / "raft-things.pth"),
         "viclip-internvid-10m-flt": str(save_tiny_viclip(w / "ViClip-InternVid-10M-FLT.pth", seed=7)),
+        "umt-l16-k400": str(save_tiny_umt(w / "l16_ptk710_ftk710_ftk400_f16_res224.pth", seed=8)),
     }
 
 
@@ -60,9 +62,10 @@ def test_eval_metrics_vbench_runs_end_to_end_and_exports_for_the_toolkit(cli, ti
     spec = tmp_path / "v.toml"
     spec.write_text(f'extends = "cogvideox-2b"\nbase = "{tiny["cogvideox"]}"\n'
                     "[recipe]\nheight = 128\nwidth = 128\nnum_frames = 9\nsteps = 2\nfps = 24\n")
-    prompts = tmp_path / "prompts.jsonl"  # custom prompts: every dimension applies; one names an appearance style
+    # custom prompts: every dimension applies; one names an appearance style, the other a Kinetics-400 action
+    prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt_id": "cat", "prompt": "a cat walking", "auxiliary_info": STYLE}) + "\n"
-                       + json.dumps({"prompt_id": "car", "prompt": "a red car on a road"}) + "\n")
+                       + json.dumps({"prompt_id": "walk", "prompt": "A person is walking the dog"}) + "\n")
     run = tmp_path / "run"
     args = [arg for name, path in weights.items() for arg in ("--weights", f"{name}={path}")]
     code, out, err = cli("eval", "-m", str(spec), "-p", str(prompts), "--seeds", "0", "--metrics", "latency,vbench",
@@ -75,7 +78,7 @@ def test_eval_metrics_vbench_runs_end_to_end_and_exports_for_the_toolkit(cli, ti
     for name in dims:
         value = got[name]
         dim = BY_NAME[REGISTRY[name].dimension]
-        n = 1 if name == "vbench-appearance-style" else 2  # only the cat prompt names a style
+        n = 1 if name in ("vbench-appearance-style", "vbench-human-action") else 2  # one prompt names each
         assert value["n"] == n and math.isfinite(value["value"]), name
         normalized = got[f"{name}-normalized"]["value"]
         assert normalized == pytest.approx((value["value"] - dim.low) / (dim.high - dim.low)), name
@@ -99,4 +102,5 @@ def test_eval_metrics_vbench_runs_end_to_end_and_exports_for_the_toolkit(cli, ti
     info = json.loads(open(bench.build_full_info_json(str(dest), "e2e", ["subject_consistency", "dynamic_degree"],
                                                       mode="custom_input")).read())
     loaded = sorted((entry["prompt_en"], path.rsplit("/", 1)[-1]) for entry in info for path in entry["video_list"])
-    assert loaded == [("a cat walking", "a cat walking-0.mp4"), ("a red car on a road", "a red car on a road-0.mp4")]
+    assert loaded == [("A person is walking the dog", "A person is walking the dog-0.mp4"),
+                      ("a cat walking", "a cat walking-0.mp4")]
