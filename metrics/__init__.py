@@ -20,7 +20,7 @@ BUILTIN_MODULES = ("metrics.latency", "metrics.fid", "metrics.clip_score", "metr
                    "metrics.geneval", "metrics.dinov2", "metrics.cmmd", "metrics.vbench_dimensions",
                    "metrics.vbench_i2v", "metrics.vbench_motion_smoothness",
                    "metrics.vbench_dynamic_degree", "metrics.vbench_text_dimensions",
-                   "metrics.vbench_human_action")
+                   "metrics.vbench_human_action", "metrics.vbench_scene")
 for _module in BUILTIN_MODULES:
     import_module(_module)
 

@@ -70,6 +70,7 @@ AMT_S_URL = "https://huggingface.co/lalala125/AMT/resolve/main/amt-s.pth"
 RAFT_ZIP_URL = "https://dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/models.zip"
 VICLIP_URL = "https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/ViClip-InternVid-10M-FLT.pth"
 UMT_URL = "https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/l16_ptk710_ftk710_ftk400_f16_res224.pth"
+TAG2TEXT_URL = "https://huggingface.co/spaces/xinyu1205/recognize-anything/resolve/main/tag2text_swin_14m.pth"
 
 
 REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
@@ -218,6 +219,12 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
         hf_repo="OpenGVLab/VBench_Used_Models",
         extra_paths=(_vbench_cache("umt_model", "l16_ptk710_ftk710_ftk400_f16_res224.pth"),),
         fetch="hf download OpenGVLab/VBench_Used_Models l16_ptk710_ftk710_ftk400_f16_res224.pth --local-dir $BENCHKIT_WEIGHTS"),
+    WeightSpec(
+        "tag2text-swin-14m", "Tag2Text Swin-B captioner (recognize-anything tag2text_swin_14m.pth, a dict whose 'model' "
+        "holds the tensors): VBench scene", TAG2TEXT_URL,
+        "Apache-2.0 (xinyu1205/recognize-anything); check before use", ("tag2text_swin_14m.pth",),
+        extra_paths=(_vbench_cache("caption_model", "tag2text_swin_14m.pth"),),
+        fetch=f"mkdir -p $BENCHKIT_WEIGHTS && curl -L -o $BENCHKIT_WEIGHTS/tag2text_swin_14m.pth {TAG2TEXT_URL}"),
 )}
 
 
