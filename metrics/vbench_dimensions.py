@@ -179,6 +179,14 @@ def load_dino(weight: ResolvedWeight, device: torch.device) -> DinoBackbone:
     return DinoBackbone(vit, patch).float().eval().to(device)
 
 
+def dino_for(ctx: MetricContext) -> tuple[DinoBackbone, dict[str, str]]:
+    """The registry's DINO ViT-B/16 on ``ctx``'s device, from the one model cache, and {weight name: sha256}."""
+    weight = resolve("dino-vitb16")
+    model = cached_model(("dino-vit", str(weight.hashed_file), weight.sha256, str(ctx.device)),
+                         lambda: load_dino(weight, ctx.device))
+    return model, {weight.name: weight.sha256}
+
+
 # ---- CLIP (transformers ports of OpenAI's weights) and the linear aesthetic head -------------------------
 
 def load_hf_clip_model(weight: ResolvedWeight, device: torch.device):
@@ -374,10 +382,7 @@ class VBenchSubjectConsistency(_PairConsistency):
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
-        weight = resolve("dino-vitb16")
-        self.model = cached_model(("dino-vit", str(weight.hashed_file), weight.sha256, str(ctx.device)),
-                                  lambda: load_dino(weight, ctx.device))
-        self.weights_sha256 = {weight.name: weight.sha256}
+        self.model, self.weights_sha256 = dino_for(ctx)
 
     def transform(self, video):
         return dino_transform(video)

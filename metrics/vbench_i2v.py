@@ -28,9 +28,8 @@ import torch.nn.functional as F
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
 from metrics.base import MetricContext
-from metrics.model_cache import cached_model
-from metrics.vbench_dimensions import IMAGENET_MEAN, IMAGENET_STD, VBenchDimension, load_dino, vbench_video
-from metrics.weights import library_versions, resolve
+from metrics.vbench_dimensions import IMAGENET_MEAN, IMAGENET_STD, VBenchDimension, dino_for, vbench_video
+from metrics.weights import library_versions
 
 I2V_PROTOCOL = "VBench-I2V (vbench2_beta_i2v @ 45e79ec) protocol"
 MAX_WEIGHT, MEAN_WEIGHT, MIN_WEIGHT = 0.4, 0.3, 0.3  # i2v_subject.py:23-25
@@ -80,10 +79,7 @@ class VBenchI2VSubject(VBenchDimension):
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
-        weight = resolve("dino-vitb16")
-        self.model = cached_model(("dino-vit", str(weight.hashed_file), weight.sha256, str(ctx.device)),
-                                  lambda: load_dino(weight, ctx.device))
-        self.weights_sha256 = {weight.name: weight.sha256}
+        self.model, self.weights_sha256 = dino_for(ctx)
 
     @classmethod
     def needs(cls) -> list[str]:

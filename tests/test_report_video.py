@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageSequence
 
 from benchkit.core.errors import BenchkitError
@@ -27,7 +26,6 @@ from metrics.vbench_scores import BY_NAME, DIMENSIONS, run_aggregates
 from reports import write_report
 from reports.plots import grouped_bars_figure
 
-torch.set_num_threads(1)
 
 # As tests/test_report_browser.py finds and runs chromium (not imported: that module loads the eval stack)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
