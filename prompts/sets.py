@@ -8,6 +8,7 @@ same prompts again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from benchkit.core.errors import BenchkitError
@@ -92,8 +93,6 @@ class PromptSet:
         """The set with each relative input ``image`` read under ``folder`` (VBench-I2V's crop folder of one aspect
         ratio, say). Every image is checked here, before any model is loaded; the folder is part of the subset, so
         another folder makes another run."""
-        from pathlib import Path
-
         from benchkit.core.items import IMAGE_COLUMN
 
         root = Path(folder).expanduser().resolve()
