@@ -17,7 +17,12 @@ sweep; a sign or scaling error in the shared loss code (dm_loss, nonsat_d, hinge
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,7 +74,38 @@ def test_students_start_as_the_teacher():
     torch.testing.assert_close(ScoreNet(64, from_teacher=True)(x, t), teacher_x0(x, t))
 
 
-def test_dmd_without_ttur_does_not_cover_the_mixture_where_ttur_and_dmd2_do():
+# DMDX at the ADM paper's ablation TTUR 8 with hinge-GAN Adam betas (test_dmdx_... below)
+DMDX = {"method": "adm", "ttur": 8, "betas": (0.0, 0.99), "steps": 400}
+_DMDX_CHILD = f"""
+import json, torch
+torch.set_num_threads(1)
+from distillers.toy2d import Toy2DConfig, coverage, distill, sample
+print(json.dumps(coverage(sample(distill(Toy2DConfig(**{DMDX!r}))))))
+"""
+
+
+@pytest.fixture(scope="module")
+def dmdx_coverage():
+    """(modes hit, energy distance) of the DMDX student, trained in a second process while this one
+    trains test_dmd_without_ttur's five students: the two tests' ~100 s of single-threaded training
+    share two cores. One thread there too, so the student is bit-for-bit the one trained in this process
+    (and benchmarks/mog_modes.py's)."""
+    proc = subprocess.Popen([sys.executable, "-c", _DMDX_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=Path(__file__).resolve().parent.parent)
+
+    def result() -> tuple[int, float]:
+        out, err = proc.communicate(timeout=1200)
+        assert proc.returncode == 0, err[-3000:]
+        hits, dist = json.loads(out)
+        return hits, dist
+
+    yield result
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def test_dmd_without_ttur_does_not_cover_the_mixture_where_ttur_and_dmd2_do(dmdx_coverage):  # starts DMDX meanwhile
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -168,10 +204,10 @@ def test_adm_generator_follows_a_discriminator_that_has_nothing_to_tell_apart(on
     assert hits <= 4 and dist > 10 * coverage(start)[1]
 
 
-def test_dmdx_at_the_papers_ablation_ttur_8_covers_all_modes(one_thread):
+def test_dmdx_at_the_papers_ablation_ttur_8_covers_all_modes(dmdx_coverage):
     """ADP then ADM with 8 fake-score/discriminator updates per generator update (the ADM paper's
     TTUR ablation) and Adam betas (0, 0.99) for every network, 400 generator steps after ADP's
     1,000: all 8 modes, close to the data."""
-    hits, dist = coverage(sample(distill(Toy2DConfig(method="adm", ttur=8, betas=(0.0, 0.99), steps=400))))
+    hits, dist = dmdx_coverage()
     print(f"\ndmdx ttur 8: {hits}/8 modes, energy distance {dist:.4f}")
     assert hits == 8 and dist < 0.05
