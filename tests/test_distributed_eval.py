@@ -144,7 +144,7 @@ def _worker_pid(launcher: int, rank: int) -> int | None:
 def test_killed_rank_resumes(tmp_path):
     cache = tmp_path / "cache"
     run = tmp_path / "killed"
-    proc = subprocess.Popen(torchrun(run, cache, 20, 1, 6), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(torchrun(run, cache, 8, 1, 6), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     shard = run / "shards" / "samples-rank1.jsonl"
     deadline = time.time() + 400  # generous: a loaded machine is slow, a fast one never waits
     while (not shard.exists() or len(shard.read_text().splitlines()) < 2) and proc.poll() is None and time.time() < deadline:
@@ -157,9 +157,9 @@ def test_killed_rank_resumes(tmp_path):
     left = len(shard.read_text().splitlines()) if shard.exists() else 0
     assert left >= 2
 
-    resumed = subprocess.run(torchrun(run, cache, 20, 1, 6), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(torchrun(run, cache, 8, 1, 6), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    single(tmp_path / "one", cache, 20, 1, 6)
+    single(tmp_path / "one", cache, 8, 1, 6)
     assert_same_run(run, tmp_path / "one", 24)
     sessions = json.loads((run / "manifest.json").read_text())["sessions"]
     assert len(sessions) == 3 and sessions[-1]["resumed_with"] >= left  # two ranks' sessions now, one before

@@ -15,7 +15,8 @@ from benchkit.evaluate import run_eval
 from benchkit.models.presets import PRESETS
 from prompts import load_prompt_set
 
-ARGS = ["--prompts", "toy-digits", "--limit", "6", "--seeds", "0-3", "--steps", "20", "--batch-size", "1",
+STEPS = 8  # few: the run only has to last long enough to be killed mid-way (24 items, batches of one)
+ARGS = ["--prompts", "toy-digits", "--limit", "6", "--seeds", "0-3", "--steps", str(STEPS), "--batch-size", "1",
         "--metrics", "toy-fid,toy-alignment,toy-diversity,latency", "--device", "cpu", "--quiet"]
 QUALITY = ("toy-fid", "toy-alignment", "toy-diversity", "nfe", "model_size")
 
@@ -36,7 +37,7 @@ def metric_values(run: Path) -> dict[str, float]:
 def clean(tmp_path_factory):
     """The uninterrupted run both kills are compared with, and the cache they share (made once)."""
     root = tmp_path_factory.mktemp("clean")
-    run_eval(PRESETS["toy-digits"].with_recipe(steps=20), load_prompt_set("toy-digits").limit(6), [0, 1, 2, 3],
+    run_eval(PRESETS["toy-digits"].with_recipe(steps=STEPS), load_prompt_set("toy-digits").limit(6), [0, 1, 2, 3],
              root / "run", metrics=["toy-fid", "toy-alignment", "toy-diversity", "latency"], device="cpu", batch_size=1,
              cache_dir=root / "cache", show_progress=False)
     return root / "run", root / "cache"
