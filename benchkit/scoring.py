@@ -22,7 +22,7 @@ from benchkit.core.progress import progress_bar
 from benchkit.core.provenance import now
 from benchkit.core.rundir import RunDir
 from benchkit.models.families import IMAGE_DEFAULT_METRICS, get_family
-from metrics import Metric, MetricContext, SampleBatch, ScorePlan, build_metrics
+from metrics import Metric, MetricContext, NotApplicable, SampleBatch, ScorePlan, build_metrics
 from metrics.feature_store import FeatureStore, file_sha256
 from metrics.vbench_scores import run_aggregates
 from metrics.breakdown import SEED_FIELD, Breakdown
@@ -94,8 +94,14 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
         if "error" in outcome:  # rank 0 failed to compute: fail here too, with its message
             raise BenchkitError(outcome["error"])
         return outcome["results"]
+    left_out = dict(left_out or {})
     try:
-        computed = [v.to_dict() for metric in metric_objs for v in metric.compute()]
+        computed = []
+        for metric in metric_objs:
+            try:
+                computed += [v.to_dict() for v in metric.compute()]
+            except NotApplicable as exc:  # nothing left to score once its protocol filtered (temporal flickering's static clips)
+                left_out[metric.name] = str(exc)
         values = _kept(previous, "metrics", computed + run_aggregates(computed))
     except BenchkitError as exc:
         world.broadcast({"error": str(exc)})

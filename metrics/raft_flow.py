@@ -26,13 +26,16 @@ for the features, batch norm for the context), the motion encoder, separable Con
 from __future__ import annotations
 
 import re
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from benchkit.core.errors import BenchkitError
 
-ITERS = 20  # dynamic_degree.py:77: self.model(image1, image2, iters=20, test_mode=True)
+ITERS = 20  # dynamic_degree.py:77 and static_filter.py:84: self.model(image1, image2, iters=20, test_mode=True)
+CORR_BYTES = 2 << 30  # correlation pyramids held per RAFT call (one pair of 480x832 frames: 210 MB)
 
 
 def _corr_block_class():
@@ -163,3 +166,43 @@ def raft_flow(model: torch.nn.Module, image1: torch.Tensor, image2: torch.Tensor
         return model(image1.contiguous(), image2.contiguous(), num_flow_updates=iters)[-1]
     finally:  # torchvision's block keeps the last pyramid (GBs for large frames) on the cached model: let it go
         model.corr_block.corr_pyramid = []
+
+
+def raft_for(ctx) -> tuple[torch.nn.Module, dict[str, str]]:
+    """The registry's raft-things on ``ctx``'s device, from the one model cache (dynamic degree and temporal
+    flickering's static filter share it), and {weight name: sha256}."""
+    from metrics.model_cache import cached_model
+    from metrics.weights import resolve
+
+    weight = resolve("raft-things")
+    model = cached_model(("raft", str(weight.hashed_file), weight.sha256, str(ctx.device)),
+                         lambda: load_raft(weight, ctx.device))
+    return model, {weight.name: weight.sha256}
+
+
+def top_flow_score(flow: np.ndarray, share: float) -> float:
+    """VBench's ``get_score`` of one (2, H, W) float32 flow: the mean of its largest ``int(H * W * share)``
+    magnitudes (dynamic_degree.py:42-56 with 0.05, static_filter.py:42-56 with 0.02), in VBench's float32 numpy
+    steps (NaN when the flow is NaN)."""
+    u, v = flow[0], flow[1]
+    rad = np.sqrt(np.square(u) + np.square(v))
+    h, w = rad.shape
+    cut = int(h * w * share)
+    return float(np.mean(abs(np.sort(-rad.flatten()))[:cut]).item())
+
+
+@torch.no_grad()
+def pair_flow_scores(model: torch.nn.Module, first: torch.Tensor, second: torch.Tensor, device: torch.device,
+                     score: Callable[[np.ndarray], float], pairs_per_call: int = 4) -> list[float]:
+    """``score`` of RAFT's flow from each frame of ``first`` to the same-index frame of ``second`` ((N, 3, H, W)
+    float32, 0-255, unpadded): both padded as VBench's InputPadder pads them, several pairs a call (fewer when
+    their correlation pyramids would pass CORR_BYTES; the flows do not depend on it beyond float rounding)."""
+    first, second = pad_to_8(first), pad_to_8(second)
+    h8, w8 = first.shape[-2] // 8, first.shape[-1] // 8
+    pyramid = (h8 * w8) ** 2 * 4 * 4 // 3  # float32 correlation volume and its 3 pooled levels, per pair
+    step = max(1, min(pairs_per_call, CORR_BYTES // max(1, pyramid)))
+    scores: list[float] = []
+    for s in range(0, len(first), step):
+        flow = raft_flow(model, first[s : s + step].to(device), second[s : s + step].to(device), ITERS)
+        scores += [score(f) for f in flow.float().cpu().numpy()]
+    return scores

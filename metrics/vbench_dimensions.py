@@ -47,7 +47,9 @@ from metrics import register_metric
 from metrics.base import Metric, MetricContext, MetricValue, NotApplicable, SampleBatch, ScorePlan
 from metrics.clips import batch_clip, clip_path, decoder_name
 from metrics.model_cache import cached_model
+from metrics.raft_flow import raft_for
 from metrics.scorers import hf_features
+from metrics.vbench_static_filter import is_static, select_static, static_pair_scores, static_thresholds
 from metrics.weights import ResolvedWeight, library_versions, resolve
 
 PROTOCOL = "VBench 0.1.5 protocol"
@@ -308,6 +310,11 @@ class VBenchDimension(Metric):
         from the sample record."""
         return self.score_clip(frames)
 
+    def kept_keys(self, keys: list[str]) -> list[str]:
+        """The scored clips (item keys, sorted) the value is computed over: all of them, but for temporal
+        flickering, whose VBench protocol keeps only static clips."""
+        return keys
+
     def reduce(self, results: list[list[float]]) -> tuple[float, dict[str, Any]]:
         """(the value, extra) from the per-clip results in item order: by default their mean."""
         values = np.array([r[0] for r in results], dtype=np.float64)
@@ -335,7 +342,7 @@ class VBenchDimension(Metric):
         if not self.videos:
             raise BenchkitError(f"{self.name} has no clips to score (a VBench prompt set scores {self.dimension} only on "
                                 f"its own prompts: add `--dimension {self.dimension}` prompts)")
-        keys = sorted(self.videos)
+        keys = self.kept_keys(sorted(self.videos))
         value, extra = self.reduce([self.videos[k] for k in keys])
         per_prompt = Counter(k.split("\x1f")[0] for k in keys)
         extra["samples_per_prompt"] = sorted(set(per_prompt.values()))  # VBench's standard suite: 5
@@ -429,19 +436,61 @@ class VBenchBackgroundConsistency(_PairConsistency):
 
 @register_metric()
 class VBenchTemporalFlickering(VBenchDimension):
+    """Scored, as VBench scores it, on the clips its static filter keeps (metrics/vbench_static_filter.py): per clip
+    the state is ``[flicker score, static (1/0), thres, count_num, temporal-flickering scope (1/0), pair scores...]``."""
+
     name = "vbench-temporal-flickering"
     dimension = "temporal_flickering"
-    description = "VBench temporal flickering: 1 - mean absolute difference of consecutive frames / 255, mean over clips"
+    weights = ("raft-things",)
+    protocol = (PROTOCOL + ": static_filter.py's RAFT filter (a VBench prompt's first 5 static clips, every static clip of "
+                "another prompt), then compute_temporal_flickering's code path on those clips")
+    description = ("VBench temporal flickering: 1 - mean absolute difference of consecutive frames / 255, mean over the "
+                   "clips VBench's static filter keeps")
     scale = "0-1, 1 = no change between frames (VBench's raw value, before its normalisation)"
+    pairs_per_call: ClassVar[int] = 4
 
-    def score_clip(self, frames):
-        return [flicker_score(frames)]
+    def __init__(self, ctx: MetricContext):
+        super().__init__(ctx)
+        self.model, self.weights_sha256 = raft_for(ctx)
+
+    def score_item(self, record: dict[str, Any], frames: np.ndarray) -> list[float]:
+        return self.score_clip(frames, capped=probed_dimensions(record) is not None)
+
+    @torch.no_grad()
+    def score_clip(self, frames: np.ndarray, capped: bool = False) -> list[float]:  # type: ignore[override]
+        flicker = flicker_score(frames)
+        thres, count_num = static_thresholds(frames.shape[1], frames.shape[2], len(frames))
+        scores = static_pair_scores(self.model, frames, self.ctx.device, self.pairs_per_call)
+        return [flicker, float(is_static(scores, thres, count_num)), thres, count_num, float(capped), *scores]
+
+    def kept_keys(self, keys: list[str]) -> list[str]:
+        kept, self.filter_info = select_static({k: (bool(self.videos[k][1]), bool(self.videos[k][4])) for k in keys})
+        if not kept:
+            raise NotApplicable(f"{self.name}: none of the {len(keys)} clips is static by VBench's static filter (RAFT flow "
+                                "under 3*min(H,W)/256 px), and VBench scores temporal flickering on static clips only")
+        return kept
+
+    def compute(self) -> list[MetricValue]:
+        values = super().compute()
+        flicker = np.array([r[0] for r in self.videos.values()], dtype=np.float64)
+        no_flow = sum(1 for r in self.videos.values() if any(not np.isfinite(s) for s in r[STATIC_HEADER:]))
+        for value in values:
+            value.extra.update(self.filter_info, unfiltered_mean=float(flicker.mean()), clips_without_flow=no_flow)
+        return values
 
     def describe(self):
-        return {"model": "none (pixel differences)",
-                "reduction": "per clip (255 - mean over frame pairs of mean |difference|)/255; mean over clips",
-                "note": "VBench scores static-scene prompts only; benchkit scores every clip of the run",
-                "libraries": library_versions("numpy", "av")}
+        return {"model": "none for the score (pixel differences); RAFT (princeton-vl raft-things.pth on torchvision's "
+                         "raft_large, 20 updates) for the static filter",
+                "static_filter": "every frame; consecutive pairs plus (first, last) and (last, first); top 2% flow "
+                                 "magnitude; static when at most round(2*frames/16) consecutive pairs pass 3*min(H,W)/256 "
+                                 "and neither wrap pair passes twice that times the count (static_filter.py)",
+                "selection": "per VBench prompt its first 5 static clips in file-name order (index by ascending seed); "
+                             "every static clip of another prompt",
+                "reduction": "per clip (255 - mean over frame pairs of mean |difference|)/255; mean over the kept clips",
+                "dtype": "float32", "libraries": library_versions("numpy", "torch", "torchvision", "av")}
+
+
+STATIC_HEADER = 5  # VBenchTemporalFlickering's per-clip state before the pair scores
 
 
 @register_metric()

@@ -42,16 +42,16 @@ from benchkit.core.errors import BenchkitError
 from metrics import register_metric
 from metrics.base import MetricContext
 from metrics.clips import clip_path
-from metrics.model_cache import cached_model
-from metrics.raft_flow import ITERS, load_raft, pad_to_8, raft_flow
+from metrics.raft_flow import ITERS, pair_flow_scores, raft_for
+from metrics.raft_flow import top_flow_score as top_share_score
 from metrics.vbench_dimensions import PROTOCOL, VBenchDimension
-from metrics.weights import library_versions, resolve
+from metrics.weights import library_versions
 
 TARGET_FPS = 8  # dynamic_degree.py:100: interval = max(1, round(fps / 8))
 SAMPLING = ("every round(fps / 8)-th frame from the first (at least every frame; fps: the stream's average rate, "
             "as OpenCV's CAP_PROP_FPS; DynamicDegree.get_frames / extract_frame)")
 HEADER = 4  # per-clip state: dynamic, fps, thres, count_num, then the pair scores
-CORR_BYTES = 2 << 30  # correlation pyramids held per RAFT call (one pair of 480x832 frames: 210 MB)
+TOP_SHARE = 0.05  # dynamic_degree.py:50: cut_index = int(h*w*0.05)
 
 
 def frame_interval(fps: float) -> int:
@@ -72,11 +72,7 @@ def thresholds(height: int, width: int, count: int) -> tuple[float, int]:
 def top_flow_score(flow: np.ndarray) -> float:
     """``get_score`` (dynamic_degree.py:42-56) of one (2, H, W) float32 flow: the mean of its largest 5% of
     magnitudes, in VBench's float32 numpy steps (NaN when the flow is NaN)."""
-    u, v = flow[0], flow[1]
-    rad = np.sqrt(np.square(u) + np.square(v))
-    h, w = rad.shape
-    cut = int(h * w * 0.05)
-    return float(np.mean(abs(np.sort(-rad.flatten()))[:cut]).item())
+    return top_share_score(flow, TOP_SHARE)
 
 
 def is_dynamic(scores: list[float], thres: float, count_num: int) -> bool:
@@ -139,10 +135,7 @@ class VBenchDynamicDegree(VBenchDimension):
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
-        weight = resolve("raft-things")
-        self.model = cached_model(("raft", str(weight.hashed_file), weight.sha256, str(ctx.device)),
-                                  lambda: load_raft(weight, ctx.device))
-        self.weights_sha256 = {weight.name: weight.sha256}
+        self.model, self.weights_sha256 = raft_for(ctx)
 
     def score_item(self, record: dict[str, Any], frames: np.ndarray) -> list[float]:
         """The clip's result, sampled by the frame rate of its file (VBench reads it with the frames)."""
@@ -151,18 +144,7 @@ class VBenchDynamicDegree(VBenchDimension):
     def pair_scores(self, frames: np.ndarray) -> list[float]:
         """``get_score`` of RAFT's flow for each consecutive pair of ``frames`` (T, H, W, 3 uint8)."""
         video = torch.from_numpy(frames.astype(np.float32)).permute(0, 3, 1, 2)  # :105: 0-255 float32
-        padded = pad_to_8(video)
-        h8, w8 = padded.shape[-2] // 8, padded.shape[-1] // 8
-        pyramid = (h8 * w8) ** 2 * 4 * 4 // 3  # float32 correlation volume and its 3 pooled levels, per pair
-        step = max(1, min(self.pairs_per_call, CORR_BYTES // max(1, pyramid)))
-        scores: list[float] = []
-        for s in range(0, len(padded) - 1, step):
-            first = padded[s : s + step]
-            second = padded[s + 1 : s + 1 + step]
-            first = first[: len(second)]
-            flow = raft_flow(self.model, first.to(self.ctx.device), second.to(self.ctx.device), ITERS)
-            scores += [top_flow_score(f) for f in flow.float().cpu().numpy()]
-        return scores
+        return pair_flow_scores(self.model, video[:-1], video[1:], self.ctx.device, top_flow_score, self.pairs_per_call)
 
     @torch.no_grad()
     def score_clip(self, frames: np.ndarray, fps: float) -> list[float]:  # type: ignore[override]

@@ -202,7 +202,7 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
         fetch="hf download lalala125/AMT amt-s.pth --local-dir $BENCHKIT_WEIGHTS"),
     WeightSpec(
         "raft-things", "RAFT optical flow trained on FlyingChairs + FlyingThings (princeton-vl/RAFT raft-things.pth, a "
-        "state dict saved from nn.DataParallel): VBench dynamic degree", RAFT_ZIP_URL, "BSD-3-Clause (princeton-vl/RAFT)",
+        "state dict saved from nn.DataParallel): VBench dynamic degree and temporal flickering's static filter", RAFT_ZIP_URL, "BSD-3-Clause (princeton-vl/RAFT)",
         ("raft-things.pth",), extra_paths=(_vbench_cache("raft_model", "models", "raft-things.pth"),),
         fetch=f"mkdir -p $BENCHKIT_WEIGHTS && curl -L -o /tmp/raft-models.zip {RAFT_ZIP_URL} && "
               "unzip -j /tmp/raft-models.zip models/raft-things.pth -d $BENCHKIT_WEIGHTS"),

@@ -30,6 +30,18 @@ def restore_process_state():
 
 
 @pytest.fixture()
+def every_clip_static(monkeypatch):
+    """vbench-temporal-flickering without its RAFT: the static filter calls every clip static (no flow), so the value
+    is the mean flickering score of every clip. For tests of the flickering score and of what scores clips; the filter
+    itself is tests/test_vbench_static_filter.py's."""
+    from metrics import vbench_dimensions as V
+
+    monkeypatch.setattr(V.VBenchTemporalFlickering, "weights", ())
+    monkeypatch.setattr(V, "raft_for", lambda ctx: (None, {}))
+    monkeypatch.setattr(V, "static_pair_scores", lambda model, frames, device, pairs_per_call=4: [0.0] * (len(frames) + 1))
+
+
+@pytest.fixture()
 def cache_dir(tmp_path):
     return tmp_path / "cache"
 

@@ -761,3 +761,38 @@ def save_tiny_musiq(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return path
+
+
+def raft_state(seed: int, head: float = 1.0) -> dict[str, torch.Tensor]:
+    """Random tensors under the names and shapes of princeton-vl's full RAFT (raft-things.pth without nn.DataParallel's
+    ``module.``; VBench's vendored class gives the names, so the vbench package must be installed), drawn from a
+    seeded generator as torch's default init draws them (uniform within 1/sqrt(fan in)) but independent of it, so
+    that a recorded reference stays valid. The flow head's last convolution is scaled by ``head`` (it sets the flow
+    magnitudes, hence which side of VBench's thresholds a pair falls)."""
+    from easydict import EasyDict
+    from vbench.third_party.RAFT.core.raft import RAFT
+
+    shapes = RAFT(EasyDict({"small": False, "mixed_precision": False, "alternate_corr": False})).state_dict()
+    g = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    first_name: dict[int, str] = {}
+    for name, value in shapes.items():
+        if value.data_ptr() in first_name:  # one module under two names (the context encoder's downsample norm)
+            state[name] = state[first_name[value.data_ptr()]]
+            continue
+        first_name[value.data_ptr()] = name
+        uniform = torch.rand(value.shape, generator=g) * 2 - 1
+        if name.endswith("num_batches_tracked"):
+            tensor = value.clone()
+        elif value.ndim >= 2:
+            tensor = uniform * value[0].numel() ** -0.5
+        elif name.endswith("running_var"):
+            tensor = 1 + 0.05 * (uniform + 1)
+        elif name.endswith(("running_mean", "bias")):
+            tensor = 0.1 * uniform
+        else:  # norm weights
+            tensor = 1 + 0.1 * uniform
+        if name.startswith("update_block.flow_head.conv2."):
+            tensor = tensor * head
+        state[name] = tensor
+    return state

@@ -39,6 +39,8 @@ from metrics import weights as W
 from metrics.base import MetricContext, SampleBatch, ScorePlan
 from metrics.clips import read_clip
 
+pytestmark = pytest.mark.usefixtures("every_clip_static")  # temporal flickering's static filter: test_vbench_static_filter.py
+
 NAMES = ["vbench-subject-consistency", "vbench-background-consistency", "vbench-temporal-flickering",
          "vbench-aesthetic-quality", "vbench-imaging-quality"]
 DIMENSIONS = {name: name.removeprefix("vbench-").replace("-", "_") for name in NAMES}

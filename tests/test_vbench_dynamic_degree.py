@@ -226,7 +226,7 @@ def test_the_parity_test_sees_padding_sampling_and_the_pair_count(vb, world, vbe
     for clip, attr, wrong in cases:
         path = str(world["run"] / by_name[clip]["video"])
         with monkeypatch.context() as m:
-            m.setattr(D, attr, wrong)
+            m.setattr(R if attr == "pad_to_8" else D, attr, wrong)  # the padding is raft_flow's, shared
             if attr == "thresholds":  # a decision rule: VBench's own pair scores, no RAFT run needed
                 m.setattr(D.VBenchDynamicDegree, "pair_scores", lambda self, frames, got=want_seen[path][0]: list(got))
             state = _score(world, ctx, [by_name[clip]]).videos[f"{clip}\x1f0"]

@@ -122,7 +122,7 @@ def test_the_vbench_i2v_suite_reads_its_images_from_image_dir(tmp_path):
     names = sorted({r.meta["image_name"] for r in subject.records})
     with pytest.raises(BenchkitError) as err:  # an empty folder: one line, before any model is loaded
         subject.with_image_dir(tmp_path)
-    assert f"246 of the set's 246" in str(err.value) and "\n" not in str(err.value)
+    assert "246 of the set's 246" in str(err.value) and "\n" not in str(err.value)
     for name in names:
         (tmp_path / name).write_bytes(b"jpeg")
     placed = subject.with_image_dir(tmp_path)

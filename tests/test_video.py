@@ -56,7 +56,7 @@ def test_cogvideox_clips_are_batch_independent_and_written_per_item(tiny, tmp_pa
     assert not np.array_equal(clips[0][0], clips[0][-1])  # frames differ: a clip, not a still
 
 
-def test_video_eval_writes_clips_next_to_first_frames(tiny, tmp_path):
+def test_video_eval_writes_clips_next_to_first_frames(tiny, tmp_path, every_clip_static):  # 32 px: no RAFT
     spec_file = tmp_path / "v.toml"
     spec_file.write_text(f'extends = "cogvideox-2b"\nbase = "{tiny["cogvideox"]}"\n'
                          "[recipe]\nheight = 32\nwidth = 32\nnum_frames = 9\nsteps = 2\nfps = 4\n")
