@@ -43,21 +43,28 @@ def clean(tmp_path_factory):
     return root / "run", root / "cache"
 
 
-@pytest.mark.parametrize("kill_after", [3, 13])
-def test_sigkill_then_resume_matches_uninterrupted(tmp_path, clean, kill_after):
-    clean, cache = clean
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(cli(killed, cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _start_and_kill(out: Path, cache: Path, kill_after: int) -> int:
+    """Start `benchkit eval`, SIGKILL it once ``kill_after`` items are committed; the items it had."""
+    proc = subprocess.Popen(cli(out, cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 400  # generous: a loaded machine is slow, a fast one never waits
-    while lines(killed / "samples.jsonl") < kill_after and proc.poll() is None and time.time() < deadline:
+    while lines(out / "samples.jsonl") < kill_after and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
     assert proc.poll() is None, "the run finished before it could be killed: " + proc.stderr.read().decode()[-500:]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_at_kill = lines(killed / "samples.jsonl")
+    done_at_kill = lines(out / "samples.jsonl")
     assert kill_after <= done_at_kill < 24
-    assert not (killed / "results.json").exists()
+    assert not (out / "results.json").exists()
+    return done_at_kill
 
+
+def test_sigkill_twice_then_resume_matches_uninterrupted(tmp_path, clean):
+    """Killed early (3 items), started again and killed later (13), started again: the third session finishes a
+    run equal to the uninterrupted one, image for image and metric for metric."""
+    clean, cache = clean
+    killed = tmp_path / "killed"
+    first = _start_and_kill(killed, cache, 3)
+    second = _start_and_kill(killed, cache, 13)
     resumed = subprocess.run(cli(killed, cache), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
@@ -69,4 +76,4 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, clean, kill_after):
         assert a[name] == b[name], name
     manifest = json.loads((killed / "manifest.json").read_text())
     assert manifest["status"] == "complete"
-    assert [s["resumed_with"] for s in manifest["sessions"]] == [0, done_at_kill]
+    assert [s["resumed_with"] for s in manifest["sessions"]] == [0, first, second]
