@@ -146,13 +146,15 @@ def run_eval(
     plan = ScorePlan(records=plan_records(prompt_set), seeds_per_prompt=len(seeds))
     dev = resolve_device(device)
     not_applicable: dict[str, str] = {}
+    optional = grouped_only(metrics) if metrics is not None else set()  # group members, left out where they cannot score
     if metric_names is not None:
         not_applicable = check_metrics(metric_names, plan, MetricContext(cache_dir=cache_dir, device=dev, reference=ref),
-                                       optional=grouped_only(metrics))
+                                       optional=optional)
         metric_names = [n for n in metric_names if n not in not_applicable]
     with folder_lock(out, "benchkit eval", wait=wait):
         return _run_eval(spec, prompt_set, seeds, Path(out), metric_names, plan, dev, dtype, batch_size,
-                         warmup_batches, cache_dir, overwrite, show_progress, workers, images_from, ref, not_applicable)
+                         warmup_batches, cache_dir, overwrite, show_progress, workers, images_from, ref, not_applicable,
+                         optional)
 
 
 def check_seeds(seeds: list[int]) -> None:
@@ -180,13 +182,13 @@ def _run_eval(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Pat
               plan: ScorePlan, dev: torch.device, dtype: str | None, batch_size: int, warmup_batches: int,
               cache_dir: Path, overwrite: bool, show_progress: bool, workers: int | None = None,
               images_from: Path | None = None, reference: ImageReference | None = None,
-              not_applicable: dict[str, str] | None = None) -> dict[str, Any]:
+              not_applicable: dict[str, str] | None = None, optional: set[str] | None = None) -> dict[str, Any]:
     """Plan, generate, fold, score."""
     world = current_world(dev)
     dev = world.device(dev)
     show_progress = show_progress and world.is_main
     ev = _plan(spec, prompt_set, seeds, metric_names, plan, dev, dtype, batch_size, warmup_batches, cache_dir, world,
-               reference, not_applicable or {})
+               reference, not_applicable or {}, optional or set())
     items = make_items(prompt_set, seeds)
     if images_from is not None:
         family = ev.model.family_info
@@ -213,7 +215,8 @@ def _run_eval(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Pat
 
 def _plan(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], metric_names: list[str] | None, plan: ScorePlan,
           dev: torch.device, dtype: str | None, batch_size: int, warmup_batches: int, cache_dir: Path,
-          world: World, reference: ImageReference | None = None, not_applicable: dict[str, str] | None = None) -> EvalPlan:
+          world: World, reference: ImageReference | None = None, not_applicable: dict[str, str] | None = None,
+          optional: set[str] | None = None) -> EvalPlan:
     """Load the model, make its generator, settle the metrics and write down what the run is."""
     dt_ = model_dtype(dtype, spec.dtype, dev)  # the spec's dtype applies on cuda/mps
     reset_peak_memory(dev)
@@ -228,8 +231,10 @@ def _plan(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], metric_names
         metric_names, left_out = default_metrics(plan, ctx)
         if reference is not None:
             check_metrics(metric_names, plan, ctx)  # one of the defaults must take the reference
-    else:
-        check_metrics(metric_names, plan, ctx)
+    else:  # now with the model's family and frame size: a group member that cannot score them is left out with why
+        dropped = check_metrics(metric_names, plan, ctx, optional=optional)
+        left_out.update(dropped)
+        metric_names = [n for n in metric_names if n not in dropped]
     identity = {
         "spec_hash": spec_hash(spec, model.weights_sha256),
         "prompt_set_sha256": prompt_set.sha256,

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from benchkit.core.errors import BenchkitError
 
 ITERS = 20  # dynamic_degree.py:77 and static_filter.py:84: self.model(image1, image2, iters=20, test_mode=True)
+RAFT_MIN_SIDE = 57  # padded to 64: the coarsest of RAFT's four correlation levels has one row (see raft_flow)
 CORR_BYTES = 2 << 30  # correlation pyramids held per RAFT call (one pair of 480x832 frames: 210 MB)
 
 
@@ -158,7 +159,7 @@ def raft_flow(model: torch.nn.Module, image1: torch.Tensor, image2: torch.Tensor
     """The upsampled flow after ``iters`` updates (RAFT's ``test_mode`` ``flow_up``) for (N, 3, H, W) float frames
     in 0-255 whose H and W are multiples of 8 (:func:`pad_to_8`)."""
     if image1.shape[-2] < 64 or image1.shape[-1] < 64:
-        raise BenchkitError(f"RAFT needs frames of at least 57x57 pixels (64 after padding) for its four correlation "
+        raise BenchkitError(f"RAFT needs frames of at least {RAFT_MIN_SIDE}x{RAFT_MIN_SIDE} pixels (64 after padding) for its four correlation "
                             f"levels; got {image1.shape[-2]}x{image1.shape[-1]} after padding")
     image1 = 2 * (image1 / 255.0) - 1.0  # raft.py:89-90
     image2 = 2 * (image2 / 255.0) - 1.0

@@ -47,7 +47,7 @@ from metrics import register_metric
 from metrics.base import Metric, MetricContext, MetricValue, NotApplicable, SampleBatch, ScorePlan
 from metrics.clips import batch_clip, clip_path, decoder_name
 from metrics.model_cache import cached_model
-from metrics.raft_flow import raft_for
+from metrics.raft_flow import RAFT_MIN_SIDE, raft_for
 from metrics.scorers import hf_features
 from metrics.vbench_static_filter import is_static, select_static, static_pair_scores, static_thresholds
 from metrics.weights import ResolvedWeight, library_versions, resolve
@@ -271,6 +271,8 @@ class VBenchDimension(Metric):
     higher_is_better = True
     reads_clips = True
     micro_batch: ClassVar[int] = 16  # frames per network call (numbers do not depend on it beyond float rounding)
+    min_side: ClassVar[int] = 0  # frames with a shorter side cannot be scored (its network's limit): refused before work
+    min_side_why: ClassVar[str] = ""
 
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
@@ -281,6 +283,10 @@ class VBenchDimension(Metric):
     @classmethod
     def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
         check_video_plan(cls.name, plan)  # before the weights are looked for and hashed
+        small = sorted(size for size in plan.image_sizes or () if min(size) < cls.min_side)
+        if small:
+            raise NotApplicable(f"{cls.name} needs frames of at least {cls.min_side}x{cls.min_side} px ({cls.min_side_why}); "
+                                f"this model makes {small[0][0]}x{small[0][1]}: generate larger clips or drop {cls.name}")
         suites = [probed_dimensions(r) for r in plan.records]
         if plan.records and all(s is not None for s in suites) and not any(cls.dimension in s for s in suites):
             raise NotApplicable(f"{cls.name}: none of the {len(plan.records)} VBench prompts probes {cls.dimension} (VBench "
@@ -442,6 +448,7 @@ class VBenchTemporalFlickering(VBenchDimension):
     name = "vbench-temporal-flickering"
     dimension = "temporal_flickering"
     weights = ("raft-things",)
+    min_side, min_side_why = RAFT_MIN_SIDE, "the static filter's RAFT has four correlation levels"
     protocol = (PROTOCOL + ": static_filter.py's RAFT filter (a VBench prompt's first 5 static clips, every static clip of "
                 "another prompt), then compute_temporal_flickering's code path on those clips")
     description = ("VBench temporal flickering: 1 - mean absolute difference of consecutive frames / 255, mean over the "

@@ -42,7 +42,7 @@ from benchkit.core.errors import BenchkitError
 from metrics import register_metric
 from metrics.base import MetricContext
 from metrics.clips import clip_path
-from metrics.raft_flow import ITERS, pair_flow_scores, raft_for
+from metrics.raft_flow import ITERS, RAFT_MIN_SIDE, pair_flow_scores, raft_for
 from metrics.raft_flow import top_flow_score as top_share_score
 from metrics.vbench_dimensions import PROTOCOL, VBenchDimension
 from metrics.weights import library_versions
@@ -125,6 +125,7 @@ class VBenchDynamicDegree(VBenchDimension):
     name = "vbench-dynamic-degree"
     dimension = "dynamic_degree"
     weights = ("raft-things",)
+    min_side, min_side_why = RAFT_MIN_SIDE, "RAFT has four correlation levels"
     protocol = (PROTOCOL + ": compute_dynamic_degree's code path: frames at about 8 per second, RAFT (20 updates) on each "
                 "consecutive pair, the fraction of clips judged dynamic")
     description = ("VBench dynamic degree: fraction of clips whose RAFT flow (mean of the top 5% magnitudes) passes "

@@ -100,6 +100,7 @@ class VBenchMotionSmoothness(VBenchDimension):
     name = "vbench-motion-smoothness"
     dimension = "motion_smoothness"
     weights = ("amt-s",)
+    min_side, min_side_why = MIN_SIDE, "AMT-S's correlation pyramid runs out below that, and VBench's AMT-S returns NaN"
     description = ("VBench motion smoothness: AMT-S interpolates the odd frames from the even ones; 1 - mean |difference| "
                    "/ 255, mean over clips")
     scale = "0-1, 1 = every odd frame is exactly AMT-S's interpolation of its neighbours (VBench's raw value, before its normalisation)"

@@ -37,6 +37,7 @@ def every_clip_static(monkeypatch):
     from metrics import vbench_dimensions as V
 
     monkeypatch.setattr(V.VBenchTemporalFlickering, "weights", ())
+    monkeypatch.setattr(V.VBenchTemporalFlickering, "min_side", 0)
     monkeypatch.setattr(V, "raft_for", lambda ctx: (None, {}))
     monkeypatch.setattr(V, "static_pair_scores", lambda model, frames, device, pairs_per_call=4: [0.0] * (len(frames) + 1))
 

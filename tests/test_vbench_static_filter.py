@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_pipelines import tiny  # noqa: F401  (session fixture)
 
 from benchkit.core.errors import BenchkitError
 from metrics import NotApplicable, build_metrics
@@ -176,3 +177,39 @@ def test_under_57_px_is_one_line(weights, monkeypatch, tmp_path):
     with pytest.raises(BenchkitError) as err:
         build_metrics([NAME], ctx)[0].update(SampleBatch([], [record]))
     assert "57x57" in str(err.value) and "p_0" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_frames_too_small_for_the_networks_are_caught_before_work(tmp_path):
+    """Frame sizes the RAFT and AMT-S dimensions cannot score: a `--metrics vbench` group leaves them out with why
+    once the model's size is known; named alone, each is one line. Both before any clip is generated."""
+    from metrics import check_metrics, grouped_only, parse_metric_names
+    from metrics.base import ScorePlan
+
+    probes = ["temporal_flickering", "dynamic_degree", "motion_smoothness", "subject_consistency"]
+    plan = ScorePlan(records=[{"prompt_id": "0", "meta": {"dimension": probes}}], seeds_per_prompt=5, family="cogvideox",
+                     media="video", image_sizes={(48, 80)})
+    ctx = MetricContext(cache_dir=tmp_path)
+    with pytest.MonkeyPatch.context() as m:  # subject consistency's weights are present (a file, not read here)
+        (tmp_path / "dino.pth").write_bytes(b"x")
+        m.setenv("BENCHKIT_WEIGHT_PATHS", json.dumps({"dino-vitb16": str(tmp_path / "dino.pth")}))
+        left = check_metrics(parse_metric_names("latency,vbench"), plan, ctx, optional=grouped_only("latency,vbench"))
+    sized = {name: why for name, why in left.items() if "px" in why}
+    assert set(sized) == {"vbench-temporal-flickering", "vbench-dynamic-degree", "vbench-motion-smoothness"}
+    assert "57x57" in sized["vbench-dynamic-degree"] and "113x113" in sized["vbench-motion-smoothness"]
+    assert "vbench-subject-consistency" not in left and "48x80" in sized["vbench-temporal-flickering"]
+    for name in sized:
+        with pytest.raises(BenchkitError) as err:
+            check_metrics([name], plan, ctx, optional=grouped_only(name))
+        assert "generate larger clips" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_eval_refuses_a_too_small_clip_metric_before_generating(cli, tiny, weights, tmp_path):  # noqa: F811
+    spec = tmp_path / "v.toml"
+    spec.write_text(f'extends = "cogvideox-2b"\nbase = "{tiny["cogvideox"]}"\n'
+                    "[recipe]\nheight = 32\nwidth = 32\nnum_frames = 5\nsteps = 1\nfps = 8\n")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\n")
+    code, _, err = cli("eval", "-m", str(spec), "-p", str(prompts), "--seeds", "0", "--metrics", "vbench-temporal-flickering",
+                       "-o", str(tmp_path / "run"), "--device", "cpu", "-q", "--weights", f"raft-things={weights}")
+    assert code == 2 and "at least 57x57 px" in err and "32x32" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run" / "samples.jsonl").exists()
