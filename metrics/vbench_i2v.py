@@ -11,9 +11,7 @@ VBench-I2V reads the input image from its own crop folder; benchkit reads the im
 `-p vbench-i2v --image-dir .../crop/<ratio>`. The resizes are torchvision's, as VBench calls them, so the frames'
 bicubic resize antialiases as the installed torchvision's tensor Resize does by default (torchvision >= 0.17).
 
-Left out, and why: ``i2v_background`` needs DreamSim (an ensemble of DINO, CLIP and OpenCLIP ViT-B/16 with LoRA
-heads, fetched by the dreamsim package at run time), and ``camera_motion`` CoTracker (torch.hub code from
-facebookresearch/co-tracker); neither has a parity reference that runs here without the network.
+``i2v_background`` (DreamSim) is metrics/vbench_i2v_background.py, built on this module's score.
 """
 
 from __future__ import annotations

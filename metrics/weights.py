@@ -64,6 +64,8 @@ def _vbench_cache(*parts: str) -> str:
 
 
 DINO_URL = "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth"
+DREAMSIM_ENSEMBLE_URL = ("https://github.com/ssundaram21/dreamsim/releases/download/v0.2.0-checkpoints/"
+                         "dreamsim_ensemble_checkpoint.zip")
 AESTHETIC_URL = "https://github.com/LAION-AI/aesthetic-predictor/raw/main/sa_0_4_vit_l_14_linear.pth"
 MUSIQ_URL = "https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/musiq_spaq_ckpt-358bb6af.pth"
 AMT_S_URL = "https://huggingface.co/lalala125/AMT/resolve/main/amt-s.pth"
@@ -200,6 +202,16 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
         "tensors): VBench motion smoothness", AMT_S_URL, "CC-BY-NC-SA-4.0 (MCG-NKU/AMT); check before use", ("amt-s.pth",),
         hf_repo="lalala125/AMT", extra_paths=(_vbench_cache("amt_model", "amt-s.pth"),),
         fetch="hf download lalala125/AMT amt-s.pth --local-dir $BENCHKIT_WEIGHTS"),
+    WeightSpec(
+        "dreamsim-ensemble", "DreamSim ensemble checkpoint (dreamsim_ensemble_checkpoint.zip unzipped: ensemble_lora/ "
+        "and the OpenAI CLIP and OpenCLIP ViT-B/16 backbones as DINO-layout state dicts; DINO's backbone is "
+        "dino-vitb16): VBench-I2V i2v background", DREAMSIM_ENSEMBLE_URL,
+        "MIT (ssundaram21/dreamsim; the release states no separate checkpoint license); backbones: OpenAI CLIP MIT, "
+        "OpenCLIP MIT",
+        ("ensemble_lora/adapter_model.bin", "ensemble_lora/adapter_config.json", "clip_vitb16_pretrain.pth.tar",
+         "open_clip_vitb16_pretrain.pth.tar"), is_dir=True, alternatives=("ensemble_lora/adapter_model.safetensors",),
+        fetch=f"mkdir -p $DEST && curl -L -o $DEST/dreamsim_ensemble_checkpoint.zip {DREAMSIM_ENSEMBLE_URL} && "
+              "unzip -o $DEST/dreamsim_ensemble_checkpoint.zip -d $DEST && rm $DEST/dreamsim_ensemble_checkpoint.zip"),
     WeightSpec(
         "raft-things", "RAFT optical flow trained on FlyingChairs + FlyingThings (princeton-vl/RAFT raft-things.pth, a "
         "state dict saved from nn.DataParallel): VBench dynamic degree and temporal flickering's static filter", RAFT_ZIP_URL, "BSD-3-Clause (princeton-vl/RAFT)",
