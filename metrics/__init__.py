@@ -18,7 +18,8 @@ register_metric = REGISTRY.register
 BUILTIN_MODULES = ("metrics.latency", "metrics.fid", "metrics.clip_score", "metrics.preference", "metrics.mps",
                    "metrics.diversity", "metrics.vendi", "metrics.prdc", "metrics.aesthetic", "metrics.image_reward",
                    "metrics.geneval", "metrics.dinov2", "metrics.cmmd", "metrics.vbench_dimensions",
-                   "metrics.vbench_i2v", "metrics.vbench_i2v_background", "metrics.vbench_motion_smoothness",
+                   "metrics.vbench_i2v", "metrics.vbench_i2v_background", "metrics.vbench_camera_motion",
+                   "metrics.vbench_motion_smoothness",
                    "metrics.vbench_dynamic_degree", "metrics.vbench_text_dimensions",
                    "metrics.vbench_human_action", "metrics.vbench_scene")
 for _module in BUILTIN_MODULES:

@@ -11,7 +11,8 @@ VBench-I2V reads the input image from its own crop folder; benchkit reads the im
 `-p vbench-i2v --image-dir .../crop/<ratio>`. The resizes are torchvision's, as VBench calls them, so the frames'
 bicubic resize antialiases as the installed torchvision's tensor Resize does by default (torchvision >= 0.17).
 
-``i2v_background`` (DreamSim) is metrics/vbench_i2v_background.py, built on this module's score.
+``i2v_background`` (DreamSim) is metrics/vbench_i2v_background.py, built on this module's score; ``camera_motion``
+(CoTracker2) metrics/vbench_camera_motion.py.
 """
 
 from __future__ import annotations

@@ -213,6 +213,12 @@ REGISTRY: dict[str, WeightSpec] = {w.name: w for w in (
         fetch=f"mkdir -p $DEST && curl -L -o $DEST/dreamsim_ensemble_checkpoint.zip {DREAMSIM_ENSEMBLE_URL} && "
               "unzip -o $DEST/dreamsim_ensemble_checkpoint.zip -d $DEST && rm $DEST/dreamsim_ensemble_checkpoint.zip"),
     WeightSpec(
+        "cotracker2", "CoTracker2 point tracker (facebookresearch/co-tracker, the torch.hub 'cotracker2' entry's "
+        "cotracker2.pth, a plain state dict): VBench-I2V camera motion",
+        "https://huggingface.co/facebook/cotracker/resolve/main/cotracker2.pth", "CC-BY-NC-4.0 (facebookresearch/co-tracker)",
+        ("cotracker2.pth",), hf_repo="facebook/cotracker", torch_hub=True,  # torch.hub caches it in hub/checkpoints
+        fetch="hf download facebook/cotracker cotracker2.pth --local-dir $BENCHKIT_WEIGHTS"),
+    WeightSpec(
         "raft-things", "RAFT optical flow trained on FlyingChairs + FlyingThings (princeton-vl/RAFT raft-things.pth, a "
         "state dict saved from nn.DataParallel): VBench dynamic degree and temporal flickering's static filter", RAFT_ZIP_URL, "BSD-3-Clause (princeton-vl/RAFT)",
         ("raft-things.pth",), extra_paths=(_vbench_cache("raft_model", "models", "raft-things.pth"),),
