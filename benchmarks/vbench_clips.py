@@ -32,7 +32,9 @@ from benchmarks.common import row
 
 NAME = "vbench_clips"
 REPO = Path(__file__).resolve().parents[1]
-SIZES = {False: {"clips": 8, "frames": 16, "px": 256}, True: {"clips": 4, "frames": 8, "px": 128}}
+# real-size networks on small clips: 128 px is RAFT's smallest with finite flow; larger clips take over half an
+# hour on 2 CPU cores (the rows are per-clip rates and a ratio, which the clip count does not change)
+SIZES = {False: {"clips": 4, "frames": 12, "px": 128}, True: {"clips": 4, "frames": 8, "px": 128}}
 B32 = {"embed_dim": 512, "image_resolution": 224, "vision_layers": 12, "vision_width": 768, "vision_patch_size": 32,
        "context_length": 77, "vocab_size": 49408, "transformer_width": 512, "transformer_heads": 8, "transformer_layers": 12}
 STYLE = {"appearance_style": {"appearance_style": "oil painting"}}
@@ -104,7 +106,7 @@ def build_weights(folder: Path, quick: bool) -> dict[str, str]:
 def timed_pass(root: Path, records: list[dict], names: list[str], ctx, workers: int) -> float:
     """Seconds of one scoring pass of ``names`` over the clips (the networks built and warmed on one clip first)."""
     from benchkit.scoring import score_records
-    from metrics import build_metrics
+    from metrics import NotApplicable, build_metrics
 
     warm = build_metrics(names, ctx)
     score_records(root, records[:1], warm, None, workers=0)  # model load and first-call costs, untimed
@@ -112,7 +114,10 @@ def timed_pass(root: Path, records: list[dict], names: list[str], ctx, workers: 
     start = time.perf_counter()
     score_records(root, records, metrics, None, workers=workers)
     for metric in metrics:
-        metric.compute()
+        try:
+            metric.compute()
+        except NotApplicable:  # temporal flickering with no static clip (these clips move): nothing left to time
+            pass
     return time.perf_counter() - start
 
 

@@ -15,6 +15,7 @@ import torch
 
 from benchkit.core.errors import BenchkitError
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
+from metrics.uncertainty import interval
 
 
 def hf_features(output: Any) -> torch.Tensor:
@@ -84,5 +85,6 @@ class MeanScoreMetric(Metric):
             raise BenchkitError(f"{self.name} has no images to score")
         values = np.array([self.scores[k] for k in sorted(self.scores)], dtype=np.float64)
         variant = {**self.scorer.variant, "scale": self.scale, "weights_sha256": self.scorer.weights_sha256}
-        extra = {"std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+        extra = {"std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                 "interval": interval(self.scores, self.finish)}  # prompts, then seeds within them, resampled
         return [MetricValue(self.name, self.finish(float(values.mean())), self.unit, True, len(values), variant, extra)]
