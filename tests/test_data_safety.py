@@ -278,10 +278,10 @@ def test_two_processes_one_writer(tmp_path):
         assert first.poll() is None and time.time() < deadline, first.communicate()
         time.sleep(0.01)
     os.kill(first.pid, signal.SIGSTOP)
-    try:
-        second = subprocess.run(_eval_cmd(out, cache), capture_output=True, text=True, env=env, timeout=120)
+    try:  # the refused one and the waiter start together (each spends most of its time importing)
         waiter = subprocess.Popen(_eval_cmd(out, cache, "--wait"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=env)
+        second = subprocess.run(_eval_cmd(out, cache), capture_output=True, text=True, env=env, timeout=120)
         deadline = time.time() + 120
         while "waiting for" not in _read_pipe_nonblocking(waiter):
             assert waiter.poll() is None and time.time() < deadline, waiter.communicate()
