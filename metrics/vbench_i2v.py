@@ -37,6 +37,22 @@ I2V_SUITE = ("i2v_subject", "i2v_background", "camera_motion", "subject_consiste
              "motion_smoothness", "dynamic_degree", "aesthetic_quality", "imaging_quality", "temporal_flickering")
 
 
+def input_image(metric: str, record: dict[str, Any], transform) -> torch.Tensor:
+    """``transform`` of the PIL image the clip was generated from (the record's ``input_image``); one line when the
+    record has none or the file cannot be read."""
+    from PIL import Image
+
+    source = record.get("input_image")
+    if not source:
+        raise BenchkitError(f"{metric} compares each clip with its input image, and this clip has none; score an "
+                            "image-to-video run (a prompt set with an 'image' column, or --images-from)")
+    try:
+        with Image.open(Path(source)) as im:
+            return transform(im)
+    except OSError as exc:
+        raise BenchkitError(f"input image {source}: not readable ({exc}); it was there when the run was made") from None
+
+
 def internet_image_transform(image) -> torch.Tensor:
     """``dino_transform_Image_internet()`` (utils.py:64-70) on a PIL image: (1, 3, 224, 224)."""
     from torchvision import transforms as T
@@ -95,17 +111,7 @@ class VBenchI2VSubject(VBenchDimension):
 
     @torch.no_grad()
     def score_item(self, record: dict[str, Any], frames: np.ndarray) -> list[float]:
-        from PIL import Image
-
-        source = record.get("input_image")
-        if not source:
-            raise BenchkitError(f"{self.name} compares each clip with its input image, and this clip has none; score an "
-                                "image-to-video run (a prompt set with an 'image' column, or --images-from)")
-        try:
-            with Image.open(Path(source)) as im:
-                image = internet_image_transform(im)
-        except OSError as exc:
-            raise BenchkitError(f"input image {source}: not readable ({exc}); it was there when the run was made") from None
+        image = input_image(self.name, record, internet_image_transform)
         pixels = internet_frames_transform(vbench_video(frames))
         device = self.ctx.device
         image_features = self.model(image.to(device)).float().cpu()

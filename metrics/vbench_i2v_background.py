@@ -14,7 +14,6 @@ resize antialiases as the installed torchvision's Resize does by default (torchv
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from metrics import register_metric
 from metrics.base import MetricContext
 from metrics.dreamsim import IMAGE_SIZE, dreamsim_for
 from metrics.vbench_dimensions import VBenchDimension, vbench_video
-from metrics.vbench_i2v import I2V_PROTOCOL, i2v_subject_score
+from metrics.vbench_i2v import I2V_PROTOCOL, i2v_subject_score, input_image
 from metrics.weights import library_versions
 
 
@@ -78,17 +77,7 @@ class VBenchI2VBackground(VBenchDimension):
 
     @torch.no_grad()
     def score_item(self, record: dict[str, Any], frames: np.ndarray) -> list[float]:
-        from PIL import Image
-
-        source = record.get("input_image")
-        if not source:
-            raise BenchkitError(f"{self.name} compares each clip with its input image, and this clip has none; score an "
-                                "image-to-video run (a prompt set with an 'image' column, or --images-from)")
-        try:
-            with Image.open(Path(source)) as im:
-                image = dreamsim_image_transform(im)
-        except OSError as exc:
-            raise BenchkitError(f"input image {source}: not readable ({exc}); it was there when the run was made") from None
+        image = input_image(self.name, record, dreamsim_image_transform)
         if len(frames) < 2:
             raise BenchkitError("a clip needs at least 2 frames for an i2v background score")
         pixels = dreamsim_frames_transform(vbench_video(frames))
