@@ -32,7 +32,7 @@ from benchkit.core.errors import BenchkitError
 from distillers.run import distill, method_class
 from distillers.training import read_checkpoint
 
-HANDOVER = 1  # the one-process run stops here; two sharded ranks take steps HANDOVER+1..STEPS
+HANDOVER = 2  # the one-process run stops here; two sharded ranks take steps HANDOVER+1..STEPS (at ttur 2 one with a generator update, one without)
 EMA = {"ema_decay": 0.9}  # the exported student is then the EMA: sharded too, updated shard by shard, gathered
 
 
