@@ -35,9 +35,9 @@ import torch
 
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
-from metrics.base import MetricContext, NotApplicable, ScorePlan
+from metrics.base import MetricContext
 from metrics.model_cache import cached_model
-from metrics.vbench_dimensions import VBenchDimension, check_video_plan, probed_dimensions
+from metrics.vbench_dimensions import VBenchDimension
 from metrics.vbench_i2v import I2V_PROTOCOL
 from metrics.weights import ResolvedWeight, library_versions, resolve
 
@@ -169,15 +169,12 @@ class VBenchCameraMotion(VBenchDimension):
                    "the last frame classes the camera motion, which must be the one the prompt asks for")
     scale = "share of clips whose predicted camera motions include the prompt's, 0-1 (VBench-I2V's raw value)"
 
+    prompt_need = ("checks the camera motion each prompt asks for ('camera pans left', ... 'camera static'), and none "
+                   "of these prompts names one; use VBench-I2V's: -p vbench-i2v --dimension camera_motion")
+
     @classmethod
-    def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
-        check_video_plan(cls.name, plan)
-        candidates = [r for r in plan.records if (s := probed_dimensions(r)) is None or cls.dimension in s]
-        if candidates and not any(expected_motion(str(r.get("prompt", ""))) for r in candidates):
-            raise NotApplicable(f"{cls.name} checks the camera motion each prompt asks for ('camera pans left', ... "
-                                "'camera static'), and none of these prompts names one; use VBench-I2V's: -p vbench-i2v "
-                                "--dimension camera_motion")
-        super().check(plan, ctx)
+    def names_what_it_checks(cls, record: dict[str, Any]) -> bool:
+        return expected_motion(str(record.get("prompt", ""))) is not None
 
     @classmethod
     def needs(cls) -> list[str]:
@@ -190,9 +187,6 @@ class VBenchCameraMotion(VBenchDimension):
         self.model = cached_model(("cotracker2", str(weight.hashed_file), weight.sha256, str(ctx.device)),
                                   lambda: load_cotracker(weight, ctx.device))
         self.weights_sha256 = {weight.name: weight.sha256}
-
-    def scores(self, record: dict[str, Any]) -> bool:
-        return super().scores(record) and expected_motion(str(record.get("prompt", ""))) is not None
 
     @torch.no_grad()
     def score_item(self, record: dict[str, Any], frames: np.ndarray) -> list[float]:

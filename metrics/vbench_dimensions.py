@@ -280,9 +280,34 @@ class VBenchDimension(Metric):
         self.add_state("videos", {}, merge="update")  # item key -> per-clip result (a list of floats)
         self.add_state("decoders", {}, merge="update")  # item key -> what decoded its clip
 
+    # what a dimension checks each clip for that its prompt must name (a scene, a style, an action, a camera motion):
+    # the end of the line that says none of the run's prompts does; None: the prompt text alone will do
+    prompt_need: ClassVar[str | None] = None
+
+    @classmethod
+    def names_what_it_checks(cls, record: dict[str, Any]) -> bool:
+        """Whether ``record``'s prompt names what the dimension checks its clip for (see ``prompt_need``)."""
+        return True
+
+    @classmethod
+    def in_suite(cls, record: dict[str, Any]) -> bool:
+        """VBench's prompt suite: a prompt from a VBench set (its ``dimension`` field) is scored only for the
+        dimensions it probes (vbench/utils.py load_dimension_info); a custom prompt for every dimension."""
+        suite = probed_dimensions(record)
+        return suite is None or cls.dimension in suite
+
+    @classmethod
+    def check_prompts(cls, plan: ScorePlan) -> None:
+        """One line (NotApplicable: a group member is left out) when no prompt the dimension would score names what
+        it checks; VBench prompts of other dimensions only are the suite check's line."""
+        candidates = [r for r in plan.records if cls.in_suite(r)]
+        if cls.prompt_need and candidates and not any(cls.names_what_it_checks(r) for r in candidates):
+            raise NotApplicable(f"{cls.name} {cls.prompt_need}")
+
     @classmethod
     def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
         check_video_plan(cls.name, plan)  # before the weights are looked for and hashed
+        cls.check_prompts(plan)
         small = sorted(size for size in plan.image_sizes or () if min(size) < cls.min_side)
         if small:
             raise NotApplicable(f"{cls.name} needs frames of at least {cls.min_side}x{cls.min_side} px ({cls.min_side_why}); "
@@ -295,10 +320,8 @@ class VBenchDimension(Metric):
         super().check(plan, ctx)
 
     def scores(self, record: dict[str, Any]) -> bool:
-        """VBench's prompt suite: a prompt from a VBench set (its ``dimension`` field) is scored only for the
-        dimensions it probes (vbench/utils.py load_dimension_info); a custom prompt for every dimension."""
-        suite = probed_dimensions(record)
-        return suite is None or self.dimension in suite
+        """In the dimension's prompt suite, and naming what it checks the clip for."""
+        return self.in_suite(record) and self.names_what_it_checks(record)
 
     @classmethod
     def needs(cls) -> list[str]:

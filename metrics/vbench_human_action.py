@@ -42,7 +42,7 @@ import torch
 
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
-from metrics.base import MetricContext, MetricValue, NotApplicable, ScorePlan
+from metrics.base import MetricContext, MetricValue, ScorePlan
 from metrics.model_cache import cached_model
 from metrics.vbench_dimensions import (
     IMAGENET_MEAN,
@@ -152,21 +152,16 @@ class VBenchHumanAction(VBenchDimension):
                    "of each rounded down; under 16 frames each, then the last repeated)")
     micro_batch = 1  # one clip a call, as VBench
 
+    prompt_need = ("checks each clip for the Kinetics-400 action its prompt names (\"A person is <action>\"), and none "
+                   "of these prompts names one; use VBench's prompts: -p vbench --dimension human_action")
+
     @classmethod
     def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
         import importlib.util
 
         check_video_plan(cls.name, plan)
-        # the prompts the dimension would score (VBench's human-action prompts, or prompts from elsewhere); none:
-        # the base's line (VBench prompts of other dimensions only), before OpenCV is asked for
-        candidates = [r for r in plan.records if (s := probed_dimensions(r)) is None or cls.dimension in s]
-        classes = set(kinetics_classes())
-        if candidates and not any(probed_dimensions(r) is not None or record_action(r) in classes for r in candidates):
-            # nothing to score: an error for the metric named on its own, a note when `--metrics vbench` brought it in
-            raise NotApplicable(f"{cls.name} checks each clip for the Kinetics-400 action its prompt names (\"A person is "
-                                "<action>\"), and none of these prompts names one; use VBench's prompts: -p vbench "
-                                "--dimension human_action")
-        if candidates and importlib.util.find_spec("cv2") is None:
+        cls.check_prompts(plan)  # nothing to score: left out (or one line) before OpenCV is asked for
+        if any(cls.in_suite(r) for r in plan.records) and importlib.util.find_spec("cv2") is None:
             raise BenchkitError(f"{cls.name} resizes frames with OpenCV, as VBench does (other resizes round differently); "
                                 "pip install opencv-python-headless")
         super().check(plan, ctx)
@@ -186,10 +181,10 @@ class VBenchHumanAction(VBenchDimension):
                                   lambda: load_umt(weight.hashed_file, ctx.device, weight.name, num_classes=classes))
         self.weights_sha256 = {weight.name: weight.sha256}
 
-    def scores(self, record: dict[str, Any]) -> bool:
-        """A VBench prompt probing human_action; a prompt from elsewhere whose action is a Kinetics-400 class."""
-        if not super().scores(record):
-            return False
+    @classmethod
+    def names_what_it_checks(cls, record: dict[str, Any]) -> bool:
+        """A VBench prompt (it probes human_action, see in_suite); a prompt from elsewhere whose action is a
+        Kinetics-400 class."""
         return probed_dimensions(record) is not None or record_action(record) in kinetics_classes()
 
     @torch.no_grad()

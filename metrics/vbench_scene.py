@@ -25,11 +25,11 @@ import torch
 
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
-from metrics.base import MetricContext, NotApplicable, ScorePlan
+from metrics.base import MetricContext
 from metrics.clips import clip_path
 from metrics.model_cache import cached_model
 from metrics.tag2text import IMAGE_SIZE, TAGS, load_tag2text
-from metrics.vbench_dimensions import IMAGENET_MEAN, IMAGENET_STD, VBenchDimension, check_video_plan, probed_dimensions
+from metrics.vbench_dimensions import IMAGENET_MEAN, IMAGENET_STD, VBenchDimension
 from metrics.vbench_text_dimensions import middle_frame_indices
 from metrics.weights import library_versions, resolve
 
@@ -111,14 +111,12 @@ class VBenchScene(VBenchDimension):
                    "prompt's scene, over all clips")
     scale = "fraction of frames, 0-1 (VBench's raw value, before its normalisation)"
 
+    prompt_need = ("looks for each prompt's VBench scene in the clip's captions, and none of these prompts names one; "
+                   "use VBench's scene prompts: -p vbench --dimension scene")
+
     @classmethod
-    def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
-        check_video_plan(cls.name, plan)
-        candidates = [r for r in plan.records if (s := probed_dimensions(r)) is None or cls.dimension in s]
-        if candidates and not any(scene_text(r) for r in candidates):
-            raise NotApplicable(f"{cls.name} looks for each prompt's VBench scene in the clip's captions, and none of "
-                                "these prompts names one; use VBench's scene prompts: -p vbench --dimension scene")
-        super().check(plan, ctx)
+    def names_what_it_checks(cls, record: dict[str, Any]) -> bool:
+        return bool(scene_text(record))
 
     @classmethod
     def needs(cls) -> list[str]:
@@ -132,9 +130,6 @@ class VBenchScene(VBenchDimension):
                                   lambda: load_tag2text(weight.hashed_file, tokenizer.path, ctx.device, TAGS, weight.name))
         self.weights_sha256 = {w.name: w.sha256 for w in (weight, tokenizer)}
         self.add_state("captions", {}, merge="update")  # item key -> the 16 captions (for inspection)
-
-    def scores(self, record: dict[str, Any]) -> bool:
-        return super().scores(record) and scene_text(record) is not None
 
     def score_item(self, record: dict[str, Any], frames: np.ndarray) -> list[float]:
         scene = scene_text(record)

@@ -41,7 +41,7 @@ import torch
 
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
-from metrics.base import MetricContext, MetricValue, NotApplicable, ScorePlan
+from metrics.base import MetricContext, MetricValue
 from metrics.model_cache import cached_model
 from metrics.scorers import hf_features
 from metrics.vbench_dimensions import (
@@ -49,10 +49,8 @@ from metrics.vbench_dimensions import (
     CLIP_STD,
     PROTOCOL,
     VBenchDimension,
-    check_video_plan,
     clip_transform,
     load_hf_clip_model,
-    probed_dimensions,
 )
 from metrics.weights import library_versions, resolve
 
@@ -160,17 +158,12 @@ class VBenchAppearanceStyle(_TextDimension):
     protocol = PROTOCOL + ": the package's compute_* code path, every frame, frame scores summed over clips / frames"
     frames_used = "every frame of the clip (vbench.utils.load_video without num_frames)"
 
+    prompt_need = ("compares each clip with its prompt's VBench appearance style, and none of these prompts names one; "
+                   "use VBench's appearance-style prompts: -p vbench (or vbench-long) --dimension appearance_style")
+
     @classmethod
-    def check(cls, plan: ScorePlan, ctx: MetricContext) -> None:
-        check_video_plan(cls.name, plan)
-        # the prompts the dimension would score (VBench's own appearance-style prompts, or prompts from elsewhere):
-        # when none of them names a style there is nothing to score (VBench prompts of other dimensions: the base's line)
-        candidates = [r for r in plan.records if (s := probed_dimensions(r)) is None or cls.dimension in s]
-        if candidates and not any(appearance_style_text(r) for r in candidates):
-            raise NotApplicable(f"{cls.name} compares each clip with its prompt's VBench appearance style, and none of "
-                                "these prompts names one; use VBench's appearance-style prompts: -p vbench (or "
-                                "vbench-long) --dimension appearance_style")
-        super().check(plan, ctx)
+    def names_what_it_checks(cls, record: dict[str, Any]) -> bool:
+        return bool(appearance_style_text(record))
 
     @classmethod
     def needs(cls) -> list[str]:
