@@ -1,5 +1,5 @@
 """Reading what commands leave in tests: a run's committed hashes (each item once) and metric values, a
-folder's files by hash, and the one-line error a bad input must give."""
+folder's files by hash, the one-line error a bad input must give, and a metric scored in two merged chunks."""
 
 import hashlib
 import json
@@ -29,3 +29,16 @@ def one_line_error(code: int, err: str, message: str) -> None:
     assert code == 2, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert message in err, err
+
+
+def score_in_two_chunks(metric, records: list[dict], split: int):
+    """``metric`` updated on ``records[:split]`` and ``records[split:]``, each from the empty state and merged, as the
+    scorer merges its chunks (clip metrics: the records name their clips, the batch holds no images)."""
+    from metrics.base import SampleBatch
+
+    empty = metric.state_dict()
+    for chunk in (records[:split], records[split:]):
+        part = metric.with_state(empty)
+        part.update(SampleBatch([], chunk))
+        metric.merge(part)
+    return metric

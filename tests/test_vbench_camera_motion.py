@@ -33,6 +33,7 @@ from metrics import REGISTRY, build_metrics
 from metrics import vbench_camera_motion as CM
 from metrics.base import MetricContext, NotApplicable, SampleBatch, ScorePlan
 from metrics.cotracker import CoTracker2, sincos_buffers
+from run_files import score_in_two_chunks
 
 DATA = Path(__file__).parent / "data" / "vbench" / "camera"
 NAME = "vbench-camera-motion"
@@ -114,11 +115,7 @@ def _use_weights(mp: pytest.MonkeyPatch, path: Path) -> None:
 def _score(ctx: MetricContext, records: list[dict]):
     """The metric over the clips in two chunks, merged as the scorer merges them."""
     metric = build_metrics([NAME], ctx)[0]
-    empty = metric.state_dict()
-    for chunk in (records[:1], records[1:]):
-        part = metric.with_state(empty)
-        part.update(SampleBatch([], chunk))
-        metric.merge(part)
+    score_in_two_chunks(metric, records, 1)  # merged as the scorer merges chunks
     return metric
 
 

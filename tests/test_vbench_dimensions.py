@@ -38,6 +38,7 @@ from metrics import vbench_dimensions as V
 from metrics import weights as W
 from metrics.base import MetricContext, SampleBatch, ScorePlan
 from metrics.clips import read_clip
+from run_files import score_in_two_chunks
 
 pytestmark = pytest.mark.usefixtures("every_clip_static")  # temporal flickering's static filter: test_vbench_static_filter.py
 
@@ -273,12 +274,8 @@ def _context(world, monkeypatch) -> MetricContext:
 def _score(name, world, ctx):
     """The metric over the clips in two chunks, merged as the scorer merges them."""
     metric = build_metrics([name], ctx)[0]
-    empty = metric.state_dict()
     records = _records(world, name)
-    for chunk in (records[:2], records[2:]):
-        part = metric.with_state(empty)
-        part.update(SampleBatch([], chunk))
-        metric.merge(part)
+    score_in_two_chunks(metric, records, 2)  # merged as the scorer merges chunks
     return metric
 
 

@@ -33,6 +33,7 @@ from metrics import vbench_dynamic_degree as D
 from metrics import weights as W
 from metrics.base import MetricContext, SampleBatch, ScorePlan
 from metrics.clips import read_clip
+from run_files import score_in_two_chunks
 
 NAME = "vbench-dynamic-degree"
 # pair scores (px): RAFT in float32 on both sides, 4 pairs a call here and one in VBench (seen: 0 on one and on two threads; the
@@ -152,12 +153,8 @@ def _context(world, monkeypatch) -> MetricContext:
 def _score(world, ctx, records=None):
     """The metric over the clips in two chunks, merged as the scorer merges them."""
     metric = build_metrics([NAME], ctx)[0]
-    empty = metric.state_dict()
     records = world["records"] if records is None else records
-    for chunk in (records[:2], records[2:]):
-        part = metric.with_state(empty)
-        part.update(SampleBatch([], chunk))
-        metric.merge(part)
+    score_in_two_chunks(metric, records, 2)  # merged as the scorer merges chunks
     return metric
 
 

@@ -34,8 +34,9 @@ import torch
 from benchkit.core.errors import BenchkitError
 from metrics import build_metrics
 from metrics import weights as W
-from metrics.base import MetricContext, SampleBatch, ScorePlan
+from metrics.base import MetricContext, ScorePlan
 from metrics.clips import read_clip
+from run_files import score_in_two_chunks
 
 NAME, WEIGHT = "vbench-human-action", "umt-l16-k400"
 # the tiny UMT: ViT-L/16's layout (64-wide heads, MLP x4, 16 frames of 224 px, one frame a token), 128 wide (two
@@ -272,12 +273,8 @@ def _vbench(vb, world, predicted) -> dict:
 def _score(world, ctx):
     """The metric over the clips in two chunks, merged as the scorer merges them."""
     metric = build_metrics([NAME], ctx)[0]
-    empty = metric.state_dict()
     records = world["records"]
-    for chunk in (records[:2], records[2:]):
-        part = metric.with_state(empty)
-        part.update(SampleBatch([], chunk))
-        metric.merge(part)
+    score_in_two_chunks(metric, records, 2)  # merged as the scorer merges chunks
     return metric
 
 

@@ -21,8 +21,9 @@ from metric_models import save_tiny_dino
 from benchkit.core.errors import BenchkitError
 from metrics import build_metrics
 from metrics import vbench_i2v as I2V
-from metrics.base import MetricContext, SampleBatch
+from metrics.base import MetricContext
 from prompts import load_prompt_set
+from run_files import score_in_two_chunks
 
 DATA = Path(__file__).parent / "data" / "vbench" / "i2v"
 REFERENCE = json.loads((DATA / "reference.json").read_text())
@@ -48,11 +49,7 @@ def _score(weights, tmp_path, monkeypatch, records=None):
     ctx.run_dir = DATA
     metric = build_metrics(["vbench-i2v-subject"], ctx)[0]
     records = _records() if records is None else records
-    empty = metric.state_dict()
-    for chunk in (records[:1], records[1:]):  # two chunks, merged as the scorer merges them
-        part = metric.with_state(empty)
-        part.update(SampleBatch([], chunk))
-        metric.merge(part)
+    score_in_two_chunks(metric, records, 1)  # merged as the scorer merges chunks
     return metric
 
 

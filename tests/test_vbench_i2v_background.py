@@ -33,6 +33,7 @@ from metrics import dreamsim as DS
 from metrics import vbench_i2v as I2V
 from metrics import vbench_i2v_background as BG
 from metrics.base import MetricContext, SampleBatch
+from run_files import score_in_two_chunks
 
 DATA = Path(__file__).parent / "data" / "vbench" / "i2v"
 CLIPS = ("static", "moving", "wide", "short")
@@ -152,11 +153,7 @@ def _score(weights, tmp_path, monkeypatch, names=CLIPS):
     ctx.run_dir = DATA
     metric = build_metrics(["vbench-i2v-background"], ctx)[0]
     records = _records(names)
-    empty = metric.state_dict()
-    for chunk in (records[:1], records[1:]):  # two chunks, merged as the scorer merges them
-        part = metric.with_state(empty)
-        part.update(SampleBatch([], chunk))
-        metric.merge(part)
+    score_in_two_chunks(metric, records, 1)  # merged as the scorer merges chunks
     return metric
 
 

@@ -33,6 +33,7 @@ from metrics import vbench_motion_smoothness as MS
 from metrics import weights as W
 from metrics.amt import AMTS, load_amt_s
 from metrics.base import MetricContext, SampleBatch, ScorePlan
+from run_files import score_in_two_chunks
 
 NAME = "vbench-motion-smoothness"
 # Both sides run the same float32 operations in the same order on the same CPU: measured equal to the last bit
@@ -143,11 +144,7 @@ def _context(world, monkeypatch) -> MetricContext:
 def _score(world, ctx):
     """The metric over the clips in two chunks, merged as the scorer merges them."""
     metric = build_metrics([NAME], ctx)[0]
-    empty = metric.state_dict()
-    for chunk in (world["records"][:1], world["records"][1:]):
-        part = metric.with_state(empty)
-        part.update(SampleBatch([], chunk))
-        metric.merge(part)
+    score_in_two_chunks(metric, world["records"], 1)  # merged as the scorer merges chunks
     return metric
 
 

@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from run_files import score_in_two_chunks
 
 from benchkit.core.errors import BenchkitError
 from metrics import weights as W
-from metrics.base import MetricContext, SampleBatch, ScorePlan
+from metrics.base import MetricContext, ScorePlan
 
 TRANSFORMERS_433 = "BENCHKIT_TRANSFORMERS_433"
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -321,11 +322,7 @@ def scored(world):
             return encodings[-1]
 
         mp.setattr(metric.model, "tag_encoding", keep)
-        empty = metric.state_dict()
-        for chunk in (world["records"][:1], world["records"][1:]):
-            part = metric.with_state(empty)
-            part.update(SampleBatch([], chunk))
-            metric.merge(part)
+        score_in_two_chunks(metric, world["records"], 1)  # merged as the scorer merges chunks
         value = metric.compute()[0]
         seconds = time.process_time() - start
     return {"metric": metric, "value": value, "encodings": encodings, "tags": tags, "seconds": seconds}

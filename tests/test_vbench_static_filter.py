@@ -25,6 +25,7 @@ from metrics import vbench_dimensions as V
 from metrics import vbench_static_filter as S
 from metrics.base import MetricContext, SampleBatch
 from metrics.clips import read_clip
+from run_files import score_in_two_chunks
 
 DATA = Path(__file__).resolve().parent / "data" / "vbench" / "static"
 REF = json.loads((DATA / "reference.json").read_text())
@@ -98,12 +99,8 @@ def _score_layout(weights, decided, monkeypatch, meta) -> V.VBenchTemporalFlicke
     by_frames = {read_clip(DATA / _clip(name)).tobytes(): state[V.STATIC_HEADER:] for name, state in decided.items()}
     monkeypatch.setattr(V, "static_pair_scores", lambda model, frames, device, pairs_per_call=4: by_frames[frames.tobytes()])
     metric = build_metrics([NAME], _context(weights, monkeypatch))[0]
-    empty = metric.state_dict()
     records = _layout_records(meta)
-    for chunk in (records[:7], records[7:]):  # two chunks, merged as the scorer merges them
-        part = metric.with_state(empty)
-        part.update(SampleBatch([], chunk))
-        metric.merge(part)
+    score_in_two_chunks(metric, records, 7)  # merged as the scorer merges chunks
     return metric
 
 

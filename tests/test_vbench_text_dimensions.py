@@ -34,6 +34,7 @@ from benchkit.core.errors import BenchkitError
 from metrics import REGISTRY, build_metrics
 from metrics import viclip as VC
 from metrics.base import MetricContext, SampleBatch, ScorePlan
+from run_files import score_in_two_chunks
 
 APPEARANCE, TEMPORAL, OVERALL = "vbench-appearance-style", "vbench-temporal-style", "vbench-overall-consistency"
 NAMES = [APPEARANCE, TEMPORAL, OVERALL]
@@ -298,12 +299,8 @@ def _context(world, monkeypatch) -> MetricContext:
 def _score(name, world, ctx, records=None):
     """The metric over the clips in two chunks, merged as the scorer merges them."""
     metric = build_metrics([name], ctx)[0]
-    empty = metric.state_dict()
     records = world["records"] if records is None else records
-    for chunk in (records[:2], records[2:]):
-        part = metric.with_state(empty)
-        part.update(SampleBatch([], chunk))
-        metric.merge(part)
+    score_in_two_chunks(metric, records, 2)  # merged as the scorer merges chunks
     return metric
 
 
