@@ -180,6 +180,13 @@ def compare_cmd(
         False, "--allow-different-prompts",
         help="Compare quality metrics even over different prompt sets, subsets, seed lists or image counts "
              "(refused with exit 3 otherwise); the difference is still shown."),
+    paired: bool = typer.Option(
+        False, "--paired",
+        help="Also pair the images by prompt and seed: per-image score differences with paired intervals, per-prompt "
+             "win rates (sign test), each image's distance to the baseline's, and where the candidate loses most."),
+    distances: Optional[str] = typer.Option(None, "--distances", help="With --paired: only these image distances "
+                                            "(comma-separated: pixel-rmse, lpips-alex, dinov2-cosine, toy-feature-l2)."),
+    device: str = typer.Option("auto", "--device", help="With --paired: where distance networks run (auto, cpu, cuda...)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ):
     """Per-metric deltas with noise bands and verdicts; exit 1 on a regression, 3 if not comparable."""
@@ -191,12 +198,20 @@ def compare_cmd(
         parse_tolerances,
         sample_difference,
     )
+    from benchkit.core.hardware import resolve_device
+    from reports.paired import paired_comparison
     from reports.runs import load_run
 
     if not math.isfinite(sigma) or sigma <= 0:
         raise BenchkitError(f"--sigma must be a positive number, got {sigma}")
     tolerances = parse_tolerances(tolerance)
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    distance_names = [d.strip() for d in distances.split(",") if d.strip()] if distances else None
+    if distance_names:
+        from metrics.pair_distances import PAIR_DISTANCES
+
+        for name in distance_names:  # before any run is read
+            PAIR_DISTANCES.get_or_fail(name)
     base = load_run(baseline)
     cands = [load_run(path) for path in candidates]  # every input is checked before anything is printed
     results, code = [], 0
@@ -204,10 +219,13 @@ def compare_cmd(
         comps = compare_runs(base, cand, tolerances, sigma, names, allow_different_samples=allow_different_prompts)
         differences = sample_difference(base, cand)
         run_code = exit_code(comps)
+        pc = paired_comparison(base, cand, resolve_device(device), distance_names) if paired else None
+        if pc is not None and pc.regressed():
+            run_code = 1
         code = 1 if 1 in (code, run_code) else max(code, run_code)
         results.append({"baseline": str(baseline), "candidate": str(path), "exit_code": run_code,
                         "sample_difference": differences, "allowed_different_prompts": allow_different_prompts,
-                        "metrics": [c.to_dict() for c in comps]})
+                        "metrics": [c.to_dict() for c in comps], **({"paired": pc.to_dict()} if pc else {})})
         if not as_json:
             table = Table(title=f"{cand.label}  vs  baseline {base.label}")
             for col in ("metric", "baseline", "candidate", "delta", "band", "verdict", "band from / reason"):
@@ -218,16 +236,52 @@ def compare_cmd(
                 verdict = f"[{mark}]{c.verdict}[/{mark}]" if mark else c.verdict
                 band = "" if c.band is None else f"±{c.band:.4g}"
                 why = "; ".join(x for x in (c.band_source, c.reason) if x)
-                table.add_row(escape(c.name), f"{c.baseline:.6g}", f"{c.candidate:.6g}", f"{c.delta:+.4g}", band, verdict,
-                              escape(why))
+                table.add_row(escape(c.name), _with_interval(c.baseline, c.baseline_interval),
+                              _with_interval(c.candidate, c.candidate_interval), f"{c.delta:+.4g}", band, verdict, escape(why))
             out.print(table)
+            if pc is not None:
+                _print_paired(pc, cand.label, base.label, colour)
             if differences:
-                what = "compared anyway" if allow_different_prompts else "quality metrics not comparable"
+                refused = any(c.verdict == "not comparable" and c.reason.startswith(tuple(differences)) for c in comps)
+                what = ("compared anyway" if allow_different_prompts else
+                        "quality metrics not comparable" if refused else "samples differ, covered by the intervals")
                 out.print(f"[yellow]{what}:[/yellow] {escape('; '.join(differences))}", soft_wrap=True)
     if as_json:
         print(json.dumps(results, indent=2))
     if code:
         raise typer.Exit(code)
+
+
+def _with_interval(value: float, found: tuple[float, float] | None) -> str:
+    return f"{value:.6g}" if found is None else f"{value:.6g} [{found[0]:.4g}, {found[1]:.4g}]"
+
+
+def _print_paired(pc, cand_label: str, base_label: str, colour: dict[str, str]) -> None:
+    """The paired tables of `compare --paired`: scores, distances, where the candidate loses most."""
+    table = Table(title=f"paired: {cand_label} vs {base_label} on {pc.items} shared images ({pc.prompts} prompts)")
+    for col in ("score", "baseline", "candidate", "delta [95% paired interval]", "verdict", "prompts won/lost/tied",
+                "win rate [exact 95%]", "sign test p"):
+        table.add_column(col, justify="left" if col in ("score", "verdict") else "right")
+    for s in pc.scores:
+        mark = colour.get(s.verdict)
+        verdict = f"[{mark}]{s.verdict}[/{mark}]" if mark else s.verdict
+        table.add_row(escape(s.name), f"{s.baseline:.4g}", f"{s.candidate:.4g}",
+                      f"{s.delta:+.4g} [{s.interval['low']:+.4g}, {s.interval['high']:+.4g}]", verdict,
+                      f"{s.wins}/{s.losses}/{s.ties}", f"{s.win_rate:.0%} [{s.win_rate_interval[0]:.0%}, "
+                      f"{s.win_rate_interval[1]:.0%}]", f"{s.sign_test_p:.3g}")
+    out.print(table)
+    for d in pc.distances:
+        far = ", ".join(f"{p['prompt_id']} ({p['distance']:.3g})" for p in d.farthest_prompts[:3])
+        out.print(f"distance to the baseline's image, {escape(d.name)}: {d.mean:.4g} [{d.interval['low']:.4g}, "
+                  f"{d.interval['high']:.4g}] {escape(d.unit)}; farthest prompts: {escape(far)}")
+    for s in pc.scores:
+        if s.worst_prompts:
+            worst = ", ".join(f"{p['prompt_id']} ({p['delta']:+.3g})" for p in s.worst_prompts[:3])
+            out.print(f"{escape(s.name)}: the candidate loses most on {escape(worst)}")
+    for m in pc.distribution:
+        out.print(f"{escape(m['name'])} with {escape(base_label)} as reference: {m['value']:.4g}")
+    for name, why in pc.left_out.items():
+        out.print(f"[yellow]left out[/yellow] {escape(name)}: {escape(why)}", soft_wrap=True)
 
 
 @app.command("nightly")

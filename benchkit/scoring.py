@@ -28,6 +28,7 @@ from metrics.vbench_scores import run_aggregates
 from metrics.breakdown import SEED_FIELD, Breakdown
 from metrics.clips import CLIP_CHUNK, attach_decoded, clip_path, read_clip
 from metrics.loading import check_workers, load_chunks
+from metrics.uncertainty import Strata
 from prompts import PromptSet
 
 
@@ -80,9 +81,10 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
     records = run.records()
     if not records:
         raise BenchkitError(f"{run.path} has no images to score")
-    ctx = MetricContext(cache_dir=cache_dir, device=device, manifest=manifest, reference=reference, run_dir=run.path)
-    metric_objs = build_metrics(metric_names, ctx)
     fields = list((manifest.get("prompt_set") or {}).get("group_fields") or [])
+    ctx = MetricContext(cache_dir=cache_dir, device=device, manifest=manifest, reference=reference, run_dir=run.path,
+                        strata=Strata.of_records(records, fields))
+    metric_objs = build_metrics(metric_names, ctx)
     if len({r["seed"] for r in records}) > 1:
         fields.append(SEED_FIELD)
     breakdown = Breakdown(fields, metric_names, ctx)
@@ -132,9 +134,28 @@ def score_run(run: RunDir, metric_names: list[str], cache_dir: Path, device: tor
         results["run"]["reference"] = reference.describe()
     if world.distributed:
         results["run"]["scored_by"] = {"world_size": world.size, "backend": world.describe()["backend"]}
+    kept = _item_scores(metric_objs, computed)
+    if kept:
+        run.write_item_scores({**{k: v for k, v in run.item_scores().items() if k not in kept}, **kept})
     run.write_results(results)
     world.broadcast({"results": results})
     return results
+
+
+def _item_scores(metric_objs: list[Metric], computed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each per-image metric's scores by prompt and seed (what `compare --paired` pairs), with its direction."""
+    direction = {v["name"]: v.get("higher_is_better") for v in computed}
+    out: dict[str, dict[str, Any]] = {}
+    for metric in metric_objs:
+        scores = metric.item_scores()
+        if not scores or metric.name not in direction:
+            continue
+        nested: dict[str, dict[str, float]] = {}
+        for key in sorted(scores):
+            prompt_id, _, seed = key.partition("\x1f")
+            nested.setdefault(prompt_id, {})[seed] = float(scores[key])
+        out[metric.name] = {"higher_is_better": direction[metric.name], "scores": nested}
+    return out
 
 
 def _kept(previous: dict[str, Any] | None, key: str, new: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -88,6 +88,10 @@ class MetricContext:
     manifest: dict[str, Any] | None = None
     reference: Any = None  # an ImageReference (metrics.reference_sets) from --reference, for the metrics that take one
     run_dir: Path | None = None  # the run folder being scored: records' relative paths (a clip's `video`) are under it
+    strata: Any = None  # the prompt set's strata (metrics.uncertainty.Strata), which bootstrap intervals resample within
+    # False in a breakdown group's copies: a Frechet distance's interval is 200-1,000 eigendecompositions, too much
+    # to spend on every group of every run (the means' intervals cost milliseconds and stay)
+    frechet_intervals: bool = True
 
 
 class NotApplicable(BenchkitError):
@@ -320,6 +324,11 @@ class Metric:
 
     def compute(self) -> list[MetricValue]:
         raise NotImplementedError
+
+    def item_scores(self) -> dict[str, float] | None:
+        """Each image's own score (keys ``prompt_id\\x1fseed``) for a metric that is a mean of them, kept in the
+        run (item_scores.json) for paired comparisons; None for metrics of the whole sample (FID, diversity)."""
+        return None
 
     def merge(self, other: "Metric") -> None:
         """Fold ``other``'s state (the next chunk, or another rank's) into this one, state by state."""

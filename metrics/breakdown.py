@@ -52,8 +52,8 @@ class Breakdown:
         reference images, as MJHQ's per-category FID does; every other group with the whole reference."""
         ref = self.ctx.reference
         if key[0] == CATEGORY_FIELD and ref is not None and ref.categories:
-            return dataclasses.replace(self.ctx, reference=ref.restricted(key[1]))
-        return self.ctx
+            return dataclasses.replace(self.ctx, reference=ref.restricted(key[1]), frechet_intervals=False)
+        return dataclasses.replace(self.ctx, frechet_intervals=False)
 
     def update(self, batch: SampleBatch) -> None:
         if not self.names:

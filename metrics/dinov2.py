@@ -56,6 +56,7 @@ from metrics.feature_store import FeatureView
 from metrics.features import get_extractor, register_extractor
 from metrics.fid import KID_SEED, KID_SUBSET_SIZE, KID_SUBSETS, kernel_distance
 from metrics.frechet import frechet_distance
+from metrics.uncertainty import frechet_interval
 from metrics.model_cache import cached_model
 from metrics.prdc import PRDCMetric
 from metrics.weights import library_versions, resolve
@@ -228,9 +229,11 @@ class FDDinov2(DINOv2View, ReferenceFeatureMetric):
                    "precision": "float64 statistics; frechet via symmetric eigendecomposition"}
         kd_variant = {"subsets": KID_SUBSETS, "subset_size": min(n, len(real), KID_SUBSET_SIZE), "seed": KID_SEED,
                       "kernel": "(x.y/d + 1)^3", "estimator": "unbiased MMD^2, reference subset drawn first (dgm-eval mmd.py)"}
+        fd = frechet_distance(mu_g, s_g, mu_r, s_r)
         return [
-            MetricValue("fd-dinov2", frechet_distance(mu_g, s_g, mu_r, s_r), "fd", False, n,
-                        {**variant, "scale": "Frechet distance (squared DINOv2-feature units)"}),
+            MetricValue("fd-dinov2", fd, "fd", False, n, {**variant, "scale": "Frechet distance (squared DINOv2-feature units)"},
+                        {"interval": frechet_interval(self.feats, fd, mu_r, s_r, strata=self.ctx.strata)}
+                        if self.ctx.frechet_intervals else {}),
             MetricValue("kd-dinov2", kernel_distance(gen, real), "kd", False, n,
                         {**variant, "scale": "KD x1 (dgm-eval's kd_value; some papers print x1000)", "kd": kd_variant}),
         ]

@@ -24,6 +24,7 @@ from metrics import preprocess as pp
 from metrics import register_metric
 from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, SeedGroups
 from metrics.model_cache import cached_model
+from metrics.uncertainty import prompt_interval
 from metrics.weights import library_versions, resolve
 
 _BACKBONE_WEIGHT = {"alex": "lpips-alexnet", "vgg": "lpips-vgg16"}
@@ -117,7 +118,8 @@ class LPIPSDiversity(SeedGroups, Metric):
                    "aggregate": "mean over prompts of the mean pairwise distance",
                    "libraries": library_versions("lpips", "torch", "torchvision")}
         return [MetricValue(self.name, float(values.mean()), "lpips", True, self.n_images, variant,
-                            {"prompts": len(values), "std_over_prompts": float(values.std(ddof=1)) if len(values) > 1 else 0.0})]
+                            {"prompts": len(values), "std_over_prompts": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                             "interval": prompt_interval(self.per_prompt, self.ctx.strata)})]
 
 
 @register_metric()

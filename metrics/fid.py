@@ -37,6 +37,7 @@ from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, Sam
 from metrics.feature_store import FeatureView
 from metrics.features import get_extractor, register_extractor
 from metrics.frechet import frechet_distance
+from metrics.uncertainty import frechet_interval
 from metrics.model_cache import cached_model
 from metrics.refstats import cached_arrays, load_cached_arrays
 from metrics.weights import library_versions, resolve
@@ -363,7 +364,9 @@ class ProtocolFID(Metric):
             kid = kernel_distance(gen_feats, r["feats"].astype(np.float64))
             n = self.moments[view.key].n
             out.append(MetricValue(self.protocol.value_name(view, "fid"), fid, "fid", False, n,
-                                   {**variant, "scale": "FID (squared Inception-feature units)"}))
+                                   {**variant, "scale": "FID (squared Inception-feature units)"},
+                                   {"interval": frechet_interval(self.kid_feats[view.key], fid, r["mu"], r["sigma"],
+                                                                 strata=self.ctx.strata)} if self.ctx.frechet_intervals else {}))
             out.append(MetricValue(self.protocol.value_name(view, "kid"), kid, "kid", False, n,
                                    {**variant, "scale": "KID x1 (papers often print x1000)", "kid": {"subsets": KID_SUBSETS, "subset_size": min(n, int(r["n"]), KID_SUBSET_SIZE),
                                                        "kernel": "(x.y/d + 1)^3", "seed": KID_SEED}}))

@@ -76,6 +76,9 @@ class MeanScoreMetric(Metric):
             for rec, v in zip(batch.records[part], values):
                 self.scores[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = float(v)
 
+    def item_scores(self) -> dict[str, float]:
+        return self.scores
+
     def finish(self, mean: float) -> float:
         """The reported value from the mean of per-image scores (torchmetrics' CLIPScore clamps at 0)."""
         return mean
@@ -86,5 +89,5 @@ class MeanScoreMetric(Metric):
         values = np.array([self.scores[k] for k in sorted(self.scores)], dtype=np.float64)
         variant = {**self.scorer.variant, "scale": self.scale, "weights_sha256": self.scorer.weights_sha256}
         extra = {"std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                 "interval": interval(self.scores, self.finish)}  # prompts, then seeds within them, resampled
+                 "interval": interval(self.scores, self.finish, strata=self.ctx.strata)}  # prompts, then seeds within them, resampled
         return [MetricValue(self.name, self.finish(float(values.mean())), self.unit, True, len(values), variant, extra)]

@@ -1,8 +1,11 @@
 """`benchkit compare`: a candidate run against a baseline, metric by metric, with noise bands.
 
 A difference only counts when it leaves its tolerance band. The band is, in order:
-an explicit ``--tolerance NAME=VALUE`` (absolute, or relative with ``%``); else the
-seed-to-seed spread of the metric (runs with several seeds store one value per seed), as
+an explicit ``--tolerance NAME=VALUE`` (absolute, or relative with ``%``); else, when both
+values carry bootstrap intervals (results.json ``extra.interval``, see metrics/uncertainty.py),
+their half-widths on the sides that face each other combined as independent errors,
+``sqrt(h_b^2 + h_c^2)`` (non-overlapping intervals always count; this also counts a gap
+the two intervals only just cover); else the seed-to-seed spread of the metric (runs with several seeds store one value per seed), as
 ``sigma * s * sqrt(1/n_b + 1/n_c)`` with ``s`` the pooled standard deviation of the per-seed
 values; else, for timing metrics, 10% of the baseline; else zero (any change counts).
 Numbers whose variants differ (protocol, weights, scale; for timing also device, dtype,
@@ -10,7 +13,9 @@ batch size and hardware) are refused rather than compared. So are quality number
 on different samples: another prompt set (sha256), another subset of it, other seeds or
 another image count, since a score over 2 prompts says nothing about one over 4. Such
 refusals become ordinary comparisons, with the difference still named, when asked for
-(``allow_different_samples``, the CLI's ``--allow-different-prompts``).
+(``allow_different_samples``, the CLI's ``--allow-different-prompts``). Other seeds alone do
+not refuse a metric with intervals on both sides: its intervals resample seeds, so they
+already say how far another set of seeds may move it.
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ class MetricComparison:
     band_source: str
     verdict: str  # better | worse | within noise | changed | not comparable
     reason: str = ""
+    baseline_interval: tuple[float, float] | None = None
+    candidate_interval: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +99,21 @@ def seed_noise_band(base: list[float], cand: list[float], sigma: float) -> float
         return None
     pooled = ((len(base) - 1) * np.var(base, ddof=1) + (len(cand) - 1) * np.var(cand, ddof=1)) / (len(base) + len(cand) - 2)
     return float(sigma * math.sqrt(pooled) * math.sqrt(1 / len(base) + 1 / len(cand)))
+
+
+def interval_of(metric: dict[str, Any]) -> tuple[float, float] | None:
+    """(low, high) of a value's bootstrap interval, when results.json has one."""
+    found = (metric.get("extra") or {}).get("interval")
+    try:
+        return (float(found["low"]), float(found["high"])) if found else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def interval_band(bv: float, b: tuple[float, float], cv: float, c: tuple[float, float]) -> float:
+    """sqrt(h_b^2 + h_c^2) of the half-widths that face each other (an interval need not be symmetric)."""
+    hb, hc = (b[1] - bv, cv - c[0]) if cv >= bv else (bv - b[0], c[1] - cv)
+    return float(math.hypot(max(hb, 0.0), max(hc, 0.0)))
 
 
 def variant_difference(name: str, base: dict[str, Any], cand: dict[str, Any]) -> list[str]:
@@ -139,7 +161,7 @@ def sample_difference(baseline: RunSummary, candidate: RunSummary) -> list[str]:
         return b[key] is not None and c[key] is not None and b[key] != c[key]
 
     out = []
-    if differ("sha256"):
+    if differ("sha256"):  # (the seed phrase must stay last: compare_runs lets intervals cover it)
         hashes = f"sha256 {str(b['sha256'])[:12]} vs {str(c['sha256'])[:12]}"
         out.append(f"prompt set differs: {b['name']} vs {c['name']} ({hashes})" if b["name"] != c["name"]
                    else f"prompt set {b['name']} differs in content ({hashes})")
@@ -169,7 +191,9 @@ def compare_runs(baseline: RunSummary, candidate: RunSummary, tolerances: dict[s
     (verdict "not comparable") unless ``allow_different_samples``, which compares them anyway
     and keeps the difference in ``reason``."""
     tolerances = tolerances or {}
-    run_difference = "; ".join(sample_difference(baseline, candidate))
+    differences = sample_difference(baseline, candidate)
+    run_difference = "; ".join(differences)
+    seeds_only = len(differences) == 1 and differences[0].startswith("seed list differs")
     base_m, cand_m = baseline.metrics, candidate.metrics
     names = [n for n in base_m if n in cand_m and (metrics is None or n in metrics)]
     if metrics:
@@ -187,17 +211,24 @@ def compare_runs(baseline: RunSummary, candidate: RunSummary, tolerances: dict[s
             out.append(MetricComparison(**common, band=None, band_source="", verdict="not comparable",
                                         reason="variant differs in " + ", ".join(differs)))
             continue
-        samples = ""
+        samples, covered = "", ""
+        intervals = interval_of(b), interval_of(c)
         if measures_samples(name):
             samples = run_difference
             if not samples and b.get("n") is not None and c.get("n") is not None and b["n"] != c["n"]:
                 samples = f"image count differs: n={b['n']} vs n={c['n']}"
+            if seeds_only and None not in intervals:
+                samples, covered = "", f"{run_difference}: the intervals resample seeds"
+        common.update(baseline_interval=intervals[0], candidate_interval=intervals[1])
         if samples and not allow_different_samples:
             out.append(MetricComparison(**common, band=None, band_source="", verdict="not comparable",
                                         reason=f"{samples} (pass {ALLOW_FLAG} to compare anyway)"))
             continue
         if name in tolerances:
             band, source = tolerances[name].band(bv), "--tolerance"
+        elif None not in intervals:
+            level = (b.get("extra") or {}).get("interval", {}).get("level", 0.95)
+            band, source = interval_band(bv, intervals[0], cv, intervals[1]), f"bootstrap {level:.0%} intervals"
         elif (spread := seed_noise_band(seed_values(baseline, name), seed_values(candidate, name), sigma)) is not None:
             band, source = spread, f"seed spread x{sigma:g}"
         elif name in TIMING_METRICS:
@@ -205,7 +236,7 @@ def compare_runs(baseline: RunSummary, candidate: RunSummary, tolerances: dict[s
         else:
             band, source = 0.0, "none: any change counts"
         out.append(MetricComparison(**common, band=band, band_source=source, verdict=_verdict(cv - bv, band, common["higher_is_better"]),
-                                    reason=f"compared anyway: {samples}" if samples else ""))
+                                    reason=f"compared anyway: {samples}" if samples else covered))
     return out
 
 

@@ -25,8 +25,8 @@ def _batch(start: int, n: int) -> SampleBatch:
 
 def test_the_toy_metrics_declare_their_state(tmp_path):
     ctx = MetricContext(cache_dir=tmp_path)
-    assert set(ToyFID(ctx).state_dict()) == {"moments"}
-    assert set(ToyAlignment(ctx).state_dict()) == {"prob_sum", "correct", "n"}
+    assert set(ToyFID(ctx).state_dict()) == {"moments", "feats"}
+    assert set(ToyAlignment(ctx).state_dict()) == {"probs", "correct"}
     assert set(ToyDiversity(ctx).state_dict()) == {"by_prompt"}
 
 
@@ -48,6 +48,9 @@ def test_merging_declared_state_equals_one_pass(cls, tmp_path):
     for g, w in zip(got, want):
         assert g["value"] == pytest.approx(w["value"], rel=1e-10)
         g["value"] = w["value"]
+        if "interval" in w["extra"]:  # FID's is placed around the value, which moments give up to rounding
+            assert g["extra"]["interval"] == pytest.approx(w["extra"]["interval"], rel=1e-10)
+            g["extra"]["interval"] = w["extra"]["interval"]
     assert got == want
 
 
@@ -56,11 +59,11 @@ def test_state_is_a_snapshot_and_leaves_the_models_behind(tmp_path):
     metric = ToyAlignment(ctx)
     before = metric.state_dict()
     metric.update(_batch(0, 10))
-    assert before == {"prob_sum": 0.0, "correct": 0, "n": 0} and metric.n == 10
+    assert before == {"probs": {}, "correct": 0} and len(metric.probs) == 10
     twin = metric.with_state(before)
-    assert twin.extractor is metric.extractor and twin.n == 0 and metric.n == 10
+    assert twin.extractor is metric.extractor and twin.probs == {} and len(metric.probs) == 10
     with pytest.raises(ValueError, match="declared"):
-        metric.with_state({"n": 3})
+        metric.with_state({"correct": 3})
 
 
 def test_merge_rules():

@@ -25,6 +25,7 @@ from metrics import REGISTRY, MetricContext, SampleBatch, build_metrics
 from metrics.base import FeatureMoments
 from metrics.breakdown import SEED_FIELD, Breakdown
 from metrics.loading import check_workers, default_workers, load_chunks
+from metrics.uncertainty import Strata
 from prompts import load_prompt_set
 
 TOY = ["toy-fid", "toy-alignment", "toy-diversity"]
@@ -111,7 +112,9 @@ def toy_run(tmp_path_factory):
 @pytest.mark.parametrize("batch_size", [7, 60, 256])
 def test_toy_scores_do_not_depend_on_workers(toy_run, batch_size):
     run = RunDir(toy_run / "run")
-    records, ctx = run.records(), MetricContext(cache_dir=toy_run / "cache", manifest=run.manifest())
+    records = run.records()
+    ctx = MetricContext(cache_dir=toy_run / "cache", manifest=run.manifest(),
+                        strata=Strata.of_records(records, ["digit"]))  # as score_run makes it: intervals resample within digits
     fields = ["digit", SEED_FIELD]
     serial = _serial(run.path, records, TOY, ctx, batch_size, fields)
     expected = [v.to_dict() for m in serial[0] for v in m.compute()]

@@ -110,6 +110,7 @@ MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
 SHARDS = "shards"
 RESULTS = "results.json"
+ITEM_SCORES = "item_scores.json"  # each image's score under the per-image metrics, for paired comparisons
 IMAGES = "images"
 
 
@@ -237,7 +238,7 @@ class RunDir:
 
         Only names benchkit writes are removed; a file a user added to the folder is left alone.
         """
-        for name in (MANIFEST, SAMPLES, RESULTS):
+        for name in (MANIFEST, SAMPLES, RESULTS, ITEM_SCORES):
             (self.path / name).unlink(missing_ok=True)
         for folder, pattern in ((self.images_dir, _OUTPUT_FILE), (self.path / "videos", _OUTPUT_FILE),
                                 (self.path / SHARDS, _SHARD_FILE)):
@@ -339,6 +340,20 @@ class RunDir:
 
     def write_results(self, results: dict[str, Any]) -> None:
         write_json_atomic(self.results_path, results)
+
+    @property
+    def item_scores_path(self) -> Path:
+        return self.path / ITEM_SCORES
+
+    def item_scores(self) -> dict[str, dict[str, Any]]:
+        """{metric: {"higher_is_better", "scores": {prompt_id: {seed: score}}}}; empty when none were kept."""
+        if not self.item_scores_path.is_file():
+            return {}
+        data = read_json(self.item_scores_path)
+        return data.get("metrics") or {} if isinstance(data, dict) else {}
+
+    def write_item_scores(self, metrics: dict[str, dict[str, Any]]) -> None:
+        write_json_atomic(self.item_scores_path, {"metrics": metrics})
 
 
 # The names benchkit gives what it writes in a run; only these are ever removed.

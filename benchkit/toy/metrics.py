@@ -30,7 +30,9 @@ from metrics.base import (
 from metrics.feature_store import FeatureView
 from metrics.features import get_extractor, register_extractor, to_grayscale
 from metrics.frechet import frechet_distance
+from metrics.uncertainty import frechet_interval, interval, prompt_interval
 from metrics.model_cache import cached_model
+from metrics.pair_distances import PairDistance, register_pair_distance
 from metrics.refstats import cached_stats
 from metrics.rewards import RewardFn, register_reward
 from metrics.prdc import PRDCMetric
@@ -156,12 +158,16 @@ class ToyFID(ToyMetric):
         super().__init__(ctx)
         self.extractor = _extractor(extractor, ctx)
         self.add_state("moments", FeatureMoments(self.extractor.dim), merge="moments")
+        self.add_state("feats", {}, merge="update")  # item key -> features, for the bootstrap interval
 
     def feature_views(self):
         return [self.view()]
 
     def update(self, batch: SampleBatch) -> None:
-        self.moments.update(self.features(batch))
+        feats = self.features(batch)
+        self.moments.update(feats)
+        for rec, f in zip(batch.records, feats):
+            self.feats[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = f.astype(np.float32)
 
     def reference(self):
         """(mu, sigma, n, what the reference is): --reference's images, else the scikit-learn digits."""
@@ -206,7 +212,9 @@ class ToyFID(ToyMetric):
             "reference_n": n_r,
             "protocol": self.protocol,
         }
-        return [MetricValue(self.name, value, "fid", False, self.moments.n, variant)]
+        extra = {"interval": frechet_interval(self.feats, value, mu_r, sigma_r, strata=self.ctx.strata)} \
+            if self.ctx.frechet_intervals else {}
+        return [MetricValue(self.name, value, "fid", False, self.moments.n, variant, extra)]
 
 
 def _target_digit(record: dict) -> int:
@@ -240,22 +248,26 @@ class ToyAlignment(ToyMetric):
     def __init__(self, ctx: MetricContext):
         super().__init__(ctx)
         self.extractor = _extractor(ToyDigitsExtractor.name, ctx)
-        self.add_state("prob_sum", 0.0, merge="sum")
+        self.add_state("probs", {}, merge="update")  # item key -> probability of the prompted digit
         self.add_state("correct", 0, merge="sum")
-        self.add_state("n", 0, merge="sum")
 
     def update(self, batch: SampleBatch) -> None:
         probs = self.extractor.probabilities(self.images(batch))
         targets = np.array([_target_digit(r) for r in batch.records])
-        self.prob_sum += float(probs[np.arange(len(targets)), targets].sum())
+        for rec, p in zip(batch.records, probs[np.arange(len(targets)), targets]):
+            self.probs[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = float(p)
         self.correct += int((probs.argmax(1) == targets).sum())
-        self.n += len(targets)
+
+    def item_scores(self) -> dict[str, float]:
+        return self.probs
 
     def compute(self) -> list[MetricValue]:
         variant = {"classifier": self.extractor.name, "classifier_sha256": self.extractor.weights_sha256}
+        n = len(self.probs)
+        mean = float(np.mean([self.probs[k] for k in sorted(self.probs)]))
         return [
-            MetricValue(self.name, self.prob_sum / self.n, "probability", True, self.n, variant,
-                        {"accuracy": self.correct / self.n}),
+            MetricValue(self.name, mean, "probability", True, n, variant,
+                        {"accuracy": self.correct / n, "interval": interval(self.probs, strata=self.ctx.strata)}),
         ]
 
 
@@ -282,18 +294,18 @@ class ToyDiversity(ToyMetric):
             self.by_prompt[rec["prompt_id"]][int(rec["seed"])] = f
 
     def compute(self) -> list[MetricValue]:
-        per_prompt = []
-        for seeds in self.by_prompt.values():
+        per_prompt = {}
+        for prompt_id, seeds in self.by_prompt.items():
             feats = [seeds[s] for s in sorted(seeds)]
             if len(feats) < 2:
                 continue
-            per_prompt.append(np.mean([np.linalg.norm(a - b) for a, b in itertools.combinations(feats, 2)]))
+            per_prompt[prompt_id] = float(np.mean([np.linalg.norm(a - b) for a, b in itertools.combinations(feats, 2)]))
         if not per_prompt:
             raise BenchkitError("toy-diversity needs at least 2 seeds per prompt (e.g. --seeds 0-3)")
         variant = {"extractor": self.extractor.name, "extractor_sha256": self.extractor.weights_sha256, "distance": "l2"}
         n = sum(len(s) for s in self.by_prompt.values())
-        return [MetricValue(self.name, float(np.mean(per_prompt)), "feature-l2", True, n, variant,
-                            {"prompts": len(per_prompt)})]
+        return [MetricValue(self.name, float(np.mean(list(per_prompt.values()))), "feature-l2", True, n, variant,
+                            {"prompts": len(per_prompt), "interval": prompt_interval(per_prompt, self.ctx.strata)})]
 
 
 @register_metric()
@@ -359,3 +371,17 @@ def toy_alignment_reward(device: torch.device) -> RewardFn:
         return torch.log_softmax(clf(inputs), 1)[torch.arange(len(targets)), targets]
 
     return reward
+
+
+def _toy_feature_l2(device: torch.device):
+    extractor = cached_model(("extractor", ToyDigitsExtractor.name, str(device)), lambda: ToyDigitsExtractor(device))
+
+    def distance(a, b) -> np.ndarray:
+        return np.linalg.norm(extractor(list(a)) - extractor(list(b)), axis=1)
+
+    return distance
+
+
+register_pair_distance(PairDistance("toy-feature-l2", "L2 distance of the toy classifier's features (the toy "
+                                    "world's stand-in for LPIPS and DINO)", "feature-l2",
+                                    lambda shape: shape[:2] == TOY_SIZE, _toy_feature_l2))
