@@ -161,11 +161,13 @@ def report_cmd(
     runs: list[Path] = typer.Argument(..., help="Run directories to compare."),
     out_dir: Path = typer.Option(Path("report"), "--out", "-o"),
     title: str = typer.Option("benchkit report", "--title"),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A run (one of RUNS or another) every run is "
+                                            "compared and paired with: verdicts in the summary, where each loses most."),
 ):
-    """Markdown and self-contained HTML comparing runs: table, quality-vs-latency plot, image grid."""
+    """Markdown and self-contained HTML: a summary first, then plots, paired comparisons, samples and details."""
     from reports import write_report
 
-    paths = write_report(runs, out_dir, title=title)
+    paths = write_report(runs, out_dir, title=title, baseline=baseline)
     out.print(f"report: [bold]{paths['html']}[/bold] and {paths['markdown']}")
 
 
@@ -282,6 +284,55 @@ def _print_paired(pc, cand_label: str, base_label: str, colour: dict[str, str]) 
         out.print(f"{escape(m['name'])} with {escape(base_label)} as reference: {m['value']:.4g}")
     for name, why in pc.left_out.items():
         out.print(f"[yellow]left out[/yellow] {escape(name)}: {escape(why)}", soft_wrap=True)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    model: str = typer.Argument(..., help="Preset name or TOML spec file."),
+    steps: str = typer.Option(..., "--steps", help="Steps to try, e.g. 1,2,4,8."),
+    guidance: Optional[str] = typer.Option(None, "--guidance", help="Guidance scales to try, e.g. 1,2 (default: the recipe's)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Schedulers to try, e.g. ddim,euler (default: the recipe's)."),
+    prompts: str = typer.Option("toy-digits", "--prompts", "-p", help="Built-in prompt set or a txt/csv/tsv/jsonl file."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds per prompt (default 0-3)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N prompts."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric names (default: the family's)."),
+    quality: Optional[str] = typer.Option(None, "--quality", help="The metric the Pareto fronts trade against cost "
+                                          "(default: FID-type first, then alignment)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Sweep folder: runs/<setting>/, sweep.json, report/ (rerun to resume)."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16."),
+    warmup: int = typer.Option(1, "--warmup", help="Untimed warm-up batches before timing (the 'first run' column)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),
+    wait: bool = typer.Option(False, "--wait", help="If another process is using --out, wait for it instead of exiting."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes that decode and preprocess images for scoring."),
+    weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a metric weight (repeatable)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="A run or image folder FID-type metrics compare with."),
+):
+    """Evaluate a model over steps x guidance x scheduler; Pareto fronts of quality against latency and NFE."""
+    _use_weights(weights)
+    from benchkit.models.presets import resolve_spec
+    from benchkit.sweep import parse_grid, run_sweep
+    from prompts import load_prompt_set, parse_seeds
+
+    points = parse_grid(steps, guidance, scheduler)
+    spec = resolve_spec(model)
+    prompt_set = load_prompt_set(prompts).select({}, None, 0, limit)
+    seed_list = parse_seeds(seeds if seeds is not None else prompt_set.default_seeds)
+    summary = run_sweep(spec, prompt_set, seed_list, out_dir, points,
+                        metrics=metrics.split(",") if metrics is not None else None, quality=quality, device=device,
+                        dtype=dtype, batch_size=batch_size, warmup_batches=warmup, cache_dir=cache_dir,
+                        show_progress=not quiet, wait=wait, workers=workers, reference=reference)
+    if "pareto" not in summary:  # a rank other than 0
+        return
+    table = Table(title=f"sweep: {spec.name}, Pareto fronts on {summary['quality']}")
+    for col in ("front", "settings, cheapest first"):
+        table.add_column(col)
+    for key, names in summary["pareto"].items():
+        table.add_row(f"vs {key}", escape(", ".join(names)))
+    out.print(table)
+    out.print(f"report: [bold]{summary['report']['html']}[/bold]; sweep: {summary['sweep']}")
 
 
 @app.command("nightly")

@@ -56,5 +56,7 @@ def run_demo(out_dir: Path, device: str = "auto", show_progress: bool = True,
             spec = load_spec_file(spec_file, PRESETS)
             method = spec_file.parent.name.rsplit("-", 1)[0]
             evaluate(spec, f"{method} student", spec.recipe.steps, f"student-{spec_file.parent.name}")
-    report = write_report(run_dirs, out_dir / "report", title="benchkit demo: toy-digits teacher and distilled students")
+    # the most-step DDIM teacher is every run's baseline: verdicts and paired comparisons against it
+    report = write_report(run_dirs, out_dir / "report", title="benchkit demo: toy-digits teacher and distilled students",
+                          baseline=out_dir / "runs" / f"ddim-{max(steps):02d}steps")
     return {"rows": rows, "report": report}

@@ -28,8 +28,7 @@ import numpy as np
 
 from benchkit.core.errors import BenchkitError
 from metrics.breakdown import SEED_FIELD
-from reports.render import CONTEXT_VARIANT_KEYS
-from reports.runs import RunSummary
+from reports.runs import CONTEXT_VARIANT_KEYS, RunSummary
 
 TIMING_METRICS = frozenset({"latency_image_p50", "latency_image_p90", "latency_batch_p50", "latency_batch_p90",
                             "throughput", "cold_start", "warmup", "peak_memory"})

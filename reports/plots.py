@@ -16,8 +16,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import pandas as pd  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 
-QUALITY_PREFERENCE = ["fid", "toy-fid", "clip-score", "toy-alignment"]
+from reports.compare import SAMPLE_FREE_METRICS  # noqa: E402
+
+QUALITY_PREFERENCE = ["fid", "toy-fid", "clip-score", "toy-alignment", "vbench-total"]
 LATENCY_DEFAULT = "latency_image_p50"
 SVG_RC = {"svg.hashsalt": "benchkit", "svg.fonttype": "none"}
 NO_SVG_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
@@ -28,9 +31,11 @@ def default_latency(columns: Sequence[str]) -> str | None:
 
 
 def default_quality(columns: Sequence[str], latency: str | None = None) -> str | None:
-    """The preferred quality metric present, else the first metric that is not the latency one."""
+    """The preferred quality metric present, else the first metric of the images (not the latency one, nor a
+    timing or model metric such as throughput or NFE, which say what a run costs, not how good it is)."""
+
     present = [c for c in QUALITY_PREFERENCE if c in columns]
-    rest = [c for c in columns if c != latency]
+    rest = [c for c in columns if c != latency and c not in SAMPLE_FREE_METRICS and not c.startswith("latency_")]
     return (present or rest or [None])[0]
 
 
@@ -66,13 +71,74 @@ def _axis_title(name: str, unit: str, higher_is_better: bool | None) -> str:
     return f"{shown} ({'higher' if higher_is_better else 'lower'} is better)"
 
 
+# The numbers that mark the points: each is tried at these directions around its point (right first), on rings
+# of these radii (points); past the first ring a thin leader line joins it to its point. A place is taken when the
+# number's box (padded for the browser's font, which may be wider than matplotlib's) is clear of every point's
+# marker, every number placed before it and the axes' edges.
+NUMBER_POINTS = 9
+KEY_POINTS = 8
+_DIRECTIONS = ((1, 0.6), (1, -0.6), (-1, 0.6), (-1, -0.6), (0, 1), (0, -1), (1, 0), (-1, 0))
+_RINGS = (5.0, 12.0, 20.0, 30.0, 44.0, 60.0)
+_PAD = 2.0  # points around a number's box
+_MARKER_RADIUS, _FRONT_RADIUS = 3.5, 6.5  # scatter dot, Pareto front's open circle
+KEY_CHARS = 52  # run labels longer than this are cut in the key (tables carry them whole)
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in points
+
+
+def _overlap(a: Box, b: Box) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def place_numbers(points: Sequence[tuple[float, float]], sizes: Sequence[tuple[float, float]],
+                  radii: Sequence[float], bounds: Box) -> list[tuple[float, float, str, str, bool]]:
+    """Deterministic greedy placement: for each point in order, the first (ring, direction) whose box is clear.
+
+    ``points`` and ``bounds`` in points (display units / dpi * 72), ``sizes`` the (width, height) of each number,
+    ``radii`` each point's marker radius. Returns each number's offset from its point and its alignment
+    (dx, dy, ha, va) and whether it is off the first ring (then a leader line joins it to its point); when no
+    place is clear, the one overlapping least.
+    """
+    markers = [(x - r, y - r, x + r, y + r) for (x, y), r in zip(points, radii)]
+    placed: list[Box] = []
+    out = []
+    for (x, y), (w, h), r in zip(points, sizes, radii):
+        best, best_cost = None, math.inf
+        for ring in _RINGS:
+            for ux, uy in _DIRECTIONS:
+                dx, dy = ux * (ring + r), uy * (ring + r)
+                ha = "left" if ux > 0 else "right" if ux < 0 else "center"
+                va = "bottom" if uy > 0 else "top" if uy < 0 else "center"
+                x0 = x + dx - (0 if ha == "left" else w if ha == "right" else w / 2)
+                y0 = y + dy - (0 if va == "bottom" else h if va == "top" else h / 2)
+                box = (x0 - _PAD, y0 - _PAD, x0 + w + _PAD, y0 + h + _PAD)
+                outside = max(bounds[0] - box[0], 0) + max(box[2] - bounds[2], 0) + \
+                    max(bounds[1] - box[1], 0) + max(box[3] - bounds[3], 0)
+                cost = 1e6 * outside + 100 * sum(_overlap(box, b) for b in placed) + \
+                    sum(_overlap(box, m) for m in markers)
+                if cost < best_cost:
+                    best, best_cost = (dx, dy, ha, va, ring != _RINGS[0], box), cost
+                if cost == 0:
+                    break
+            if best_cost == 0:
+                break
+        *place, box = best
+        placed.append(box)
+        out.append(tuple(place))
+    return out
+
+
 def quality_latency_plot(df: pd.DataFrame, quality: str, latency: str,
                          higher_is_better: Mapping[str, bool | None] | None = None) -> bytes | None:
     """SVG of quality against latency per run, or None when either metric is missing.
 
     Directions come from ``higher_is_better`` where given, else from the table's attrs
     (set by :func:`reports.runs.metrics_table`). Without a quality direction there is no
-    Pareto front to draw.
+    Pareto front to draw. Points carry numbers placed clear of each other (:func:`place_numbers`; the
+    SVG groups them as ``point-label-<n>``) and a key beside the axes names each run: full run labels are
+    long and would overlap where few-step runs crowd together.
     """
     if quality not in df.columns or latency not in df.columns:
         return None
@@ -82,26 +148,53 @@ def quality_latency_plot(df: pd.DataFrame, quality: str, latency: str,
     directions = {**df.attrs.get("higher_is_better", {}), **(higher_is_better or {})}
     units = df.attrs.get("unit", {})
     better_up = directions.get(quality)
-    fig, ax = plt.subplots(figsize=(10, 5))
+    n = len(data)
+    height = max(5.0, 1.4 + 0.16 * n)  # the key's lines and the legend below them fit beside the axes
+    fig, ax = plt.subplots(figsize=(10, height))
     try:
-        ax.scatter(data[latency], data[quality], color="tab:blue", zorder=3)
-        # Points carry numbers and the key sits beside the axes: full run labels are long
-        # and overlap where few-step runs crowd together.
-        key = []
-        for number, (label, (x, y)) in enumerate(data.iterrows(), 1):
-            ax.annotate(str(number), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=9)
-            key.append(f"{number}: {label}")
-        fig.subplots_adjust(left=0.08, right=0.58, bottom=0.12, top=0.9)
-        fig.text(0.6, 0.9, "\n".join(key), fontsize=8, va="top", family="monospace")
+        fig.subplots_adjust(left=0.08, right=0.58, bottom=0.6 / height, top=1 - 0.5 / height)
+        ax.scatter(data[latency], data[quality], color="tab:blue", zorder=3, s=36)
         positive = data[latency][data[latency] > 0]
         if len(positive) == len(data) and positive.max() > 20 * positive.min():
             ax.set_xscale("log")  # latencies spanning orders of magnitude (1 to 50 steps)
+        front: list[int] = []
+        handles = []
         if better_up is not None:
             points = list(zip(data[latency], data[quality]))
-            front = [points[i] for i in pareto_front(points, better_up)]
-            ax.plot(*zip(*front), color="tab:orange", marker="o", markerfacecolor="none",
-                    markersize=12, label="Pareto front", zorder=2)
-            ax.legend(loc="best", fontsize=8)
+            front = pareto_front(points, better_up)
+            (line,) = ax.plot(*zip(*[points[i] for i in front]), color="tab:orange", marker="o",
+                              markerfacecolor="none", markersize=12, label="Pareto front", zorder=2)
+            handles.append(line)
+        ax.margins(0.08, 0.12)
+        ax.autoscale_view()
+        ax.set_xlim(ax.get_xlim())
+        ax.set_ylim(ax.get_ylim())  # fixed before the numbers are placed in display space
+        renderer = fig.canvas.get_renderer()
+        to_points = 72.0 / fig.dpi
+        frame = ax.get_window_extent(renderer)
+        bounds = (frame.x0 * to_points, frame.y0 * to_points, frame.x1 * to_points, frame.y1 * to_points)
+        xy = [tuple(v * to_points for v in ax.transData.transform((x, y)))
+              for x, y in zip(data[latency], data[quality])]
+        font = FontProperties(size=NUMBER_POINTS)
+        sizes = []
+        for number in range(1, n + 1):
+            w, _, _ = renderer.get_text_width_height_descent(str(number), font, ismath=False)
+            sizes.append((w * to_points * 1.25 + 1.0, NUMBER_POINTS * 1.25))  # the browser's box is the font's em
+        radii = [_FRONT_RADIUS if i in front else _MARKER_RADIUS for i in range(n)]
+        key = []
+        for number, ((label, (x, y)), (dx, dy, ha, va, leader)) in enumerate(
+                zip(data.iterrows(), place_numbers(xy, sizes, radii, bounds)), 1):
+            text = ax.annotate(str(number), (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                               fontsize=NUMBER_POINTS, zorder=4,
+                               arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.6, "shrinkA": 1, "shrinkB": 3}
+                               if leader else None)
+            text.set_gid(f"point-label-{number}")
+            # no-break spaces: an SVG viewer collapses runs of ordinary spaces, and the numbers line up
+            key.append(str(number).rjust(len(str(n)), "\u00a0") + "\u00a0\u00a0" + _cut(str(label), KEY_CHARS))
+        fig.text(0.6, 1 - 0.5 / height, "\n".join(key), fontsize=KEY_POINTS, va="top", family="monospace")
+        if handles:
+            fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.6, 0.1 / height), fontsize=KEY_POINTS,
+                       frameon=False)
         ax.set_xlabel(_axis_title(latency, units.get(latency, ""), False))
         ax.set_ylabel(_axis_title(quality, units.get(quality, ""), better_up))
         ax.set_title(f"{quality} vs {latency}")

@@ -1,11 +1,15 @@
 """A comparison report over run directories, as Markdown (for repos) and HTML (to share).
 
-Both formats carry the same content: metrics with the best value per metric in bold, a
-warning wherever runs measured a metric differently, the quality-vs-latency plot, where
-each number came from, and the same (prompt, seed) samples from every run side by side
-(video runs' clips play in the HTML page; reports.video). Runs with VBench dimensions get a
-chart and table of them. The HTML page is self-contained (images, clips and plots inline) so
-it can be mailed or archived.
+Both open on the answer: a summary with one row per run (the quality metric with its bootstrap interval, the
+preference scores, milliseconds per image, NFE and, against a baseline, compare's verdict), runs grouped as
+teacher, students and other runs (reports.summary). Then any tables the caller adds, the quality-vs-latency plot
+(numbered points, a key beside it), against a baseline the paired comparison of each run (reports.paired: paired
+score differences, image distances, the prompts where it loses most with both runs' images), the same (prompt,
+seed) samples from every run with the prompt beside each row (video runs' clips play; reports.video), VBench
+dimensions where runs have them, and, collapsed, every metric, breakdowns, hardware tables and provenance, with a
+warning wherever runs measured a metric differently. The HTML page is self-contained (images, clips and plots
+inline) so it can be mailed or archived; its tables sort by a clicked header (a small inline script that reads
+nothing from the network and logs nothing) and read the same without it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,16 @@ from reports.plots import (
     grouped_bar_chart,
     quality_latency_plot,
 )
-from reports.runs import RunSummary, load_runs, metrics_table
+from reports.runs import CONTEXT_VARIANT_KEYS, RunSummary, load_runs, metrics_table
+from reports.summary import (
+    PREFERENCE_METRICS,
+    Summary,
+    build_summary,
+    format_interval,
+    format_number,
+    format_quantity,
+    header_with_unit,
+)
 from reports.video import (
     CLIP_MAX_BYTES,
     CLIPS_DIR,
@@ -49,10 +62,6 @@ from reports.video import (
     read_clip_bytes,
 )
 
-# Variant keys that describe where a number was measured (shown in the provenance table),
-# not how: runs that differ only in these are still comparable.
-CONTEXT_VARIANT_KEYS = frozenset({"device", "dtype", "batch_size", "hardware", "torch", "sync",
-                                  "warmup_batches", "reference_stats_key"})
 GRID_MIN_PX = 64  # small (8x8) samples are upscaled to at least this, so they can be seen
 GRID_GAP_PX = 4
 THUMB_MAX_PX = 256  # large samples are shrunk so the page stays small
@@ -62,11 +71,33 @@ MISSING = "–"
 
 @dataclass
 class Cell:
+    """A table cell; ``value`` and ``unit`` (metrics) let the HTML show the number in units people read and sort
+    by the number, while ``text`` is what the Markdown shows (the raw unit, as results.json has it)."""
+
     text: str
     bold: bool = False
+    value: float | None = None
+    unit: str = ""
+
+
+class Label(str):
+    """A header or caption whose HTML form differs: the HTML writes units into each value (reports.summary), so
+    its headers drop them; the Markdown keeps them. Compares and hashes as the Markdown text."""
+
+    shown: str
+
+    def __new__(cls, text: str, shown: str | None = None) -> Label:
+        label = super().__new__(cls, text)
+        label.shown = text if shown is None else shown
+        return label
+
+
+def _shown(text: str) -> str:
+    return text.shown if isinstance(text, Label) else text
 
 
 Table = tuple[list[str], list[list[Cell]]]
+ExtraTable = tuple[str, list[str], list[list[str]]]  # caption, header, rows of formatted strings
 
 
 @dataclass
@@ -112,6 +143,11 @@ class Content:
     figures: list[tuple[str, bytes]]  # extra titled SVGs, e.g. nightly trends
     vbench: VBenchSection | None = None
     metrics_notes: list[str] = dataclasses.field(default_factory=list)
+    summary: Summary | None = None
+    tables: list[ExtraTable] = dataclasses.field(default_factory=list)
+    paired: list[PairedBlock] | None = None  # None without a baseline
+    paired_notes: list[str] = dataclasses.field(default_factory=list)
+    baseline: str | None = None  # its label
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -122,9 +158,10 @@ def format_value(value: float, unit: str) -> str:
     return f"{value / 1e6 if unit == 'bytes' else value:.4g}"
 
 
-def _header(name: str, unit: str) -> str:
-    unit = "MB" if unit == "bytes" else unit
-    return f"{name} ({unit})" if unit else name
+def _header(name: str, unit: str, suffix: str = "") -> Label:
+    """'peak_memory (MB)' for the Markdown; 'peak_memory' in the HTML, whose cells carry the unit."""
+    shown = "MB" if unit == "bytes" else unit
+    return Label((f"{name} ({shown})" if shown else name) + suffix, header_with_unit(name, unit) + suffix)
 
 
 def best_labels(column: pd.Series, higher_is_better: bool | None) -> set[str]:
@@ -141,7 +178,8 @@ def metric_cells(table: pd.DataFrame) -> Table:
     best = {name: best_labels(table[name], directions[name]) for name in table.columns}
     headers = ["run", *(_header(name, units[name]) for name in table.columns)]
     rows = [
-        [Cell(label), *(Cell(format_value(row[name], units[name]), label in best[name]) for name in table.columns)]
+        [Cell(label), *(Cell(format_value(row[name], units[name]), label in best[name], row[name], units[name])
+                        for name in table.columns)]
         for label, row in table.iterrows()
     ]
     return headers, rows
@@ -229,8 +267,9 @@ def breakdown_tables(runs: list[RunSummary]) -> list[tuple[str, Table]]:
         for value in sorted(rows):
             column = pd.Series({run.label: rows[value].get(run.label, math.nan) for run in runs})
             best = best_labels(column, higher)
-            body.append([Cell(value)] + [Cell(format_value(column[run.label], unit), run.label in best) for run in runs])
-        tables.append((f"{_header(name, unit)} by {field}", (headers, body)))
+            body.append([Cell(value)] + [Cell(format_value(column[run.label], unit), run.label in best,
+                                              column[run.label], unit) for run in runs])
+        tables.append((_header(name, unit, f" by {field}"), (headers, body)))
     return tables
 
 
@@ -271,9 +310,10 @@ def hardware_tables(runs: list[RunSummary]) -> list[tuple[str, Table]]:
             row = [Cell(names[spec])]
             for hw in columns:
                 entry = cells[spec].get(hw, {}).get(metric)
-                row.append(Cell(format_value(float(entry["value"]), unit) if entry else MISSING))
+                value = float(entry["value"]) if entry else math.nan
+                row.append(Cell(format_value(value, unit), value=value, unit=unit))
             rows.append(row)
-        tables.append((f"{_header(metric, unit)} by hardware", (["model"] + columns, rows)))
+        tables.append((_header(metric, unit, " by hardware"), (["model"] + columns, rows)))
     return tables
 
 
@@ -398,6 +438,128 @@ def _plot(table: pd.DataFrame) -> tuple[bytes | None, str]:
     return svg, f"{quality} against {latency}; the line joins the Pareto front (runs no other run beats on both)."
 
 
+# -- paired comparison with the baseline ---------------------------------------------------------------------
+# A report with a baseline pairs every run with it each time it is written, so it measures no network distance
+# (LPIPS, DINOv2 and the toy features are `benchkit compare --paired`'s), and pixel-rmse only while all the images
+# it would read stay within this many pixels.
+REPORT_DISTANCES = ["pixel-rmse"]
+PAIRED_PIXEL_BUDGET = 50_000_000
+WORST_SHOWN = 3  # prompts where a run loses most
+SEEDS_SHOWN = 2  # images per prompt and side
+PAIRED_MIN_PX, PAIRED_MAX_PX = 48, 96
+
+
+@dataclass
+class PairedBlock:
+    """One run against the baseline: the paired comparison, or the one line that says why there is none."""
+
+    label: str
+    comparison: Any = None  # reports.paired.PairedComparison
+    line: str = ""
+    worst_metric: str = ""  # whose worst prompts are shown ("" with none)
+    worst: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    worst_kind: str = "loses"  # "loses" (a score) or "differs" (a distance, when no score was paired)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def _shared_prompts(a: RunSummary, b: RunSummary) -> tuple[int, int]:
+    keys = {(r["prompt_id"], r["seed"]) for r in a.records} & {(r["prompt_id"], r["seed"]) for r in b.records}
+    return len(keys), len({p for p, _ in keys})
+
+
+def _report_distances(baseline: RunSummary, shared: list[int]) -> tuple[list[str], str]:
+    """pixel-rmse, or no distance (and why) when the images all pairs would read are past the pixel budget."""
+    first = baseline.records[0]["file"] if baseline.records else None
+    try:
+        with Image.open(baseline.path / first) as im:
+            width, height = im.size
+    except (OSError, TypeError):
+        return list(REPORT_DISTANCES), ""
+    reads = 2 * sum(shared)
+    if reads * width * height <= PAIRED_PIXEL_BUDGET:
+        return list(REPORT_DISTANCES), ""
+    return [], (f"image distances left out: the {reads} images of {width}x{height} the pairs would read are past "
+                "the report's budget (benchkit compare --paired measures them)")
+
+
+def _worst_of(pc: Any, quality: str | None) -> tuple[str, list[dict[str, Any]], str]:
+    """The score whose worst prompts are shown: the quality metric, a preference score, else the first; without
+    a paired score, the first distance's farthest prompts."""
+    order = [quality, *PREFERENCE_METRICS]
+    scores = sorted(pc.scores, key=lambda s: order.index(s.name) if s.name in order else len(order))
+    if scores:
+        return scores[0].name, scores[0].worst_prompts[:WORST_SHOWN], "loses"
+    if pc.distances:
+        return pc.distances[0].name, pc.distances[0].farthest_prompts[:WORST_SHOWN], "differs"
+    return "", [], "loses"
+
+
+def paired_blocks(baseline: RunSummary, runs: list[RunSummary],
+                  quality: str | None) -> tuple[list[PairedBlock], list[str]]:
+    """reports.paired.paired_comparison of every other run with the baseline (a line for runs it cannot pair),
+    and the section's notes."""
+    from reports.paired import paired_comparison
+
+    others = [run for run in runs if run is not baseline]
+    shared = {run.label: _shared_prompts(baseline, run) for run in others}
+    names, note = _report_distances(baseline, [items for items, prompts in shared.values() if prompts >= 2])
+    blocks = []
+    for run in others:
+        items, prompts = shared[run.label]
+        if prompts < 2:
+            blocks.append(PairedBlock(run.label, line=(
+                f"shares {items} (prompt, seed) item{'' if items == 1 else 's'} with the baseline over {prompts} "
+                f"prompt{'' if prompts == 1 else 's'}: a paired comparison needs the same prompts and seeds (at "
+                "least 2 prompts)")))
+            continue
+        try:
+            pc = paired_comparison(baseline, run, distances=names)
+        except (BenchkitError, OSError) as exc:
+            blocks.append(PairedBlock(run.label, line=f"not paired: {exc}"))
+            continue
+        metric, worst, kind = _worst_of(pc, quality)
+        notes = [f"{name} not paired: {why}" for name, why in pc.left_out.items() if not why.startswith("does not apply")]
+        blocks.append(PairedBlock(run.label, pc, worst_metric=metric, worst=worst, worst_kind=kind, notes=notes))
+    return blocks, [note] if note else []
+
+
+def _signed(value: float) -> str:
+    text = format_number(value)
+    return text if text.startswith("-") or text == MISSING else "+" + text
+
+
+def _iv(found: dict[str, Any] | None) -> tuple[float, float] | None:
+    try:
+        return (float(found["low"]), float(found["high"])) if found else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def paired_lines(block: PairedBlock) -> list[tuple[str, str, str]]:
+    """Each paired score and distance as one line: (text before the verdict, the verdict, text after it)."""
+    pc = block.comparison
+    lines = []
+    for s in pc.scores:
+        rate_low, rate_high = s.win_rate_interval
+        delta = format_interval(s.delta, _iv(s.interval))
+        if not delta.startswith("-"):
+            delta = "+" + delta
+        lines.append((f"{s.name} ({'higher' if s.higher_is_better else 'lower'} is better): difference {delta}, ",
+                      s.verdict, f"; wins / losses / ties over the prompts {s.wins} / {s.losses} / {s.ties} (win "
+                      f"rate {s.win_rate:.0%} [{rate_low:.0%}, {rate_high:.0%}], sign test p = {s.sign_test_p:.2g})"))
+    for d in pc.distances:
+        lines.append((f"{d.name} from the baseline's image of the same prompt and seed: "
+                      f"{format_interval(d.mean, _iv(d.interval))} {d.unit}", "", ""))
+    if not lines:
+        lines.append(("no per-image score both runs kept and no image distance to pair", "", ""))
+    return lines
+
+
+def _paired_header(block: PairedBlock) -> str:
+    pc = block.comparison
+    return f"{pc.items} (prompt, seed) pairs over {pc.prompts} prompts"
+
+
 # -- Markdown -------------------------------------------------------------------------------
 def _md_text(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
@@ -412,13 +574,48 @@ def _md_table(table: Table) -> list[str]:
     return lines
 
 
+def _summary_md(summary: Summary) -> list[str]:
+    headers, rows = summary.table()
+    cells = [[Cell(c.text, c.bold) for c in row] for row in rows]
+    return _md_table((headers, cells)) + [""] + [f"{_md_text(note)}\n" for note in summary.notes]
+
+
+def _paired_md(c: Content) -> list[str]:
+    lines = ["## Against the baseline, pair by pair", "",
+             f"Each run's images against {_md_text(c.baseline or '')}'s of the same prompt and seed "
+             "(reports.paired; intervals: paired bootstrap).", ""]
+    lines += [f"{_md_text(note)}\n" for note in c.paired_notes]
+    for block in c.paired or []:
+        lines.append(f"### {_md_text(block.label)}")
+        lines.append("")
+        if block.comparison is None:
+            lines += [_md_text(block.line), ""]
+            continue
+        lines += [f"{_paired_header(block)}:", ""] + [f"- {_md_text(''.join(parts))}" for parts in paired_lines(block)]
+        if block.worst:
+            what = "loses most on" if block.worst_kind == "loses" else "differs most from the baseline on"
+            key = "delta" if block.worst_kind == "loses" else "distance"
+            worst = "; ".join(f"\"{_md_text(w['prompt'] or w['prompt_id'])}\" "
+                              f"({_signed(w[key]) if key == 'delta' else format_number(w[key])})" for w in block.worst)
+            lines.append(f"- {what} ({block.worst_metric}): {worst}")
+        lines += [f"- {_md_text(note)}" for note in block.notes] + [""]
+    return lines
+
+
 def to_markdown(c: Content, plot_file: str | None, grid_file: str | None) -> str:
-    lines = [f"# {c.title}", "", "## Metrics", ""]
+    lines = [f"# {c.title}", ""]
     lines += [f"**Warning:** {w}" for w in c.warnings] + ([""] if c.warnings else [])
+    if c.summary is not None:
+        lines += ["## Summary", ""] + _summary_md(c.summary)
+    for caption, header, rows in c.tables:
+        lines += [f"## {_md_text(caption)}", ""] + _md_table((header, [[Cell(x) for x in row] for row in rows])) + [""]
+    lines += ["## Metrics", ""]
     lines += _md_table(c.metrics) + ["", "Bold: best value per metric.", ""]
     lines += [f"{_md_text(note)}\n" for note in c.metrics_notes] + ["## Quality vs latency", ""]
     lines += [f"![quality vs latency]({plot_file})", ""] if plot_file else []
     lines += [c.plot_note, ""]
+    if c.paired:
+        lines += _paired_md(c)
     if c.vbench:
         lines += ["## VBench dimensions", "", f"![VBench dimensions]({VBENCH_FILE})", ""]
         lines += _md_table(c.vbench.table) + [""] + [f"{_md_text(note)}\n" for note in c.vbench.notes]
@@ -459,29 +656,148 @@ def _clip_links(grid: Grid) -> Table:
 
 # -- HTML -----------------------------------------------------------------------------------
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+body { font-family: system-ui, sans-serif; margin: 1.2em 2em; color: #222; }
+h1 { font-size: 1.5em; margin: 0 0 0.3em; }
+h2 { font-size: 1.2em; margin-top: 1.6em; }
+p.lead { margin: 0 0 0.6em; color: #444; }
+table { border-collapse: collapse; margin: 0.6em 0; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
+thead th { background: #f3f3f3; }
+tbody th { font-weight: normal; }
+caption { text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.summary { font-size: 0.92em; }
+table.summary tbody + tbody { border-top: 3px solid #999; }
+table.sortable thead th { cursor: pointer; }
+table.sortable thead th[aria-sort=ascending]::after { content: " \\25B2"; font-size: 0.7em; }
+table.sortable thead th[aria-sort=descending]::after { content: " \\25BC"; font-size: 0.7em; }
+.verdict-better { color: #126b12; font-weight: 600; }
+.verdict-worse { color: #b00020; font-weight: 600; }
+.verdict-not-comparable { color: #8a6d00; }
+.note { color: #555; font-size: 0.88em; margin: 0.2em 0; }
 .warning { background: #fff3cd; border-left: 4px solid #e0a800; padding: 6px 10px; }
-.grid th { font-weight: normal; font-size: 0.85em; max-width: 12em; }
-.grid img, .grid video { image-rendering: pixelated; min-width: 64px; min-height: 64px; }
-.grid small { display: block; max-width: 16em; color: #666; }
+details { margin: 0.5em 0; }
+details > summary { cursor: pointer; font-weight: 600; }
+figure { margin: 0.5em 0; }
+figure svg { max-width: 100%; height: auto; }
+.scroll { overflow-x: auto; }
+.grid th { font-weight: normal; font-size: 0.85em; }
+.grid thead th { max-width: 8em; }
+.grid th.prompt { max-width: 18em; }
+.grid img, .grid video, .pair img { image-rendering: pixelated; }
+.grid img, .grid video { min-width: 64px; min-height: 64px; }
+.grid small, .pair small { display: block; max-width: 16em; color: #666; }
+.pair { margin: 0.4em 0 1.2em; }
+.pair h3 { font-size: 1em; margin: 0.8em 0 0.2em; }
+.pair ul { margin: 0.2em 0; padding-left: 1.4em; }
+.pair td.images img { margin-right: 2px; }
 """
 
+# Sorts a table by a clicked header (numbers by value: a cell's data-sort, else its leading number; text in
+# natural order; empty cells last either way), each <tbody> on its own so groups stay together. Logs nothing.
+SORT_SCRIPT = """(function () {
+  "use strict";
+  var EMPTY = ["", "\\u2013", "-", "n/a"];
+  function key(cell) {
+    if (!cell) return {empty: true};
+    var raw = cell.getAttribute("data-sort");
+    var text = (raw === null ? cell.textContent : raw).trim();
+    if (EMPTY.indexOf(text) >= 0) return {empty: true};
+    var m = /^[-+]?(\\d+\\.?\\d*|\\.\\d+)(e[-+]?\\d+)?/i.exec(text.replace(/,/g, ""));
+    return {empty: false, num: m ? parseFloat(m[0]) : null, text: text};
+  }
+  function sortBy(table, col, th) {
+    var up = th.getAttribute("aria-sort") !== "ascending";
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", up ? "ascending" : "descending");
+    Array.prototype.forEach.call(table.tBodies, function (body) {
+      var rows = Array.prototype.slice.call(body.rows);
+      var keys = rows.map(function (row) { return key(row.cells[col]); });
+      var numeric = keys.every(function (k) { return k.empty || k.num !== null; });
+      var order = rows.map(function (row, i) { return i; });
+      order.sort(function (i, j) {
+        var a = keys[i], b = keys[j];
+        if (a.empty || b.empty) return a.empty === b.empty ? i - j : (a.empty ? 1 : -1);
+        var c = numeric ? a.num - b.num : a.text.localeCompare(b.text, undefined, {numeric: true});
+        return (up ? c : -c) || i - j;
+      });
+      order.forEach(function (i) { body.appendChild(rows[i]); });
+    });
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (table) {
+    if (!table.tHead) return;
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+      th.tabIndex = 0;
+      th.title = "sort by this column";
+      th.addEventListener("click", function () { sortBy(table, col, th); });
+      th.addEventListener("keydown", function (e) { if (e.key === "Enter") sortBy(table, col, th); });
+    });
+  });
+})();"""
 
-def _html_table(table: Table, numeric: bool = False) -> str:
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?(\s.*)?", re.IGNORECASE)
+
+
+def _cell_html(c: Cell, numeric: bool) -> str:
+    """A data cell; a metric's value in units people read, its raw number kept for sorting."""
+    if c.value is not None and not math.isnan(c.value):
+        text, sort = format_quantity(c.value, c.unit), f' data-sort="{c.value!r}"'
+    else:
+        text, sort = c.text, ""
+    shown = f"<strong>{html.escape(text)}</strong>" if c.bold else html.escape(text)
+    css = ' class="num"' if numeric else ""
+    return f"<td{css}{sort}>{shown}</td>"
+
+
+def _html_table(table: Table, numeric: bool = False, sortable: bool = True, css: str = "") -> str:
     headers, rows = table
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    td = '<td class="num">' if numeric else "<td>"
+    head = "".join(f'<th scope="col">{html.escape(_shown(h))}</th>' for h in headers)
     body = []
     for row in rows:
-        cells = [f"<th>{html.escape(row[0].text)}</th>"]
-        for c in row[1:]:
-            text = f"<strong>{html.escape(c.text)}</strong>" if c.bold else html.escape(c.text)
-            cells.append(f"{td}{text}</td>")
+        cells = [f'<th scope="row">{html.escape(row[0].text)}</th>']
+        cells += [_cell_html(c, numeric) for c in row[1:]]
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    classes = " ".join(x for x in (css, "sortable" if sortable else "") if x)
+    attr = f' class="{classes}"' if classes else ""
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _summary_html(summary: Summary) -> str:
+    """The summary table: one <tbody> per group (the script sorts within each), numbers sortable by value."""
+    columns = [c for c in summary.columns if c.key != "group" or summary.show_groups()]
+    head = "".join(f'<th scope="col">{html.escape(c.header)}</th>' for c in columns)
+    bodies = []
+    for _, rows in summary.groups():
+        trs = []
+        for row in rows:
+            cells = []
+            for column in columns:
+                cell = row.cells.get(column.key)
+                text = cell.text if cell else MISSING
+                shown = f"<strong>{html.escape(text)}</strong>" if cell and cell.bold else html.escape(text)
+                if column.key == "run":
+                    cells.append(f'<th scope="row">{shown}</th>')
+                    continue
+                attrs = ' class="num"' if column.numeric else ""
+                if cell and cell.css:
+                    attrs = f' class="{cell.css}"'
+                if cell and cell.sort is not None:
+                    attrs += f' data-sort="{cell.sort!r}"'
+                cells.append(f"<td{attrs}>{shown}</td>")
+            trs.append("<tr>" + "".join(cells) + "</tr>")
+        bodies.append("<tbody>" + "".join(trs) + "</tbody>")
+    return f'<table class="summary sortable" id="summary"><thead><tr>{head}</tr></thead>{"".join(bodies)}</table>'
+
+
+def _extra_table_html(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f'<th scope="col">{html.escape(h)}</th>' for h in header)
+    body = []
+    for row in rows:
+        cells = [f'<th scope="row">{html.escape(row[0])}</th>'] if row else []
+        cells += [f'<td class="num">{html.escape(x)}</td>' if _NUMBER.fullmatch(x.strip()) else f"<td>{html.escape(x)}</td>"
+                  for x in row[1:]]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 def _html_clip(clip: Clip, w: int, h: int, alt: str) -> str:
@@ -493,27 +809,103 @@ def _html_clip(clip: Clip, w: int, h: int, alt: str) -> str:
     return f'<img src="{data}" width="{w}" height="{h}" alt="{alt}">'
 
 
+def _grid_cell(label: str, item: tuple[str, int, str], image: Image.Image, clip: Clip | None) -> str:
+    w, h = display_size(image)
+    alt = html.escape(f"{label}: {item[0]} seed {item[1]}")
+    if clip is not None and clip.inline:
+        return f"<td>{_html_clip(clip, w, h, alt)}</td>"
+    data = base64.b64encode(_png_bytes(image)).decode("ascii")
+    still = f'<img src="data:image/png;base64,{data}" width="{w}" height="{h}" alt="{alt}">'
+    if clip is not None:  # the first frame stands in; say why and where the clip is
+        name = f"{CLIPS_DIR}/{clip.name}"
+        still += (f"<small>first frame: clip not inlined ({html.escape(clip.left_out)}); "
+                  f'<a href="{html.escape(name)}">{html.escape(name)}</a> beside this page</small>')
+    return f"<td>{still}</td>"
+
+
 def _html_grid(grid: Grid) -> str:
-    head = "<th>run</th>" + "".join(f"<th>{html.escape(_item_caption(item))}</th>" for item in grid.items)
-    rows = []
+    """One row per (prompt, seed) item with its prompt beside it, one column per run."""
+    head = '<th scope="col">prompt</th>' + "".join(f'<th scope="col">{html.escape(label)}</th>' for label in grid.labels)
     clip_rows = grid.clips.clips if grid.clips else [[None] * len(grid.items) for _ in grid.labels]
-    for label, images, clips in zip(grid.labels, grid.images, clip_rows):
-        cells = []
-        for item, image, clip in zip(grid.items, images, clips):
-            w, h = display_size(image)
-            alt = html.escape(f"{label}: {item[0]} seed {item[1]}")
-            if clip is not None and clip.inline:
-                cells.append(f"<td>{_html_clip(clip, w, h, alt)}</td>")
-                continue
-            data = base64.b64encode(_png_bytes(image)).decode("ascii")
-            still = f'<img src="data:image/png;base64,{data}" width="{w}" height="{h}" alt="{alt}">'
-            if clip is not None:  # the first frame stands in; say why and where the clip is
-                name = f"{CLIPS_DIR}/{clip.name}"
-                still += (f"<small>first frame: clip not inlined ({html.escape(clip.left_out)}); "
-                          f'<a href="{html.escape(name)}">{html.escape(name)}</a> beside this page</small>')
-            cells.append(f"<td>{still}</td>")
-        rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
-    return f'<table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    rows = []
+    for i, item in enumerate(grid.items):
+        prompt_id, seed, prompt = item
+        caption = (f'<th scope="row" class="prompt">{html.escape(prompt or prompt_id)}'
+                   f"<small>{html.escape(prompt_id)} · seed {seed}</small></th>")
+        cells = [_grid_cell(label, item, images[i], clips[i])
+                 for label, images, clips in zip(grid.labels, grid.images, clip_rows)]
+        rows.append(f"<tr>{caption}{''.join(cells)}</tr>")
+    return (f'<div class="scroll"><table class="grid"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+class _Thumbs:
+    """Small data-URI thumbnails of run images, each encoded once per page."""
+
+    def __init__(self):
+        self._done: dict[str, str] = {}
+
+    def img(self, path: str, alt: str) -> str:
+        if path not in self._done:
+            try:
+                image = Image.fromarray(read_image(Path(path)))
+            except (OSError, BenchkitError, ValueError):
+                self._done[path] = ""
+            else:
+                image.thumbnail((PAIRED_MAX_PX, PAIRED_MAX_PX))
+                k = max(1, math.ceil(PAIRED_MIN_PX / max(image.size)))
+                w, h = image.size[0] * k, image.size[1] * k
+                data = base64.b64encode(_png_bytes(image)).decode("ascii")
+                self._done[path] = f'<img src="data:image/png;base64,{data}" width="{w}" height="{h}"'
+        found = self._done[path]
+        return f'{found} alt="{html.escape(alt)}">' if found else html.escape(f"({Path(path).name} unreadable)")
+
+
+def _seed_of(run_records: dict[str, int], path: str) -> str:
+    seed = run_records.get(str(Path(path)))
+    return "?" if seed is None else str(seed)
+
+
+def _paired_html(c: Content, runs: dict[str, RunSummary]) -> str:
+    thumbs = _Thumbs()
+    seeds = {label: {str(run.path / r["file"]): r["seed"] for r in run.records} for label, run in runs.items()}
+    base_label = c.baseline or ""
+    parts = [f'<p class="note">Each run\'s images against {html.escape(base_label)}\'s of the same prompt and seed '
+             "(reports.paired): score differences with paired bootstrap intervals, per-prompt wins with the sign "
+             "test, distances between the two images, and the prompts where the run loses most.</p>"]
+    parts += [f'<p class="note">{html.escape(note)}</p>' for note in c.paired_notes]
+    for block in c.paired or []:
+        parts.append(f'<div class="pair"><h3>{html.escape(block.label)}</h3>')
+        if block.comparison is None:
+            parts.append(f'<p class="note">{html.escape(block.line)}</p></div>')
+            continue
+        items = "".join(f'<li>{html.escape(before)}<span class="verdict-{verdict.replace(" ", "-")}">'
+                        f"{html.escape(verdict)}</span>{html.escape(after)}</li>"
+                        for before, verdict, after in paired_lines(block))
+        parts.append(f'<p class="note">{html.escape(_paired_header(block))}</p><ul>{items}</ul>')
+        if block.worst:
+            key = "delta" if block.worst_kind == "loses" else "distance"
+            what = "Where it loses most" if block.worst_kind == "loses" else "Where it differs most from the baseline"
+            rows = []
+            for w in block.worst:
+                cells = []
+                for role, label, files in (("baseline", base_label, w["baseline_images"]),
+                                           ("this run", block.label, w["candidate_images"])):
+                    imgs = "".join(thumbs.img(f, f"{role} ({label}): {w['prompt_id']} seed {_seed_of(seeds.get(label, {}), f)}")
+                                   for f in files[:SEEDS_SHOWN])
+                    cells.append(f'<td class="images">{imgs}</td>')
+                rows.append(f'<tr><th scope="row">{html.escape(w["prompt"] or w["prompt_id"])}'
+                            f'<small>{html.escape(w["prompt_id"])}</small></th>'
+                            f'<td class="num">{html.escape(_signed(w[key]) if key == "delta" else format_number(w[key]))}'
+                            f'</td>{"".join(cells)}</tr>')
+            parts.append(f'<p class="note">{what} ({html.escape(block.worst_metric)}, seed means; first {SEEDS_SHOWN} '
+                         "seeds shown):</p>")
+            parts.append(f'<table class="losses"><thead><tr><th>prompt</th>'
+                         f"<th>{'difference' if key == 'delta' else 'distance'}</th><th>baseline</th><th>this run</th>"
+                         f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+        parts += [f'<p class="note">{html.escape(note)}</p>' for note in block.notes]
+        parts.append("</div>")
+    return "".join(parts)
 
 
 def _inline_svg(svg: bytes) -> str:
@@ -522,34 +914,55 @@ def _inline_svg(svg: bytes) -> str:
     return text[text.index("<svg"):]
 
 
-def to_html(c: Content) -> str:
-    parts = [f"<h1>{html.escape(c.title)}</h1>", "<h2>Metrics</h2>"]
+def _lead(c: Content, n_runs: int) -> str:
+    parts = [f"{n_runs} run{'' if n_runs == 1 else 's'}"]
+    if c.summary is not None and c.summary.quality:
+        parts.append(f"quality: {c.summary.quality}")
+    if c.baseline:
+        parts.append(f"baseline: {c.baseline}")
+    return " · ".join(parts)
+
+
+def _details(summary: str, body: list[str]) -> str:
+    return f"<details><summary>{html.escape(summary)}</summary>\n" + "\n".join(body) + "\n</details>"
+
+
+def to_html(c: Content, runs: list[RunSummary] | None = None) -> str:
+    runs = runs or []
+    parts = [f"<h1>{html.escape(c.title)}</h1>", f'<p class="lead">{html.escape(_lead(c, len(c.metrics[1])))}</p>']
     parts += [f'<p class="warning">Warning: {html.escape(w)}</p>' for w in c.warnings]
-    parts += [_html_table(c.metrics, numeric=True), "<p>Bold: best value per metric.</p>"]
-    parts += [f"<p>{html.escape(note)}</p>" for note in c.metrics_notes]
+    if c.summary is not None:
+        parts.append(_summary_html(c.summary))
+        parts += [f'<p class="note">{html.escape(note)}</p>' for note in c.summary.notes]
+    for caption, header, rows in c.tables:
+        parts += [f"<h2>{html.escape(caption)}</h2>", _extra_table_html(header, rows)]
     parts.append("<h2>Quality vs latency</h2>")
     parts += [f"<figure>{_inline_svg(c.plot_svg)}</figure>"] if c.plot_svg else []
-    parts.append(f"<p>{html.escape(c.plot_note)}</p>")
+    parts.append(f'<p class="note">{html.escape(c.plot_note)}</p>')
+    if c.paired:
+        parts += ["<h2>Against the baseline, pair by pair</h2>", _paired_html(c, {run.label: run for run in runs})]
+    parts.append("<h2>Samples</h2>")
+    parts += [f"<p>{html.escape(note)}</p>" for note in (c.grid.notes() if c.grid.items else [])]
+    parts.append(_html_grid(c.grid) if c.grid.items else "<p>No (prompt, seed) items are common to all runs.</p>")
     if c.vbench:
         parts += ["<h2>VBench dimensions</h2>", f"<figure>{_inline_svg(c.vbench.svg)}</figure>",
                   _html_table(c.vbench.table, numeric=True)]
         parts += [f"<p>{html.escape(note)}</p>" for note in c.vbench.notes]
     for caption, svg in c.figures:
         parts += [f"<h2>{html.escape(caption)}</h2>", f"<figure>{_inline_svg(svg)}</figure>"]
-    if c.hardware:
-        parts.append("<h2>Hardware</h2>")
-        for caption, table in c.hardware:
-            parts += [f"<h3>{html.escape(caption)}</h3>", _html_table(table, numeric=True)]
+    parts.append("<h2>Details</h2>")
+    metrics = [_html_table(c.metrics, numeric=True), '<p class="note">Bold: best value per metric.</p>']
+    metrics += [f'<p class="note">{html.escape(note)}</p>' for note in c.metrics_notes]
+    parts.append(_details(f"All metrics ({len(c.metrics[0]) - 1})", metrics))
     if c.breakdowns:
-        parts.append("<h2>Breakdown</h2>")
-        for caption, table in c.breakdowns:
-            parts += [f"<h3>{html.escape(caption)}</h3>", _html_table(table, numeric=True)]
-    parts += ["<h2>Provenance</h2>", _html_table(c.provenance)]
-    parts.append("<h2>Samples</h2>")
-    parts += [f"<p>{html.escape(note)}</p>" for note in (c.grid.notes() if c.grid.items else [])]
-    parts.append(_html_grid(c.grid) if c.grid.items else "<p>No (prompt, seed) items are common to all runs.</p>")
+        parts.append(_details(f"Breakdowns ({len(c.breakdowns)} tables)", [
+            f"<h3>{html.escape(_shown(caption))}</h3>\n{_html_table(table, numeric=True)}" for caption, table in c.breakdowns]))
+    if c.hardware:
+        parts.append(_details("Hardware", [
+            f"<h3>{html.escape(_shown(caption))}</h3>\n{_html_table(table, numeric=True)}" for caption, table in c.hardware]))
+    parts.append(_details("Provenance", [_html_table(c.provenance)]))
     head = f'<meta charset="utf-8">\n{GENERATOR_META}\n<title>{html.escape(c.title)}</title>\n<style>{CSS}</style>'
-    body = "\n".join(parts)
+    body = "\n".join(parts) + f"\n<script>\n{SORT_SCRIPT}\n</script>"
     return f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{body}\n</body>\n</html>\n'
 
 
@@ -582,16 +995,46 @@ def check_report_dir(out_dir: Path) -> None:
                             "choose an empty or new folder")
 
 
+def _with_baseline(run_paths: list[Path], baseline: Path | None) -> list[Path]:
+    """The baseline first: moved there when it is one of the runs, added when it is not."""
+    paths = [Path(p) for p in run_paths]
+    if baseline is None:
+        return paths
+    base = Path(baseline)
+    target = base.resolve()
+    return [base] + [p for p in paths if p.resolve() != target]
+
+
+def _check_tables(tables: list[ExtraTable]) -> list[ExtraTable]:
+    for caption, header, rows in tables:
+        for i, row in enumerate(rows, 1):
+            if len(row) != len(header):
+                raise BenchkitError(f"table '{caption}': row {i} has {len(row)} cells for {len(header)} columns")
+    return [(str(caption), [str(h) for h in header], [[str(x) for x in row] for row in rows])
+            for caption, header, rows in tables]
+
+
 def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit report",
                  max_grid_items: int = 8, figures: list[tuple[str, bytes]] | None = None,
-                 max_clip_bytes: int = CLIP_MAX_BYTES, max_page_clip_bytes: int = PAGE_MAX_BYTES) -> dict[str, Path]:
+                 max_clip_bytes: int = CLIP_MAX_BYTES, max_page_clip_bytes: int = PAGE_MAX_BYTES,
+                 baseline: Path | None = None,
+                 tables: list[ExtraTable] | None = None) -> dict[str, Path]:
     """Write out_dir/report.md (with quality_latency.svg, vbench_dimensions.svg, grid.png and clips/ beside it)
-    and out_dir/report.html; the page inlines clips up to ``max_clip_bytes`` each and ``max_page_clip_bytes`` in all."""
-    if not run_paths:
+    and out_dir/report.html; the page inlines clips up to ``max_clip_bytes`` each and ``max_page_clip_bytes`` in all.
+
+    ``baseline``: one of the runs, or another run folder (reported first): the summary gives each run's verdict
+    against it and the report pairs every run with it. ``tables``: (caption, header, rows of formatted strings),
+    shown right after the summary."""
+    if not run_paths and baseline is None:
         raise BenchkitError("no runs to report on: pass one or more run directories")
     out_dir = Path(out_dir)
     check_report_dir(out_dir)
-    runs = load_runs(run_paths)
+    extra = _check_tables(tables or [])
+    loaded = load_runs(_with_baseline(list(run_paths), baseline))
+    base_run = loaded[0] if baseline is not None else None
+    summary = build_summary(loaded, base_run)
+    runs = [row.run for row in summary.rows]  # the summary's order (groups) throughout the report
+    paired, paired_notes = paired_blocks(base_run, runs, summary.quality) if base_run is not None else (None, [])
     table = metrics_table(runs)
     svg, note = _plot(table)
     vbench = vbench_section(runs)
@@ -603,7 +1046,8 @@ def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit re
                      "holds each one normalised).")
     content = Content(title, metric_cells(shown), _warnings(runs), svg, note, provenance_cells(runs),
                       build_grid(runs, max_grid_items, max_clip_bytes, max_page_clip_bytes), breakdown_tables(runs),
-                      hardware_tables(runs), figures or [], vbench, notes)
+                      hardware_tables(runs), figures or [], vbench, notes, summary, extra,
+                      paired, paired_notes, base_run.label if base_run is not None else None)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -622,5 +1066,5 @@ def write_report(run_paths: list[Path], out_dir: Path, title: str = "benchkit re
         _write(out_dir / grid_file, _png_bytes(grid_png(content.grid)))
     paths = {"markdown": out_dir / "report.md", "html": out_dir / "report.html"}
     _write(paths["markdown"], to_markdown(content, plot_file, grid_file))
-    _write(paths["html"], to_html(content))
+    _write(paths["html"], to_html(content, runs))
     return paths

@@ -19,6 +19,12 @@ from benchkit.core.errors import BenchkitError
 from benchkit.core.rundir import RESULTS, RunDir
 
 
+# Variant keys that say where and how a number was measured rather than what it measures: they do not make two
+# quality numbers incomparable (timing numbers are compared on them; reports.compare), nor a report's variant warning.
+CONTEXT_VARIANT_KEYS = frozenset({"device", "dtype", "batch_size", "hardware", "torch", "sync",
+                                  "warmup_batches", "reference_stats_key"})
+
+
 @dataclass
 class RunSummary:
     """What a report needs from one run directory."""

@@ -361,7 +361,7 @@ window.addEventListener("load", () => {
 def test_clips_load_in_chromium(world, tmp_path):
     runs = world.get("mp4", []) + world["apng"]
     html = write_report(runs, tmp_path / "report")["html"].read_text()
-    assert "<script" not in html
+    assert html.count("<script>") == 1  # the report's table sorter only
     page = tmp_path / "probe.html"
     page.write_text(html.replace("</body>", PROBE + "</body>"))
     proc = subprocess.run([CHROMIUM, *FLAGS, "--autoplay-policy=no-user-gesture-required", "--virtual-time-budget=5000",

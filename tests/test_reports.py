@@ -12,7 +12,7 @@ from PIL import Image
 
 from benchkit.core.errors import BenchkitError
 from reports import load_run, metrics_table, write_report
-from reports.plots import pareto_front, quality_latency_plot
+from reports.plots import pareto_front, place_numbers, quality_latency_plot
 from reports.render import GRID_GAP_PX, common_items, metric_cells, variant_conflicts
 from reports.runs import load_runs
 
@@ -123,9 +123,13 @@ def test_best_value_bold_respects_direction(two_runs, tmp_path):
     assert bold["latency_image_p50 (s)"] == "fast"
     assert bold["peak_memory (MB)"] == "fast"
     md = Path(write_report(two_runs, tmp_path / "out")["markdown"]).read_text()
-    fast_row = next(line for line in md.splitlines() if line.startswith("| fast |"))
+    metrics = md[md.index("## Metrics"):]  # the full table, in results.json's units (the summary comes first)
+    fast_row = next(line for line in metrics.splitlines() if line.startswith("| fast |"))
     assert fast_row.split(" | ")[1:] == ["12.5", "0.61", "**0.02**", "**250** |"]
-    assert "| slow | **8.25** | **0.93** | 0.15 | 400 |" in md
+    assert "| slow | **8.25** | **0.93** | 0.15 | 400 |" in metrics
+    summary = md[md.index("## Summary"):md.index("## Metrics")]
+    assert "| fast | 12.50 | 0.6100 | **20.00** |" in summary  # toy-fid, toy-alignment, ms / image
+    assert "| slow | **8.250** | **0.9300** | 150.0 |" in summary
 
 
 def test_html_is_self_contained_with_one_image_per_run_and_item(two_runs, tmp_path):
@@ -187,6 +191,7 @@ def test_plot_is_deterministic_labelled_and_skipped_without_latency(two_runs, tm
     assert svg == quality_latency_plot(table, "toy-fid", "latency_image_p50")
     text = svg.decode()
     assert "fast" in text and "slow" in text and "Pareto front" in text
+    assert text.count('<g id="point-label-') == 2  # each point's number, findable in the SVG
     assert "toy-fid [fid] (lower is better)" in text
     assert quality_latency_plot(table, "toy-alignment", "latency_image_p50", {"toy-alignment": True}) != svg
     assert quality_latency_plot(table.drop(columns="latency_image_p50"), "toy-fid", "latency_image_p50") is None
@@ -195,6 +200,27 @@ def test_plot_is_deterministic_labelled_and_skipped_without_latency(two_runs, tm
     out = write_report([scored], tmp_path / "out")
     assert not (tmp_path / "out" / "quality_latency.svg").exists()
     assert "No quality-vs-latency plot" in Path(out["markdown"]).read_text()
+
+
+def test_point_numbers_are_placed_clear_of_each_other_and_of_the_points():
+    # five runs on one spot and three close by: the fixed offset of old put all five numbers on one place
+    points = [(100.0, 100.0)] * 5 + [(104.0, 100.0), (100.0, 106.0), (300.0, 50.0)]
+    sizes, radii, bounds = [(7.0, 11.0)] * 8, [3.5] * 8, (0.0, 0.0, 400.0, 300.0)
+    placed = place_numbers(points, sizes, radii, bounds)
+    assert placed == place_numbers(points, sizes, radii, bounds)  # deterministic
+    boxes = []
+    for (x, y), (w, h), (dx, dy, ha, va, _) in zip(points, sizes, placed):
+        x0 = x + dx - {"left": 0, "right": w, "center": w / 2}[ha]
+        y0 = y + dy - {"bottom": 0, "top": h, "center": h / 2}[va]
+        boxes.append((x0, y0, x0 + w, y0 + h))
+
+    def clear(a, b):
+        return min(a[2], b[2]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[1], b[1])
+
+    assert all(clear(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert all(clear(box, (x - 3.5, y - 3.5, x + 3.5, y + 3.5)) for box in boxes for x, y in points)
+    assert all(bounds[0] <= b[0] and b[2] <= bounds[2] and bounds[1] <= b[1] and b[3] <= bounds[3] for b in boxes)
+    assert placed[-1][4] is False and any(p[4] for p in placed)  # the lone point keeps its number beside it
 
 
 def test_markdown_references_plot_and_grid_png_of_expected_size(two_runs, tmp_path):
