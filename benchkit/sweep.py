@@ -129,6 +129,12 @@ def _open_sweep(out: Path, identity: dict[str, Any]) -> dict[str, Any]:
     return {"benchkit_sweep": 1, "identity": identity, "points": {}}
 
 
+def _read_state(out: Path) -> dict[str, Any]:
+    file = out / SWEEP_FILE
+    data = read_json(file) if file.is_file() else None
+    return data if isinstance(data, dict) and isinstance(data.get("points"), dict) else {"points": {}}
+
+
 def _jsonable(data: Any) -> Any:
     import json
 
@@ -147,7 +153,9 @@ def run_sweep(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Pat
     identity = _jsonable(_identity(spec, prompt_set, seeds, metrics))
     main = launched_rank() == 0
     with folder_lock(out, "benchkit sweep", wait=wait):
-        state = _open_sweep(out, identity)
+        # rank 0 checks and writes the folder; another rank of a torchrun job reads which settings are done (rank 0
+        # changes a status only after a run every rank took part in), so that all ranks run the same settings
+        state = _open_sweep(out, identity) if main else _read_state(out)
         for p in points:
             state["points"].setdefault(p.name, {"steps": p.steps, "guidance": p.guidance, "scheduler": p.scheduler,
                                                 "run": f"{RUNS}/{p.name}", "status": "pending"})
