@@ -24,7 +24,7 @@ from scipy import stats
 
 from benchkit.core.errors import BenchkitError
 from benchkit.core.rundir import RunDir
-from metrics.pair_distances import usable_distances
+from metrics.pair_distances import PAIR_DISTANCES, usable_distances
 from metrics.uncertainty import LEVEL, Strata, interval
 from reports.runs import RunSummary
 
@@ -170,8 +170,6 @@ def _distances(keys: list[str], baseline: RunSummary, candidate: RunSummary, bas
         for name, fn in chosen.items():
             for k, v in zip(part, fn(a, b)):
                 values[name][k] = float(v)
-    from metrics.pair_distances import PAIR_DISTANCES
-
     prompt_text = {k.split("\x1f")[0]: r.get("prompt", "") for k, r in base_recs.items()}
     out = []
     for name, per_item in values.items():
