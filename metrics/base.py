@@ -71,6 +71,17 @@ class SampleBatch:
                            {key: [values[i] for i in idx] for key, values in self.features.items()}, memo=self.memo)
 
 
+def item_key(record: dict[str, Any]) -> str:
+    """``prompt_id\\x1fseed``: how per-item state (and a run's item_scores.json, reports.paired) names one image;
+    the unit separator occurs in neither part, so the key splits back with :func:`prompt_of`."""
+    return f"{record.get('prompt_id')}\x1f{record.get('seed')}"
+
+
+def prompt_of(key: str) -> str:
+    """The prompt id of an :func:`item_key`."""
+    return key.split("\x1f")[0]
+
+
 class PrepareFailed:
     """Stands in a prepared list for an image its preprocessing raised on; the error is raised
     again when a metric asks for that input, in the order a serial pass would have met it."""
@@ -389,7 +400,7 @@ class ReferenceFeatureMetric(Metric):
     def update(self, batch: SampleBatch) -> None:
         feats = self.view_features(batch, self.view(), self.extract)
         for rec, f in zip(batch.records, feats):
-            self.feats[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = f.astype(np.float32)
+            self.feats[item_key(rec)] = f.astype(np.float32)
 
     def run_features(self, at_least: int = 2) -> np.ndarray:
         """The run's features in item-key order (float64); one line when fewer than ``at_least``."""

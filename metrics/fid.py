@@ -33,7 +33,7 @@ from benchkit.core.atomic import write_json_atomic
 from benchkit.core.errors import BenchkitError
 from metrics import preprocess as pp
 from metrics import register_metric
-from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, SampleBatch
+from metrics.base import FeatureMoments, Metric, MetricContext, MetricValue, SampleBatch, item_key
 from metrics.feature_store import FeatureView
 from metrics.features import get_extractor, register_extractor
 from metrics.frechet import frechet_distance
@@ -335,7 +335,7 @@ class ProtocolFID(Metric):
         return {"reference": ref.name, **{f"reference_{k}": v for k, v in ref.describe().items()}}, arrays
 
     def update(self, batch: SampleBatch) -> None:
-        keys = [f"{r.get('prompt_id')}\x1f{r.get('seed')}" for r in batch.records]
+        keys = [item_key(r) for r in batch.records]
         for view in self.protocol.views:
             feats = self.view_features(batch, self.feature_view(view), self.extractor)
             self.moments[view.key].update(feats)

@@ -48,7 +48,7 @@ from PIL import Image
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
 from metrics import preprocess as pp
-from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, ScorePlan
+from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, ScorePlan, item_key
 from metrics.geneval_rules import (CLASSNAMES, COLOR_TEMPLATES, COLORS, DEFAULT_OPTIONS, GENEVAL_COMMIT, GENEVAL_REPO, TAGS,
                                    Detection, Options, decide, metadata_problem, summarize)
 from metrics.model_cache import cached_model
@@ -205,10 +205,6 @@ class GenEvalJudge:
         }
 
 
-def _key(record: dict[str, Any]) -> str:
-    return f"{record.get('prompt_id')}\x1f{record.get('seed')}"
-
-
 def _problem(record: dict[str, Any]) -> str | None:
     problem = metadata_problem(record.get("meta"))
     if problem:
@@ -257,7 +253,7 @@ class GenEvalScore(Metric):
             problem = _problem(record)
             if problem:
                 raise BenchkitError(problem)
-            key = _key(record)
+            key = item_key(record)
             if key not in judged:
                 judged[key] = self.judge(batch.images[i], record["meta"]).correct
             self.decisions[key] = [str(record.get("prompt_id")), record["meta"]["tag"], judged[key]]

@@ -20,7 +20,7 @@ import numpy as np
 
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
-from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
+from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, item_key
 
 # value name -> the stage seconds it summarises (per image, p50 over batches)
 _STAGE_VALUES = {"latency_text_encoding": "text_encoding_s", "latency_denoise_step": "denoise_step_s",
@@ -59,8 +59,7 @@ class Latency(Metric):
             if rec.get("stages"):
                 self.stages[rec["batch_id"]] = {**rec["stages"], "batch_size": int(rec["batch_size"])}
             if rec.get("video") and rec.get("frames") and rec.get("fps"):
-                key = f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"
-                self.clips[key] = (float(rec["seconds"]), int(rec["frames"]), float(rec["fps"]), float(rec["batch_seconds"]))
+                self.clips[item_key(rec)] = (float(rec["seconds"]), int(rec["frames"]), float(rec["fps"]), float(rec["batch_seconds"]))
 
     def compute(self) -> list[MetricValue]:
         m = self.ctx.manifest

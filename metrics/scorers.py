@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from benchkit.core.errors import BenchkitError
-from metrics.base import Metric, MetricContext, MetricValue, SampleBatch
+from metrics.base import Metric, MetricContext, MetricValue, SampleBatch, item_key
 from metrics.uncertainty import interval
 
 
@@ -74,7 +74,7 @@ class MeanScoreMetric(Metric):
             part = slice(start, start + self.micro_batch)
             values = self.scorer.forward(inputs[part], prompts[part]) if split else self.scorer(inputs[part], prompts[part])
             for rec, v in zip(batch.records[part], values):
-                self.scores[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = float(v)
+                self.scores[item_key(rec)] = float(v)
 
     def item_scores(self) -> dict[str, float]:
         return self.scores

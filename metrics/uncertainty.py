@@ -21,6 +21,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from metrics.base import item_key, prompt_of
+from metrics.frechet import weighted_frechet_distances
+
 RESAMPLES = 1000
 LEVEL = 0.95
 SEED = 0
@@ -48,10 +51,6 @@ class Strata:
     def describe(self, prompts: list[str]) -> dict[str, Any]:
         """The field and how many of its values ``prompts`` have (what an interval records)."""
         return {"field": self.field, "count": len({self.of_prompt.get(p) for p in prompts})}
-
-
-def prompt_of(key: str) -> str:
-    return key.split("\x1f")[0]
 
 
 def _item_table(keys: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -129,7 +128,7 @@ def interval(values: dict[str, float], finish: Callable[[float], float] = float,
 def prompt_interval(per_prompt: dict[str, float], strata: Strata | None = None) -> dict[str, Any]:
     """The interval of a mean over prompts of one value each (a diversity across each prompt's seeds):
     prompts resampled; the seeds are inside each prompt's value."""
-    return interval({f"{p}\x1f*": float(v) for p, v in per_prompt.items()}, strata=strata)
+    return interval({item_key({"prompt_id": p, "seed": "*"}): float(v) for p, v in per_prompt.items()}, strata=strata)
 
 
 FRECHET_METHOD = ("two-stage bootstrap (prompts with replacement, within strata when the set has them, then seeds "
@@ -152,8 +151,6 @@ def frechet_interval(feats: dict[str, np.ndarray], value: float, mu_r: np.ndarra
     bootstrap supplies only the spread. The low end stays at 0 or above. The reference is held fixed: its
     own sampling noise (a reference run's) is not in the interval.
     """
-    from metrics.frechet import weighted_frechet_distances
-
     keys = sorted(feats)
     x = np.stack([np.asarray(feats[k], np.float64) for k in keys])
     if resamples is None:

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
-from metrics.base import Metric, MetricContext, MetricValue, NotApplicable, SampleBatch, ScorePlan
+from metrics.base import Metric, MetricContext, MetricValue, NotApplicable, SampleBatch, ScorePlan, item_key, prompt_of
 from metrics.clips import batch_clip, clip_path, decoder_name
 from metrics.model_cache import cached_model
 from metrics.raft_flow import RAFT_MIN_SIDE, raft_for
@@ -356,7 +356,7 @@ class VBenchDimension(Metric):
         for i, record in enumerate(batch.records):
             if not self.scores(record):
                 continue
-            key = f"{record.get('prompt_id')}\x1f{record.get('seed')}"
+            key = item_key(record)
             if key not in done:
                 path = clip_path(record, root)
                 frames = batch_clip(batch, i, root)
@@ -373,7 +373,7 @@ class VBenchDimension(Metric):
                                 f"its own prompts: add `--dimension {self.dimension}` prompts)")
         keys = self.kept_keys(sorted(self.videos))
         value, extra = self.reduce([self.videos[k] for k in keys])
-        per_prompt = Counter(k.split("\x1f")[0] for k in keys)
+        per_prompt = Counter(prompt_of(k) for k in keys)
         extra["samples_per_prompt"] = sorted(set(per_prompt.values()))  # VBench's standard suite: 5
         variant = {"protocol": PROTOCOL, "dimension": self.dimension, **self.describe(), "frames": FRAMES,
                    "decoders": sorted(set(self.decoders.values())), "weights_sha256": dict(self.weights_sha256),

@@ -25,7 +25,7 @@ import torch
 
 from benchkit.core.errors import BenchkitError
 from metrics import register_metric
-from metrics.base import MetricContext
+from metrics.base import MetricContext, item_key
 from metrics.clips import clip_path
 from metrics.model_cache import cached_model
 from metrics.tag2text import IMAGE_SIZE, TAGS, load_tag2text
@@ -135,7 +135,7 @@ class VBenchScene(VBenchDimension):
         scene = scene_text(record)
         pixels = scene_pixels(clip_path(record, self.ctx.run_dir), frames)
         captions, _ = self.model.captions(pixels.to(self.ctx.device))
-        self.captions[f"{record.get('prompt_id')}\x1f{record.get('seed')}"] = captions
+        self.captions[item_key(record)] = captions
         matched = sum(scene_matches(scene, c) for c in captions)
         return [float(matched), float(len(captions))]
 

@@ -26,6 +26,7 @@ from metrics.base import (
     MetricValue,
     SampleBatch,
     ScorePlan,
+    item_key,
 )
 from metrics.feature_store import FeatureView
 from metrics.features import get_extractor, register_extractor, to_grayscale
@@ -167,7 +168,7 @@ class ToyFID(ToyMetric):
         feats = self.features(batch)
         self.moments.update(feats)
         for rec, f in zip(batch.records, feats):
-            self.feats[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = f.astype(np.float32)
+            self.feats[item_key(rec)] = f.astype(np.float32)
 
     def reference(self):
         """(mu, sigma, n, what the reference is): --reference's images, else the scikit-learn digits."""
@@ -255,7 +256,7 @@ class ToyAlignment(ToyMetric):
         probs = self.extractor.probabilities(self.images(batch))
         targets = np.array([_target_digit(r) for r in batch.records])
         for rec, p in zip(batch.records, probs[np.arange(len(targets)), targets]):
-            self.probs[f"{rec.get('prompt_id')}\x1f{rec.get('seed')}"] = float(p)
+            self.probs[item_key(rec)] = float(p)
         self.correct += int((probs.argmax(1) == targets).sum())
 
     def item_scores(self) -> dict[str, float]:
