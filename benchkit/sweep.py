@@ -14,6 +14,7 @@ is benchkit's (its sweep.json) or new or empty, and one sweep writes it at a tim
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -103,10 +104,11 @@ def _check_scheduler(name: str) -> None:
 
 
 def _identity(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], metrics: list[str] | None) -> dict[str, Any]:
-    """What every run of one sweep shares: the model (apart from the swept recipe), the prompts, seeds, metrics."""
-    return {"model": spec.name, "model_identity": spec.identity(), "prompt_set": prompt_set.name,
-            "prompt_sha256": prompt_set.sha256, "prompt_subset": prompt_set.subset, "seeds": list(seeds),
-            "metrics": metrics}
+    """What every run of one sweep shares: the model (apart from the swept recipe), the prompts, seeds, metrics;
+    as sweep.json holds it (JSON types), so that it compares equal to what an earlier call wrote."""
+    return _jsonable({"model": spec.name, "model_identity": spec.identity(), "prompt_set": prompt_set.name,
+                      "prompt_sha256": prompt_set.sha256, "prompt_subset": prompt_set.subset, "seeds": list(seeds),
+                      "metrics": metrics})
 
 
 def _open_sweep(out: Path, identity: dict[str, Any]) -> dict[str, Any]:
@@ -117,10 +119,8 @@ def _open_sweep(out: Path, identity: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(data, dict) or "benchkit_sweep" not in data:
             raise BenchkitError(f"{file} is not a benchkit sweep's; choose an empty or new --out")
         old = data.get("identity") or {}
-        if old.get("model_identity") is not None:
-            old = {**old, "model_identity": _jsonable(old["model_identity"])}
-        if old != _jsonable(identity):
-            diff = next(k for k in sorted(set(old) | set(identity)) if old.get(k) != _jsonable(identity).get(k))
+        if old != identity:
+            diff = next(k for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k))
             raise BenchkitError(f"{out} holds a sweep with a different '{diff}'; use another --out (a sweep folder holds "
                                 "one model over one prompt set and seed list)")
         return data
@@ -136,8 +136,6 @@ def _read_state(out: Path) -> dict[str, Any]:
 
 
 def _jsonable(data: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(data, sort_keys=True, default=str))
 
 
@@ -150,7 +148,7 @@ def run_sweep(spec: ModelSpec, prompt_set: PromptSet, seeds: list[int], out: Pat
     specs = {p.name: p.spec(spec) for p in points}  # every recipe is built (and checked) before any work
     check_separate(out, [("model folder", path) for path in spec.local_paths()]
                    + [("prompt file", prompt_set.file), ("--reference", reference)])
-    identity = _jsonable(_identity(spec, prompt_set, seeds, metrics))
+    identity = _identity(spec, prompt_set, seeds, metrics)
     main = launched_rank() == 0
     with folder_lock(out, "benchkit sweep", wait=wait):
         # rank 0 checks and writes the folder; another rank of a torchrun job reads which settings are done (rank 0

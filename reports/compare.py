@@ -39,6 +39,7 @@ TIMING_DEFAULT_RELATIVE = 0.10
 ALLOW_FLAG = "--allow-different-prompts"
 EXIT_REGRESSION = 1
 EXIT_NOT_COMPARABLE = 3
+SEEDS_DIFFER = "seed list differs"  # sample_difference's phrase for other seeds alone
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,17 @@ def seed_noise_band(base: list[float], cand: list[float], sigma: float) -> float
     return float(sigma * math.sqrt(pooled) * math.sqrt(1 / len(base) + 1 / len(cand)))
 
 
-def interval_of(metric: dict[str, Any]) -> tuple[float, float] | None:
-    """(low, high) of a value's bootstrap interval, when results.json has one."""
-    found = (metric.get("extra") or {}).get("interval")
+def interval_bounds(found: Any) -> tuple[float, float] | None:
+    """(low, high) of a recorded interval ({"low", "high", ...}), or None when there is none to read."""
     try:
         return (float(found["low"]), float(found["high"])) if found else None
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def interval_of(metric: dict[str, Any]) -> tuple[float, float] | None:
+    """(low, high) of a value's bootstrap interval, when results.json has one."""
+    return interval_bounds((metric.get("extra") or {}).get("interval"))
 
 
 def interval_band(bv: float, b: tuple[float, float], cv: float, c: tuple[float, float]) -> float:
@@ -160,7 +165,7 @@ def sample_difference(baseline: RunSummary, candidate: RunSummary) -> list[str]:
         return b[key] is not None and c[key] is not None and b[key] != c[key]
 
     out = []
-    if differ("sha256"):  # (the seed phrase must stay last: compare_runs lets intervals cover it)
+    if differ("sha256"):
         hashes = f"sha256 {str(b['sha256'])[:12]} vs {str(c['sha256'])[:12]}"
         out.append(f"prompt set differs: {b['name']} vs {c['name']} ({hashes})" if b["name"] != c["name"]
                    else f"prompt set {b['name']} differs in content ({hashes})")
@@ -169,7 +174,7 @@ def sample_difference(baseline: RunSummary, candidate: RunSummary) -> list[str]:
     elif differ("count"):
         out.append(f"prompt count differs: {b['count']} vs {c['count']}")
     if differ("seeds"):
-        out.append(f"seed list differs: {_seed_text(b['seeds'])} vs {_seed_text(c['seeds'])}")
+        out.append(f"{SEEDS_DIFFER}: {_seed_text(b['seeds'])} vs {_seed_text(c['seeds'])}")
     if not out and differ("n_images"):
         out.append(f"image count differs: {b['n_images']} vs {c['n_images']}")
     return out
@@ -192,7 +197,7 @@ def compare_runs(baseline: RunSummary, candidate: RunSummary, tolerances: dict[s
     tolerances = tolerances or {}
     differences = sample_difference(baseline, candidate)
     run_difference = "; ".join(differences)
-    seeds_only = len(differences) == 1 and differences[0].startswith("seed list differs")
+    seeds_only = len(differences) == 1 and differences[0].startswith(SEEDS_DIFFER)  # what intervals can cover
     base_m, cand_m = baseline.metrics, candidate.metrics
     names = [n for n in base_m if n in cand_m and (metrics is None or n in metrics)]
     if metrics:

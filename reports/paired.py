@@ -23,7 +23,8 @@ import torch
 from scipy import stats
 
 from benchkit.core.errors import BenchkitError
-from benchkit.core.rundir import RunDir
+from benchkit.core.rundir import RunDir, read_image
+from metrics.base import item_key, prompt_of
 from metrics.pair_distances import PAIR_DISTANCES, usable_distances
 from metrics.uncertainty import LEVEL, Strata, interval
 from reports.runs import RunSummary
@@ -83,33 +84,50 @@ class PairedComparison:
 
 
 def _flat(nested: dict[str, dict[str, float]]) -> dict[str, float]:
-    return {f"{p}\x1f{s}": float(v) for p, seeds in nested.items() for s, v in seeds.items()}
-
-
-def _records_by_key(run: RunSummary) -> dict[str, dict[str, Any]]:
-    return {f"{r['prompt_id']}\x1f{r['seed']}": r for r in run.records}
-
-
-def _strata(run: RunSummary) -> Strata | None:
-    fields = (run.manifest.get("prompt_set") or {}).get("group_fields") or []
-    return Strata.of_records(run.records, list(fields))
+    return {item_key({"prompt_id": p, "seed": s}): float(v) for p, seeds in nested.items() for s, v in seeds.items()}
 
 
 def _prompt_means(values: dict[str, float]) -> dict[str, float]:
     groups: dict[str, list[float]] = defaultdict(list)
     for key, v in values.items():
-        groups[key.split("\x1f")[0]].append(v)
+        groups[prompt_of(key)].append(v)
     return {p: float(np.mean(v)) for p, v in groups.items()}
 
 
-def _files(run: RunSummary, records: dict[str, dict[str, Any]], prompt: str) -> list[str]:
-    return [str(run.path / r["file"]) for k, r in sorted(records.items()) if k.split("\x1f")[0] == prompt]
+@dataclass
+class _Pairing:
+    """The two runs, their records by item key, the items they share and the baseline's strata."""
+
+    baseline: RunSummary
+    candidate: RunSummary
+
+    def __post_init__(self) -> None:
+        self.base_recs = {item_key(r): r for r in self.baseline.records}
+        self.cand_recs = {item_key(r): r for r in self.candidate.records}
+        self.keys = sorted(set(self.base_recs) & set(self.cand_recs))
+        self.prompt_text = {prompt_of(k): r.get("prompt", "") for k, r in self.base_recs.items()}
+        fields = (self.baseline.manifest.get("prompt_set") or {}).get("group_fields") or []
+        self.strata = Strata.of_records(self.baseline.records, list(fields))
+
+    def image(self, run: RunSummary, key: str) -> np.ndarray:
+        records = self.base_recs if run is self.baseline else self.cand_recs
+        return read_image(run.path / records[key]["file"])
+
+    def prompt_entry(self, prompt: str, what: str, value: float) -> dict[str, Any]:
+        """One prompt of a worst or farthest list: its text, ``what`` (delta or distance) and both runs' images."""
+
+        def files(run: RunSummary, records: dict[str, dict[str, Any]]) -> list[str]:
+            return [str(run.path / r["file"]) for k, r in sorted(records.items()) if prompt_of(k) == prompt]
+
+        return {"prompt_id": prompt, "prompt": self.prompt_text.get(prompt, ""), what: value,
+                "baseline_images": files(self.baseline, self.base_recs),
+                "candidate_images": files(self.candidate, self.cand_recs)}
 
 
-def _score(name: str, hib: bool, base: dict[str, float], cand: dict[str, float], keys: list[str], strata: Strata | None,
-           baseline: RunSummary, candidate: RunSummary, base_recs: dict, cand_recs: dict) -> PairedScore:
+def _score(pair: _Pairing, name: str, hib: bool, base: dict[str, float], cand: dict[str, float],
+           keys: list[str]) -> PairedScore:
     diff = {k: cand[k] - base[k] for k in keys}
-    iv = interval(diff, strata=strata)
+    iv = interval(diff, strata=pair.strata)
     sign = 1.0 if hib else -1.0
     verdict = "within noise"  # the interval of the difference holds 0
     if not iv["low"] <= 0 <= iv["high"]:
@@ -125,61 +143,47 @@ def _score(name: str, hib: bool, base: dict[str, float], cand: dict[str, float],
         p_value, rate_ci = float(test.pvalue), (float(ci.low), float(ci.high))
     else:
         p_value, rate_ci = 1.0, (0.0, 1.0)
-    prompt_text = {k.split("\x1f")[0]: r.get("prompt", "") for k, r in base_recs.items()}
     worst = sorted(gains, key=lambda p: (gains[p], p))[:WORST]
-    worst_prompts = [{"prompt_id": p, "prompt": prompt_text.get(p, ""), "delta": by_prompt[p],
-                      "baseline_images": _files(baseline, base_recs, p), "candidate_images": _files(candidate, cand_recs, p)}
-                     for p in worst if gains[p] < 0]
+    worst_prompts = [pair.prompt_entry(p, "delta", by_prompt[p]) for p in worst if gains[p] < 0]
     by_stratum = []
-    if strata is not None:
+    if pair.strata is not None:
         groups: dict[str, list[float]] = defaultdict(list)
         for p, d in by_prompt.items():
-            groups[strata.of_prompt.get(p, "")].append(d)
-        by_stratum = sorted(({"field": strata.field, "value": v, "delta": float(np.mean(ds)), "prompts": len(ds)}
+            groups[pair.strata.of_prompt.get(p, "")].append(d)
+        by_stratum = sorted(({"field": pair.strata.field, "value": v, "delta": float(np.mean(ds)), "prompts": len(ds)}
                              for v, ds in groups.items()), key=lambda g: sign * g["delta"])
     return PairedScore(name, hib, float(np.mean([base[k] for k in keys])), float(np.mean([cand[k] for k in keys])),
                        float(np.mean(list(diff.values()))), iv, verdict, wins, losses, ties,
                        (wins + ties / 2) / len(gains), rate_ci, p_value, worst_prompts, by_stratum)
 
 
-def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
-
-
-def _distances(keys: list[str], baseline: RunSummary, candidate: RunSummary, base_recs: dict, cand_recs: dict,
-               strata: Strata | None, device: torch.device, names: list[str] | None,
+def _distances(pair: _Pairing, device: torch.device, names: list[str] | None,
                left_out: dict[str, str]) -> list[PairedDistance]:
-    first = _read_image(baseline.path / base_recs[keys[0]]["file"])
-    chosen, skipped = usable_distances(first.shape, device, names)
+    keys = pair.keys
+    chosen, skipped = usable_distances(pair.image(pair.baseline, keys[0]).shape, device, names)
     left_out.update(skipped)
     if not chosen:
         return []
     values: dict[str, dict[str, float]] = {name: {} for name in chosen}
     for start in range(0, len(keys), _CHUNK):
         part = keys[start : start + _CHUNK]
-        a = [_read_image(baseline.path / base_recs[k]["file"]) for k in part]
-        b = [_read_image(candidate.path / cand_recs[k]["file"]) for k in part]
-        if any(x.shape != y.shape for x, y in zip(a, b)):
-            k = next(k for k, x, y in zip(part, a, b) if x.shape != y.shape)
-            raise BenchkitError(f"{candidate.path / cand_recs[k]['file']} is {b[part.index(k)].shape[:2]} and the "
-                                f"baseline's image of the same prompt and seed is {a[part.index(k)].shape[:2]}: "
-                                "paired distances need images of one size")
+        a = [pair.image(pair.baseline, k) for k in part]
+        b = [pair.image(pair.candidate, k) for k in part]
+        for k, x, y in zip(part, a, b):
+            if x.shape != y.shape:
+                raise BenchkitError(f"{pair.candidate.path / pair.cand_recs[k]['file']} is {y.shape[:2]} and the "
+                                    f"baseline's image of the same prompt and seed is {x.shape[:2]}: "
+                                    "paired distances need images of one size")
         for name, fn in chosen.items():
             for k, v in zip(part, fn(a, b)):
                 values[name][k] = float(v)
-    prompt_text = {k.split("\x1f")[0]: r.get("prompt", "") for k, r in base_recs.items()}
     out = []
     for name, per_item in values.items():
         by_prompt = _prompt_means(per_item)
         far = sorted(by_prompt, key=lambda p: (-by_prompt[p], p))[:WORST]
         out.append(PairedDistance(name, PAIR_DISTANCES[name].unit, float(np.mean(list(per_item.values()))),
-                                  interval(per_item, strata=strata),
-                                  [{"prompt_id": p, "prompt": prompt_text.get(p, ""), "distance": by_prompt[p],
-                                    "baseline_images": _files(baseline, base_recs, p),
-                                    "candidate_images": _files(candidate, cand_recs, p)} for p in far]))
+                                  interval(per_item, strata=pair.strata),
+                                  [pair.prompt_entry(p, "distance", by_prompt[p]) for p in far]))
     return out
 
 
@@ -198,14 +202,13 @@ def _distribution(baseline: RunSummary, candidate: RunSummary) -> list[dict[str,
 def paired_comparison(baseline: RunSummary, candidate: RunSummary, device: torch.device = torch.device("cpu"),
                       distances: list[str] | None = None) -> PairedComparison:
     """Pair ``candidate``'s images with ``baseline``'s by (prompt, seed); one line when they share too little."""
-    base_recs, cand_recs = _records_by_key(baseline), _records_by_key(candidate)
-    keys = sorted(set(base_recs) & set(cand_recs))
-    prompts = {k.split("\x1f")[0] for k in keys}
+    pair = _Pairing(baseline, candidate)
+    keys = pair.keys
+    prompts = {prompt_of(k) for k in keys}
     if len(prompts) < 2:
         raise BenchkitError(f"{candidate.path} and {baseline.path} share {len(keys)} (prompt, seed) items over "
                             f"{len(prompts)} prompts; a paired comparison needs the same prompts and seeds in both "
                             "(at least 2 prompts): evaluate them with the same --prompts and --seeds")
-    strata = _strata(baseline)
     base_scores, cand_scores = RunDir(baseline.path).item_scores(), RunDir(candidate.path).item_scores()
     left_out: dict[str, str] = {}
     scores = []
@@ -216,12 +219,11 @@ def paired_comparison(baseline: RunSummary, candidate: RunSummary, device: torch
             continue
         b, c = _flat(base_scores[name]["scores"]), _flat(cand_scores[name]["scores"])
         shared = [k for k in keys if k in b and k in c]
-        if len({k.split("\x1f")[0] for k in shared}) < 2:
+        if len({prompt_of(k) for k in shared}) < 2:
             left_out[name] = "fewer than 2 prompts scored in both runs"
             continue
         hib = base_scores[name].get("higher_is_better")
-        scores.append(_score(name, True if hib is None else bool(hib), b, c, shared, strata, baseline, candidate,
-                             base_recs, cand_recs))
-    dists = _distances(keys, baseline, candidate, base_recs, cand_recs, strata, device, distances, left_out)
+        scores.append(_score(pair, name, True if hib is None else bool(hib), b, c, shared))
+    dists = _distances(pair, device, distances, left_out)
     return PairedComparison(str(baseline.path), str(candidate.path), len(keys), len(prompts), scores, dists, left_out,
                             _distribution(baseline, candidate))

@@ -31,6 +31,7 @@ from benchkit.core.atomic import write_bytes_atomic
 from benchkit.core.errors import BenchkitError, describe_os_error
 from benchkit.core.rundir import read_image
 from metrics.breakdown import SEED_FIELD
+from reports.compare import interval_bounds
 from reports.plots import (
     LATENCY_DEFAULT,
     default_latency,
@@ -498,7 +499,7 @@ def paired_blocks(baseline: RunSummary, runs: list[RunSummary],
                   quality: str | None) -> tuple[list[PairedBlock], list[str]]:
     """reports.paired.paired_comparison of every other run with the baseline (a line for runs it cannot pair),
     and the section's notes."""
-    from reports.paired import paired_comparison
+    from reports.paired import paired_comparison  # (scipy's statistics load only for a report with a baseline)
 
     others = [run for run in runs if run is not baseline]
     shared = {run.label: _shared_prompts(baseline, run) for run in others}
@@ -528,20 +529,13 @@ def _signed(value: float) -> str:
     return text if text.startswith("-") or text == MISSING else "+" + text
 
 
-def _iv(found: dict[str, Any] | None) -> tuple[float, float] | None:
-    try:
-        return (float(found["low"]), float(found["high"])) if found else None
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def paired_lines(block: PairedBlock) -> list[tuple[str, str, str]]:
     """Each paired score and distance as one line: (text before the verdict, the verdict, text after it)."""
     pc = block.comparison
     lines = []
     for s in pc.scores:
         rate_low, rate_high = s.win_rate_interval
-        delta = format_interval(s.delta, _iv(s.interval))
+        delta = format_interval(s.delta, interval_bounds(s.interval))
         if not delta.startswith("-"):
             delta = "+" + delta
         lines.append((f"{s.name} ({'higher' if s.higher_is_better else 'lower'} is better): difference {delta}, ",
@@ -549,7 +543,7 @@ def paired_lines(block: PairedBlock) -> list[tuple[str, str, str]]:
                       f"rate {s.win_rate:.0%} [{rate_low:.0%}, {rate_high:.0%}], sign test p = {s.sign_test_p:.2g})"))
     for d in pc.distances:
         lines.append((f"{d.name} from the baseline's image of the same prompt and seed: "
-                      f"{format_interval(d.mean, _iv(d.interval))} {d.unit}", "", ""))
+                      f"{format_interval(d.mean, interval_bounds(d.interval))} {d.unit}", "", ""))
     if not lines:
         lines.append(("no per-image score both runs kept and no image distance to pair", "", ""))
     return lines

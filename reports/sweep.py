@@ -89,6 +89,7 @@ def sweep_report(run_paths: list[Path], out_dir: Path, quality: str | None = Non
     svg = quality_latency_plot(table, quality, NFE)
     if svg is not None:
         figures.append((f"{quality} against NFE (network evaluations per image)", svg))
+    timing = timing_rows(runs)
     report = write_report(list(run_paths), out_dir, title=title, figures=figures,
-                          tables=[("First run, second run and size, by setting", TIMING_HEADER, timing_rows(runs))])
-    return {"quality": quality, "pareto": pareto, "report": report, "timing": timing_rows(runs)}
+                          tables=[("First run, second run and size, by setting", TIMING_HEADER, timing)])
+    return {"quality": quality, "pareto": pareto, "report": report, "timing": timing}
